@@ -1,0 +1,711 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Tuning values of the HTTP side. Each of the defaults can be changed with a
+// flag (see main.go).
+const (
+	// defaultHeartbeat is how often an idle stream gets a comment line, so
+	// that proxies keep it open and dead peers are found.
+	defaultHeartbeat = 15 * time.Second
+	// defaultWriteTimeout bounds every write to a stream: a client that
+	// takes longer to accept one write is disconnected.
+	defaultWriteTimeout = 10 * time.Second
+	// defaultMaxContent is the longest message, in characters.
+	defaultMaxContent = 2000
+	// defaultMaxBody is the largest POST /post body, in bytes.
+	defaultMaxBody = 16 << 10
+	// maxUsername is the longest name, in characters.
+	maxUsername = 32
+	// maxWriteBatch bounds how many bytes of queued frames one write takes.
+	maxWriteBatch = 64 << 10
+	// probeWindow is how long a stream writer waits, at each heartbeat,
+	// for its peer's end-of-file before deciding the peer is still there.
+	probeWindow = time.Millisecond
+)
+
+// heartbeat is the comment line an idle stream receives.
+var heartbeat = []byte(": ping\n\n")
+
+//go:embed index.html
+var indexHTML []byte
+
+// serverConfig holds the settings of the HTTP handlers.
+type serverConfig struct {
+	heartbeat    time.Duration
+	writeTimeout time.Duration
+	maxContent   int
+	maxBody      int64
+	// pprof mounts net/http/pprof under /debug/pprof/.
+	pprof bool
+	// limiter rate-limits posts per address (nil: no limit).
+	limiter *rateLimiter
+	// addrOf returns the address a request counts against for limits.
+	addrOf func(*http.Request) string
+}
+
+// newServer returns the chat server's handler.
+func newServer(room *ChatRoom, stats *Stats, streams *streamTracker, health *atomic.Bool, cfg serverConfig, logger *slog.Logger) http.Handler {
+	if cfg.addrOf == nil {
+		cfg.addrOf = remoteHost
+	}
+	mux := http.NewServeMux()
+	addRoutes(mux, room, stats, streams, health, cfg, logger)
+	return secureHeaders(mux)
+}
+
+// addRoutes lists the whole API. Every path answers wrong methods with a
+// JSON 405 and an Allow header, and unknown paths with a JSON 404.
+func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *streamTracker, health *atomic.Bool, cfg serverConfig, logger *slog.Logger) {
+	routes := []struct {
+		method, path string
+		h            http.Handler
+	}{
+		{"GET", "/{$}", handleIndex(indexHTML)},
+		{"POST", "/post", handlePost(room, stats, cfg)},
+		{"GET", "/stream", handleStream(room, stats, streams, cfg, logger)},
+		{"GET", "/stats", handleStats(stats)},
+		{"GET", "/healthz", handleHealth(health)},
+		{"GET", "/metrics", handleMetrics(stats)},
+	}
+	allowed := map[string][]string{}
+	for _, rt := range routes {
+		mux.Handle(rt.method+" "+rt.path, rt.h)
+		if rt.method == "GET" {
+			allowed[rt.path] = append(allowed[rt.path], "GET", "HEAD")
+		} else {
+			allowed[rt.path] = append(allowed[rt.path], rt.method)
+		}
+	}
+	for path, methods := range allowed {
+		mux.Handle(path, handleMethodNotAllowed(strings.Join(methods, ", ")))
+	}
+	if cfg.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
+	mux.Handle("/", handleNotFound())
+}
+
+// secureHeaders adds the headers every response carries.
+func secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// errorBody is the JSON body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+// encode writes v as a JSON response with the given status.
+func encode[T any](w http.ResponseWriter, status int, v T) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	return nil
+}
+
+// writeError writes a JSON error response.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	_ = encode(w, status, errorBody{Error: msg})
+}
+
+// handleNotFound answers unknown paths.
+func handleNotFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+truncate(r.URL.Path, 100))
+	})
+}
+
+// handleMethodNotAllowed answers a known path requested with a method it
+// does not support.
+func handleMethodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", truncate(r.Method, 20), allow))
+	})
+}
+
+// handleIndex serves the page with a Content-Security-Policy that allows
+// exactly its own inline script and style and nothing from elsewhere.
+func handleIndex(page []byte) http.Handler {
+	csp := pageCSP(page)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", csp)
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("Content-Length", strconv.Itoa(len(page)))
+		if r.Method == http.MethodHead {
+			return
+		}
+		_, _ = w.Write(page)
+	})
+}
+
+// pageCSP returns the Content-Security-Policy for page: its first inline
+// <script> and <style> are allowed by their SHA-256 hashes.
+func pageCSP(page []byte) string {
+	hash := func(open, closing string) string {
+		i := bytes.Index(page, []byte(open))
+		if i < 0 {
+			return "'none'"
+		}
+		body := page[i+len(open):]
+		j := bytes.Index(body, []byte(closing))
+		if j < 0 {
+			return "'none'"
+		}
+		sum := sha256.Sum256(body[:j])
+		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	return "default-src 'none'; script-src " + hash("<script>", "</script>") +
+		"; style-src " + hash("<style>", "</style>") +
+		"; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
+
+// handleStats serves the statistics as JSON.
+func handleStats(stats *Stats) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		_ = encode(w, http.StatusOK, stats.Snapshot())
+	})
+}
+
+// handleHealth answers 200 while the server is serving and 503 once
+// shutdown has begun (health is set).
+func handleHealth(shuttingDown *atomic.Bool) http.Handler {
+	type response struct {
+		Status string `json:"status"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if shuttingDown.Load() {
+			_ = encode(w, http.StatusServiceUnavailable, response{"shutting down"})
+			return
+		}
+		_ = encode(w, http.StatusOK, response{"ok"})
+	})
+}
+
+// apiError is a client error with its HTTP status.
+type apiError struct {
+	status int
+	msg    string
+}
+
+// Error returns the message.
+func (e *apiError) Error() string { return e.msg }
+
+// badRequest returns a 400 error with a formatted message.
+func badRequest(format string, args ...any) *apiError {
+	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+}
+
+// postInput is a validated message from POST /post.
+type postInput struct {
+	Username, Content string
+}
+
+// newlines turns CRLF and CR line ends into LF.
+var newlines = strings.NewReplacer("\r\n", "\n", "\r", "\n")
+
+// parsePost decodes and validates the body of POST /post, sent with the
+// given Content-Type. It accepts a JSON object or a form with the fields
+// username and content.
+func parsePost(contentType string, body []byte, maxContent int) (postInput, *apiError) {
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if err != nil && contentType != "" {
+		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "charset must be utf-8"}
+	}
+	var in postInput
+	switch mediaType {
+	case "application/json":
+		if !utf8.Valid(body) {
+			return postInput{}, badRequest("body is not valid UTF-8")
+		}
+		var fields struct {
+			Username string `json:"username"`
+			Content  string `json:"content"`
+		}
+		if e := decodeJSON(body, &fields); e != nil {
+			return postInput{}, e
+		}
+		in = postInput(fields)
+	case "application/x-www-form-urlencoded":
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return postInput{}, badRequest("malformed form body")
+		}
+		for k, v := range form {
+			if k != "username" && k != "content" {
+				return postInput{}, badRequest("unknown field %q", truncate(k, 40))
+			}
+			if len(v) > 1 {
+				return postInput{}, badRequest("field %q given more than once", k)
+			}
+		}
+		in = postInput{Username: form.Get("username"), Content: form.Get("content")}
+		if !utf8.ValidString(in.Username) || !utf8.ValidString(in.Content) {
+			return postInput{}, badRequest("body is not valid UTF-8")
+		}
+	default:
+		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
+	}
+	return validatePost(in, maxContent)
+}
+
+// decodeJSON decodes body, which must hold exactly one JSON object with no
+// unknown fields, into v.
+func decodeJSON(body []byte, v any) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var syntax *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return badRequest("body is empty; send a JSON object with username and content")
+		case errors.As(err, &syntax):
+			return badRequest("malformed JSON at byte %d", syntax.Offset)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return badRequest("malformed JSON: unexpected end of body")
+		case errors.As(err, &typ):
+			if typ.Field == "" {
+				return badRequest("body must be a JSON object")
+			}
+			return badRequest("%s must be a string", typ.Field)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return badRequest("unknown field %s", truncate(strings.TrimPrefix(err.Error(), "json: unknown field "), 40))
+		default:
+			return badRequest("malformed JSON")
+		}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("body must hold a single JSON object")
+	}
+	return nil
+}
+
+// validatePost trims and checks a message.
+func validatePost(in postInput, maxContent int) (postInput, *apiError) {
+	in.Username = strings.TrimSpace(in.Username)
+	in.Content = strings.TrimSpace(newlines.Replace(in.Content))
+	switch {
+	case in.Username == "":
+		return in, badRequest("username is required")
+	case utf8.RuneCountInString(in.Username) > maxUsername:
+		return in, badRequest("username is longer than %d characters", maxUsername)
+	case strings.ContainsFunc(in.Username, unicode.IsControl):
+		return in, badRequest("username must not contain control characters")
+	case in.Content == "":
+		return in, badRequest("content is required")
+	case utf8.RuneCountInString(in.Content) > maxContent:
+		return in, &apiError{http.StatusBadRequest, fmt.Sprintf("content is longer than %d characters", maxContent)}
+	case strings.ContainsFunc(in.Content, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
+		return in, badRequest("content must not contain control characters other than newline and tab")
+	}
+	return in, nil
+}
+
+// handlePost accepts a message and answers 201 with it once every client
+// has it queued (and, with a journal, once it is durable).
+func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		defer func() { stats.postLatency.observe(time.Since(start), 1) }()
+		fail := func(status int, msg string) {
+			stats.rejectedPost()
+			writeError(w, status, msg)
+		}
+		if cfg.limiter != nil {
+			if ok, wait := cfg.limiter.allow(cfg.addrOf(r), time.Now()); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+				fail(http.StatusTooManyRequests, "too many messages; slow down")
+				return
+			}
+		}
+		if r.ContentLength > cfg.maxBody {
+			w.Header().Set("Connection", "close")
+			fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", cfg.maxBody))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.maxBody))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", cfg.maxBody))
+				return
+			}
+			fail(http.StatusBadRequest, "could not read body")
+			return
+		}
+		in, apiErr := parsePost(r.Header.Get("Content-Type"), body, cfg.maxContent)
+		if apiErr != nil {
+			fail(apiErr.status, apiErr.msg)
+			return
+		}
+		msg, err := room.Post(r.Context(), in.Username, in.Content)
+		switch {
+		case err == nil:
+			_ = encode(w, http.StatusCreated, msg)
+		case errors.Is(err, errRoomClosed):
+			w.Header().Set("Retry-After", "2")
+			fail(http.StatusServiceUnavailable, "server is shutting down")
+		case errors.Is(err, errJournalBusy):
+			w.Header().Set("Retry-After", "1")
+			fail(http.StatusServiceUnavailable, "server busy; try again")
+		case r.Context().Err() != nil:
+			// The poster has gone; nobody to answer.
+			stats.rejectedPost()
+		default:
+			fail(http.StatusInternalServerError, "could not store the message")
+		}
+	})
+}
+
+// resumePosition returns where a stream request wants to resume: the
+// Last-Event-ID header, or else the lastEventId query parameter (which a
+// page uses on its first connection). It returns nil for a new client.
+func resumePosition(r *http.Request) (*position, error) {
+	id := r.Header.Get("Last-Event-ID")
+	if id == "" {
+		id = r.URL.Query().Get("lastEventId")
+	}
+	if id == "" {
+		return nil, nil
+	}
+	epoch, seq, err := parseID(id)
+	if err != nil {
+		return nil, fmt.Errorf("invalid Last-Event-ID: %w", err)
+	}
+	return &position{id: id, epoch: epoch, seq: seq}, nil
+}
+
+// remoteHost returns the host part of the request's remote address.
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// handleStream serves GET /stream as Server-Sent Events. On HTTP/1.x it
+// takes the connection over from net/http (Hijack) and hands it to one
+// writer goroutine, which is all a stream then costs; on HTTP/2 the handler
+// itself is the writer.
+func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serverConfig, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		from, err := resumePosition(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		if r.Method == http.MethodHead {
+			return
+		}
+		addr := cfg.addrOf(r)
+		c, head, err := room.Join(r.Context(), addr, from)
+		if err != nil {
+			h.Del("Content-Type")
+			switch {
+			case errors.Is(err, errRoomFull):
+				stats.rejectedStream()
+				h.Set("Retry-After", "5")
+				writeError(w, http.StatusServiceUnavailable, "server full; retry later")
+			case errors.Is(err, errTooManyStreams):
+				stats.rejectedStream()
+				h.Set("Retry-After", "5")
+				writeError(w, http.StatusTooManyRequests, "too many streams from your address")
+			case errors.Is(err, errRoomClosed):
+				h.Set("Retry-After", "2")
+				writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			}
+			return
+		}
+		logger.Debug("stream opened", "addr", addr, "resume", from != nil)
+		s := &stream{room: room, c: c, stats: stats, heartbeat: cfg.heartbeat, writeTimeout: cfg.writeTimeout}
+		rc := http.NewResponseController(w)
+		if r.ProtoMajor == 1 {
+			if conn, _, err := rc.Hijack(); err == nil {
+				_ = conn.SetDeadline(time.Time{})
+				s.out = &rawConn{Conn: conn}
+				head = append(appendResponseHead(nil, h), head...)
+				streams.start(conn, func() {
+					s.run(head, nil)
+					logger.Debug("stream closed", "addr", addr)
+				})
+				return
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+		s.out = &responseConn{w: w, rc: rc}
+		s.run(head, r.Context().Done())
+		logger.Debug("stream closed", "addr", addr)
+	})
+}
+
+// appendResponseHead appends the status line and headers of a stream
+// response on a hijacked HTTP/1.1 connection. The body then runs until the
+// connection closes.
+func appendResponseHead(dst []byte, h http.Header) []byte {
+	var b bytes.Buffer
+	b.Write(dst)
+	b.WriteString("HTTP/1.1 200 OK\r\n")
+	_ = h.Write(&b)
+	b.WriteString("Connection: close\r\n\r\n")
+	return b.Bytes()
+}
+
+// sseConn is where one stream writer sends its bytes.
+type sseConn interface {
+	// write writes p before deadline, flushing it to the client.
+	write(p []byte, deadline time.Time) error
+	// alive reports false once the peer is known to have gone.
+	alive() bool
+	// close releases the connection.
+	close()
+}
+
+// rawConn is a hijacked HTTP/1.x connection.
+type rawConn struct {
+	net.Conn
+	// probe receives what alive reads.
+	probe [1]byte
+}
+
+// write writes p with a write deadline.
+func (c *rawConn) write(p []byte, deadline time.Time) error {
+	if err := c.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	_, err := c.Write(p)
+	return err
+}
+
+// alive waits probeWindow for the peer's end-of-file or reset: a reader
+// never sends anything after its request, so anything but a timeout means
+// it has gone.
+func (c *rawConn) alive() bool {
+	if err := c.SetReadDeadline(time.Now().Add(probeWindow)); err != nil {
+		return false
+	}
+	_, err := c.Read(c.probe[:])
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// close closes the connection.
+func (c *rawConn) close() { _ = c.Close() }
+
+// responseConn is a stream written through net/http (HTTP/2).
+type responseConn struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+// write writes and flushes p with a write deadline.
+func (c *responseConn) write(p []byte, deadline time.Time) error {
+	if err := c.rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	if _, err := c.w.Write(p); err != nil {
+		return err
+	}
+	return c.rc.Flush()
+}
+
+// alive reports true: net/http tells the handler when the peer goes.
+func (c *responseConn) alive() bool { return true }
+
+// close does nothing: net/http owns the connection.
+func (c *responseConn) close() {}
+
+// stream is one subscriber's writer: the only goroutine that writes to its
+// connection.
+type stream struct {
+	room         *ChatRoom
+	c            *client
+	out          sseConn
+	stats        *Stats
+	heartbeat    time.Duration
+	writeTimeout time.Duration
+}
+
+// batchPool holds buffers for writes that join several queued frames.
+var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// run writes head, then everything from the client's queue, until the
+// client goes (gone, or a failed write), the room shuts down or the hub
+// closes the queue. It is one select over those and the heartbeat ticker.
+func (s *stream) run(head []byte, gone <-chan struct{}) {
+	defer s.out.close()
+	defer s.room.Leave(s.c)
+	if s.write(head, 0) != nil {
+		return
+	}
+	var tick <-chan time.Time
+	if s.heartbeat > 0 {
+		t := time.NewTicker(s.heartbeat)
+		defer t.Stop()
+		tick = t.C
+	}
+	idle := true
+	for {
+		select {
+		case <-gone:
+			return
+		case <-s.room.Done():
+			return
+		case <-tick:
+			if !idle {
+				idle = true
+				continue
+			}
+			if !s.out.alive() || s.write(heartbeat, 0) != nil {
+				return
+			}
+		case f, ok := <-s.c.frames():
+			if !ok || s.send(f) != nil {
+				return
+			}
+			idle = false
+		}
+	}
+}
+
+// send writes f and whatever else is already queued (up to maxWriteBatch
+// bytes) with one write.
+func (s *stream) send(f *frame) error {
+	queue := s.c.frames()
+	if len(queue) == 0 {
+		if err := s.write(f.data, f.n); err != nil {
+			return err
+		}
+		s.stats.deliveryLatency.observe(time.Since(f.at), f.n)
+		return nil
+	}
+	bp := batchPool.Get().(*[]byte)
+	buf, n := append((*bp)[:0], f.data...), f.n
+	oldest := f.at
+	for len(queue) > 0 && len(buf) < maxWriteBatch {
+		next, ok := <-queue
+		if !ok {
+			break
+		}
+		buf, n = append(buf, next.data...), n+next.n
+	}
+	err := s.write(buf, n)
+	if err == nil {
+		s.stats.deliveryLatency.observe(time.Since(oldest), n)
+	}
+	*bp = buf[:0]
+	batchPool.Put(bp)
+	return err
+}
+
+// write writes p, which holds n chat messages, within the write timeout.
+func (s *stream) write(p []byte, n int) error {
+	if err := s.out.write(p, time.Now().Add(s.writeTimeout)); err != nil {
+		return err
+	}
+	s.stats.delivered(n)
+	return nil
+}
+
+// streamTracker knows the stream writers running on hijacked connections,
+// which http.Server no longer tracks, so that shutdown can wait for them
+// and cut short the writes of any that hang.
+type streamTracker struct {
+	wg sync.WaitGroup
+	// mu guards conns.
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// newStreamTracker returns an empty tracker.
+func newStreamTracker() *streamTracker {
+	return &streamTracker{conns: make(map[net.Conn]struct{})}
+}
+
+// start runs serve in a new goroutine that owns conn.
+func (t *streamTracker) start(conn net.Conn, serve func()) {
+	t.mu.Lock()
+	t.conns[conn] = struct{}{}
+	t.mu.Unlock()
+	t.wg.Go(func() {
+		defer func() {
+			t.mu.Lock()
+			delete(t.conns, conn)
+			t.mu.Unlock()
+		}()
+		serve()
+	})
+}
+
+// interrupt makes every pending and future write on the tracked
+// connections fail at once.
+func (t *streamTracker) interrupt() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		_ = c.SetDeadline(time.Now())
+	}
+}
+
+// wait waits up to timeout for every tracked writer to return and reports
+// whether they did.
+func (t *streamTracker) wait(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		t.wg.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C:
+		return false
+	}
+}

@@ -1,0 +1,285 @@
+// Command chat serves a real-time chat room: a web page, POST /post to send
+// a message, GET /stream to receive them as Server-Sent Events, and GET
+// /stats, /metrics and /healthz for operators.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Server timeouts and shutdown bounds.
+const (
+	// readHeaderTimeout cuts clients that dribble their request headers.
+	readHeaderTimeout = 5 * time.Second
+	// readTimeout bounds reading a whole request, body included.
+	readTimeout = 15 * time.Second
+	// idleTimeout closes idle keep-alive connections.
+	idleTimeout = 2 * time.Minute
+	// maxHeaderBytes bounds request headers.
+	maxHeaderBytes = 64 << 10
+	// streamDrain is how long shutdown lets streams finish their queued
+	// writes before it cuts them.
+	streamDrain = 2 * time.Second
+	// shutdownTimeout bounds the rest of shutdown (requests in flight).
+	shutdownTimeout = 2 * time.Second
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "%s\n", err)
+		os.Exit(1)
+	}
+}
+
+// config holds everything the command line sets.
+type config struct {
+	addr, data, logFormat, logLevel string
+	tlsCert, tlsKey, trustedProxies string
+	history, backlog, clientBuffer  int
+	maxContent, maxBody             int
+	maxStreams, maxStreamsPerAddr   int
+	postBurst                       int
+	postRate                        float64
+	heartbeat, statsInterval        time.Duration
+	writeTimeout, coalesce          time.Duration
+	pprof                           bool
+}
+
+// parseFlags reads the flags, falling back to CHAT_* environment variables
+// for flags not given. Flags win.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", ":6969", "address to listen on")
+	fs.IntVar(&c.history, "history", defaultHistory, "messages kept in history")
+	fs.IntVar(&c.backlog, "backlog", defaultBacklog, "messages a new client receives from history")
+	fs.IntVar(&c.clientBuffer, "client-buffer", defaultClientBuffer, "frames queued per client before it is disconnected as slow")
+	fs.DurationVar(&c.heartbeat, "heartbeat", defaultHeartbeat, "interval of heartbeat comments on idle streams (0: none)")
+	fs.DurationVar(&c.statsInterval, "stats-interval", 5*time.Second, "interval of the statistics log line (0: off)")
+	fs.IntVar(&c.maxContent, "max-content", defaultMaxContent, "longest message, in characters")
+	fs.IntVar(&c.maxBody, "max-body", defaultMaxBody, "largest POST body, in bytes")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", defaultWriteTimeout, "time a stream client has to accept one write")
+	fs.DurationVar(&c.coalesce, "coalesce", 0, "wait up to this long to send several messages in one write (0: send at once)")
+	fs.StringVar(&c.data, "data", "", "journal file that keeps history across restarts (empty: memory only)")
+	fs.IntVar(&c.maxStreams, "max-streams", defaultMaxStreams, "most streams open at once (0: no limit)")
+	fs.IntVar(&c.maxStreamsPerAddr, "max-streams-per-addr", defaultMaxStreamsPerAddr, "most streams per client address (0: no limit)")
+	fs.Float64Var(&c.postRate, "post-rate", defaultPostRate, "posts per second per client address (0: no limit)")
+	fs.IntVar(&c.postBurst, "post-burst", defaultPostBurst, "posts one client address may make at once")
+	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated proxy addresses or prefixes whose X-Forwarded-For is believed")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (serves HTTPS and HTTP/2 with -tls-key)")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve profiles under /debug/pprof/")
+	fs.VisitAll(func(f *flag.Flag) {
+		f.Usage += " (env " + envName(f.Name) + ")"
+	})
+	if err := fs.Parse(args[1:]); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" && !given[f.Name] && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+			}
+		}
+	})
+	if err != nil {
+		return c, err
+	}
+	switch {
+	case c.history < 0, c.backlog < 0, c.clientBuffer < 1, c.maxContent < 1, c.maxBody < 64,
+		c.maxStreams < 0, c.maxStreamsPerAddr < 0, c.postRate < 0, c.postBurst < 0:
+		return c, errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
+	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.coalesce < 0:
+		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
+	case (c.tlsCert == "") != (c.tlsKey == ""):
+		return c, errors.New("-tls-cert and -tls-key go together")
+	case c.logFormat != "text" && c.logFormat != "json":
+		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	}
+	return c, nil
+}
+
+// envName returns the environment variable that backs a flag.
+func envName(flagName string) string {
+	return "CHAT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// newLogger returns the logger the flags ask for.
+func newLogger(c config, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// run starts the server and blocks until ctx ends or a SIGINT or SIGTERM
+// arrives, then shuts down: it stops accepting, ends every stream, waits
+// for requests in flight and returns.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := parseFlags(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, stderr)
+}
+
+// serve runs the server with cfg until ctx ends.
+func serve(ctx context.Context, cfg config, logOut io.Writer) error {
+	logger, err := newLogger(cfg, logOut)
+	if err != nil {
+		return err
+	}
+	trusted, err := parseTrustedProxies(cfg.trustedProxies)
+	if err != nil {
+		return err
+	}
+
+	stats := NewStats()
+	roomCfg := RoomConfig{
+		History:           cfg.history,
+		Backlog:           cfg.backlog,
+		ClientBuffer:      cfg.clientBuffer,
+		Coalesce:          cfg.coalesce,
+		MaxStreams:        cfg.maxStreams,
+		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
+	}
+	var wg sync.WaitGroup
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	defer func() {
+		stopStore()
+		wg.Wait()
+	}()
+	if cfg.data != "" {
+		store, recovered, err := OpenStore(cfg.data, cfg.history, logger)
+		if err != nil {
+			return fmt.Errorf("open journal: %w", err)
+		}
+		roomCfg.Journal, roomCfg.Recovered = store, recovered
+		wg.Go(func() { store.Run(storeCtx) })
+		logger.Info("journal opened", "path", cfg.data, "messages", len(recovered))
+	}
+	room := NewChatRoom(roomCfg, stats)
+	roomCtx, stopRoom := context.WithCancel(context.Background())
+	defer stopRoom()
+	wg.Go(func() { room.Run(roomCtx) })
+
+	monCtx, stopMonitor := context.WithCancel(context.Background())
+	defer stopMonitor()
+	wg.Go(func() { runMonitor(monCtx, cfg.statsInterval, stats, logger) })
+
+	streams := newStreamTracker()
+	var shuttingDown atomic.Bool
+	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
+		heartbeat:    cfg.heartbeat,
+		writeTimeout: cfg.writeTimeout,
+		maxContent:   cfg.maxContent,
+		maxBody:      int64(cfg.maxBody),
+		pprof:        cfg.pprof,
+		limiter:      newRateLimiter(cfg.postRate, cfg.postBurst),
+		addrOf:       clientAddrFunc(trusted),
+	}, logger)
+
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		// No WriteTimeout: it would cut long-lived HTTP/2 streams. Every
+		// stream write has its own deadline instead, and other responses
+		// are small.
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	scheme := "http"
+	if cfg.tlsCert != "" {
+		scheme = "https"
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()))
+
+	serveErr := make(chan error, 1)
+	go func() {
+		if cfg.tlsCert != "" {
+			serveErr <- srv.ServeTLS(ln, cfg.tlsCert, cfg.tlsKey)
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+
+	select {
+	case err := <-serveErr:
+		stopRoom()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shuttingDown.Store(true)
+
+	// Stop accepting first, then end every stream: the room closes each
+	// client's queue, writers finish what is queued and close their
+	// connections; writers still blocked after streamDrain are cut.
+	_ = ln.Close()
+	stopRoom()
+	if !streams.wait(streamDrain) {
+		streams.interrupt()
+		streams.wait(time.Second)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+	}
+	stopMonitor()
+	logger.Info("stopped", "messages", stats.Snapshot().MessagesPosted)
+	return nil
+}
+
+// displayAddr returns addr in a form a browser accepts ("localhost:6969"
+// for a wildcard address).
+func displayAddr(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
