@@ -84,7 +84,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		h            http.Handler
 	}{
 		{"GET", "/{$}", handleIndex(indexHTML)},
-		{"POST", "/post", handlePost(room, stats, cfg)},
+		{"POST", "/post", crossOriginProtection(handlePost(room, stats, cfg))},
 		{"GET", "/stream", handleStream(room, stats, streams, cfg, logger)},
 		{"GET", "/stats", handleStats(stats)},
 		{"GET", "/healthz", handleHealth(health)},
@@ -115,6 +115,17 @@ func secureHeaders(next http.Handler) http.Handler {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		next.ServeHTTP(w, r)
 	})
+}
+
+// crossOriginProtection refuses cross-site browser requests (a form or
+// fetch from another origin's page) with a JSON 403. Requests without
+// browser fetch metadata, such as curl's, and same-origin pages pass.
+func crossOriginProtection(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused")
+	}))
+	return cop.Handler(next)
 }
 
 // errorBody is the JSON body of every error response.

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// latencyFigures summarises a histogram in milliseconds.
+type latencyFigures struct {
+	Count  uint64  `json:"count"`
+	P50ms  float64 `json:"p50_ms"`
+	P90ms  float64 `json:"p90_ms"`
+	P99ms  float64 `json:"p99_ms"`
+	P999ms float64 `json:"p999_ms"`
+	MaxMs  float64 `json:"max_ms"`
+	MeanMs float64 `json:"mean_ms"`
+}
+
+// newLatencyFigures reads the percentiles of h (microseconds).
+func newLatencyFigures(h *hist) latencyFigures {
+	ms := func(us uint64) float64 { return float64(us) / 1000 }
+	return latencyFigures{
+		Count:  h.total.Load(),
+		P50ms:  ms(h.quantile(0.50)),
+		P90ms:  ms(h.quantile(0.90)),
+		P99ms:  ms(h.quantile(0.99)),
+		P999ms: ms(h.quantile(0.999)),
+		MaxMs:  ms(h.max.Load()),
+		MeanMs: h.mean() / 1000,
+	}
+}
+
+// report holds every figure of a run; it is printed as one JSON line.
+type report struct {
+	URL         string `json:"url"`
+	RunTag      string `json:"run_tag"`
+	Interrupted bool   `json:"interrupted"`
+	// Clean is true when nothing was lost, duplicated or reordered and every
+	// stream opened.
+	Clean bool `json:"clean"`
+
+	Subs          int     `json:"subs"`
+	SubsReady     int     `json:"subs_ready"`
+	SubsFailed    int     `json:"subs_failed"`
+	SubsEligible  int     `json:"subs_eligible"`
+	SubsWithLoss  int     `json:"subs_with_loss"`
+	Sources       int     `json:"sources"`
+	ConnectSecs   float64 `json:"connect_seconds"`
+	ConnectPerSec float64 `json:"connects_per_second"`
+	HoldSecs      float64 `json:"hold_seconds"`
+	SettleSecs    float64 `json:"settle_seconds"`
+
+	Rate           float64        `json:"rate"`
+	Duration       float64        `json:"duration_seconds"`
+	Posters        int            `json:"posters"`
+	PostsAttempted int64          `json:"posts_attempted"`
+	PostsOK        int64          `json:"posts_ok"`
+	PostsFailed    int64          `json:"posts_failed"`
+	PostsByStatus  map[string]int `json:"posts_failed_by_status"`
+	PostsUnsent    int64          `json:"posts_unsent"`
+	PostsPerSec    float64        `json:"posts_per_second"`
+	PostRTT        latencyFigures `json:"post_rtt"`
+
+	Expected     int64   `json:"deliveries_expected"`
+	Delivered    int64   `json:"deliveries_delivered"`
+	Lost         int64   `json:"deliveries_lost"`
+	Duplicated   int64   `json:"deliveries_duplicated"`
+	OutOfOrder   int64   `json:"deliveries_out_of_order"`
+	Unacked      int64   `json:"deliveries_unacked"`
+	RunDelivered int64   `json:"deliveries_total"`
+	DelivPerSec  float64 `json:"deliveries_per_second"`
+	Foreign      int64   `json:"events_foreign"`
+	IDMismatch   int64   `json:"events_id_mismatch"`
+	BadEvents    int64   `json:"events_bad"`
+	OtherTypes   int64   `json:"events_other_type"`
+	BeforePre    int64   `json:"events_before_preamble"`
+
+	Reconnects   int64          `json:"reconnects"`
+	Resets       int64          `json:"resets"`
+	StreamStatus map[string]int `json:"stream_status"`
+	Errors       map[string]int `json:"errors"`
+
+	Latency        latencyFigures `json:"latency"`
+	ServerToArrive latencyFigures `json:"server_time_to_arrival"`
+
+	ServerCPUSecs        float64 `json:"server_cpu_seconds"`
+	ServerDelivPerCPU    float64 `json:"server_deliveries_per_cpu_second"`
+	ServerDeliveries     int64   `json:"server_deliveries_delta"`
+	ServerSlowDisconn    int64   `json:"server_slow_disconnects_delta"`
+	ServerRSSBefore      int64   `json:"server_rss_before"`
+	ServerRSSStreams     int64   `json:"server_rss_streams"`
+	ServerRSSEnd         int64   `json:"server_rss_end"`
+	ServerBytesPerStream float64 `json:"server_bytes_per_stream"`
+	ServerGorBefore      int64   `json:"server_goroutines_before"`
+	ServerGorStreams     int64   `json:"server_goroutines_streams"`
+	ServerGorEnd         int64   `json:"server_goroutines_end"`
+
+	ServerBefore  *serverStats `json:"server_before"`
+	ServerStreams *serverStats `json:"server_streams"`
+	ServerEnd     *serverStats `json:"server_end"`
+
+	ToolCPUSecs    float64 `json:"tool_cpu_seconds"`
+	ToolUsPerDeliv float64 `json:"tool_us_per_delivery"`
+	ToolMaxRSS     int64   `json:"tool_max_rss_bytes"`
+
+	// MachineCPUSecs is the whole machine's busy CPU time over the same
+	// window as ServerCPUSecs and ToolCPUSecs (posting and settle);
+	// OtherCPUSecs is what other processes used then: noise.
+	MachineCPUSecs float64 `json:"machine_cpu_seconds"`
+	OtherCPUSecs   float64 `json:"other_processes_cpu_seconds"`
+	WindowSecs     float64 `json:"measure_window_seconds"`
+}
+
+// fill computes the figures from the stopped run.
+func (rep *report) fill(r *loadRun, toolCPU time.Duration, toolMaxRSS int64) {
+	pr := &r.posts
+	rep.SubsFailed = int(r.subsFailed.Load())
+	rep.PostsAttempted = pr.attempted.Load()
+	rep.PostsOK = pr.ok.Load()
+	rep.PostsFailed = pr.failed.Load()
+	rep.PostsUnsent = int64(r.maxMsgs) - rep.PostsAttempted
+	pr.mu.Lock()
+	rep.PostsByStatus = pr.byStatus
+	pr.mu.Unlock()
+	if first, last := pr.firstSend.Load(), pr.lastAck.Load(); last > first && first != 0 {
+		rep.PostsPerSec = float64(rep.PostsOK) / (float64(last-first) / 1e9)
+	}
+	rep.PostRTT = newLatencyFigures(&pr.rtt)
+
+	acked := make([]uint64, (r.maxMsgs+63)/64)
+	for n, id := range pr.acks {
+		if id != (msgID{}) {
+			acked[n/64] |= 1 << (n % 64)
+		}
+	}
+	firstPost := r.firstPost.Load()
+	var lastArrival int64
+	for _, s := range r.subs {
+		if s == nil {
+			continue
+		}
+		rep.Duplicated += s.dups
+		rep.OutOfOrder += s.outOfOrder
+		rep.Foreign += s.foreign
+		rep.IDMismatch += s.idMismatch
+		rep.BadEvents += s.badEvents
+		rep.OtherTypes += s.otherTypes
+		rep.BeforePre += s.beforePre
+		rep.RunDelivered += s.delivered.Load()
+		rep.Unacked += popcountAndNot(s.got, acked)
+		lastArrival = max(lastArrival, s.lastArrival)
+		if s.readyAt != 0 && (firstPost == 0 || s.readyAt < firstPost) {
+			rep.SubsEligible++
+			got := popcountAnd(s.got, acked)
+			rep.Delivered += got
+			if got < rep.PostsOK {
+				rep.SubsWithLoss++
+			}
+		}
+	}
+	rep.Expected = rep.PostsOK * int64(rep.SubsEligible)
+	rep.Lost = rep.Expected - rep.Delivered
+	if lastArrival > firstPost && firstPost != 0 {
+		rep.DelivPerSec = float64(rep.RunDelivered) / (float64(lastArrival-firstPost) / 1e9)
+	}
+	rep.Reconnects = r.reconnects.Load()
+	rep.Resets = r.resets.Load()
+
+	r.errMu.Lock()
+	rep.StreamStatus = map[string]int{}
+	for st, n := range r.streamStatus {
+		rep.StreamStatus[strconv.Itoa(st)] = n
+	}
+	rep.Errors = r.errorKinds
+	if r.errorsOther > 0 {
+		rep.Errors["(other errors)"] = r.errorsOther
+	}
+	r.errMu.Unlock()
+
+	rep.Latency = newLatencyFigures(r.lat.merged())
+	rep.ServerToArrive = newLatencyFigures(r.srvLat.merged())
+
+	b, st, e := rep.ServerBefore, rep.ServerStreams, rep.ServerEnd
+	if b != nil {
+		rep.ServerRSSBefore, rep.ServerGorBefore = b.RSSBytes, b.Goroutines
+	}
+	if st != nil {
+		rep.ServerRSSStreams, rep.ServerGorStreams = st.RSSBytes, st.Goroutines
+	}
+	if e != nil {
+		rep.ServerRSSEnd, rep.ServerGorEnd = e.RSSBytes, e.Goroutines
+	}
+	if b != nil && st != nil && rep.SubsReady > 0 && b.RSSBytes > 0 {
+		rep.ServerBytesPerStream = float64(st.RSSBytes-b.RSSBytes) / float64(rep.SubsReady)
+	}
+	if st != nil && e != nil {
+		rep.ServerCPUSecs = e.CPUSeconds - st.CPUSeconds
+		rep.ServerDeliveries = e.Deliveries - st.Deliveries
+		rep.ServerSlowDisconn = e.SlowDisconnects - st.SlowDisconnects
+		if rep.ServerCPUSecs > 0 {
+			rep.ServerDelivPerCPU = float64(rep.Delivered) / rep.ServerCPUSecs
+		}
+	}
+	rep.ToolCPUSecs = toolCPU.Seconds()
+	if n := rep.RunDelivered + rep.Duplicated; n > 0 {
+		rep.ToolUsPerDeliv = float64(toolCPU.Microseconds()) / float64(n)
+	}
+	rep.ToolMaxRSS = toolMaxRSS
+	if rep.MachineCPUSecs > 0 {
+		rep.OtherCPUSecs = max(0, rep.MachineCPUSecs-rep.ServerCPUSecs-rep.ToolCPUSecs)
+	}
+	rep.Clean = rep.Lost == 0 && rep.Duplicated == 0 && rep.OutOfOrder == 0 && rep.IDMismatch == 0 &&
+		rep.BadEvents == 0 && rep.BeforePre == 0 && rep.SubsFailed == 0 && rep.SubsReady == rep.Subs
+}
+
+// writeJSON prints the report as one JSON line.
+func (rep *report) writeJSON(w io.Writer) error {
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+// writeText prints a human summary.
+func (rep *report) writeText(w io.Writer) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+	lat := func(l latencyFigures) string {
+		return fmt.Sprintf("p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms  (n=%d)",
+			l.P50ms, l.P90ms, l.P99ms, l.P999ms, l.MaxMs, l.Count)
+	}
+	p("== chatload %s (run %s)%s", rep.URL, rep.RunTag, map[bool]string{true: "  INTERRUPTED"}[rep.Interrupted])
+	p("streams     %d/%d open (%d failed) over %d source address(es) in %.1fs (%.0f/s); hold %.0fs",
+		rep.SubsReady, rep.Subs, rep.SubsFailed, rep.Sources, rep.ConnectSecs, rep.ConnectPerSec, rep.HoldSecs)
+	if len(rep.StreamStatus) > 0 {
+		p("            stream answers other than 200: %s", formatCounts(rep.StreamStatus))
+		if rep.StreamStatus["429"] > 0 {
+			p("            (429: the server limits streams per address: run it with -max-streams-per-addr 0, or spread with -sources)")
+		}
+	}
+	p("posts       %d ok, %d failed%s, %d unsent of %d planned; %.1f/s achieved (asked %.1f/s by %d posters)",
+		rep.PostsOK, rep.PostsFailed, formatCounts(rep.PostsByStatus), rep.PostsUnsent, rep.PostsAttempted+rep.PostsUnsent, rep.PostsPerSec, rep.Rate, rep.Posters)
+	if rep.PostsByStatus["429"] > 0 {
+		p("            (429: the server rate-limits posts per address: run it with -post-rate 0)")
+	}
+	p("post rtt    %s", lat(rep.PostRTT))
+	p("deliveries  expected %d  delivered %d  lost %d  duplicated %d  out-of-order %d  (%d subscribers counted, %d with losses)",
+		rep.Expected, rep.Delivered, rep.Lost, rep.Duplicated, rep.OutOfOrder, rep.SubsEligible, rep.SubsWithLoss)
+	p("            %.0f/s; unacknowledged messages received %d; other events: foreign %d, other types %d, id mismatch %d, bad %d, not after preamble id %d",
+		rep.DelivPerSec, rep.Unacked, rep.Foreign, rep.OtherTypes, rep.IDMismatch, rep.BadEvents, rep.BeforePre)
+	p("reconnects  %d   resets %d", rep.Reconnects, rep.Resets)
+	p("latency     %s  (post send -> arrival)", lat(rep.Latency))
+	p("            %s  (server time -> arrival)", lat(rep.ServerToArrive))
+	if rep.ServerEnd != nil || rep.ServerStreams != nil {
+		p("server      cpu %.2fs for the posting phase -> %.0f deliveries per CPU-second (server counted %d deliveries, %d slow disconnects)",
+			rep.ServerCPUSecs, rep.ServerDelivPerCPU, rep.ServerDeliveries, rep.ServerSlowDisconn)
+		p("            rss before %s, with streams %s, end %s -> %.0f bytes per stream; goroutines %d / %d / %d",
+			mib(rep.ServerRSSBefore), mib(rep.ServerRSSStreams), mib(rep.ServerRSSEnd), rep.ServerBytesPerStream,
+			rep.ServerGorBefore, rep.ServerGorStreams, rep.ServerGorEnd)
+		if rep.ServerBefore != nil && (rep.ServerBefore.ConnectionsTotal > 0 || rep.ServerBytesPerStream < 0) {
+			p("            (the server had served streams before this run: bytes per stream is only meaningful on a fresh server)")
+		}
+	} else {
+		p("server      no /stats figures")
+	}
+	p("tool        cpu %.2fs (%.2f µs per delivery), max rss %s", rep.ToolCPUSecs, rep.ToolUsPerDeliv, mib(rep.ToolMaxRSS))
+	if rep.MachineCPUSecs > 0 {
+		p("machine     busy %.2f CPU-s over %.1fs of posting+settle, of which other processes %.2f CPU-s%s",
+			rep.MachineCPUSecs, rep.WindowSecs, rep.OtherCPUSecs,
+			map[bool]string{true: "  (NOISY: other load on the machine, figures unreliable)"}[rep.WindowSecs > 0 && rep.OtherCPUSecs > 0.1*rep.WindowSecs])
+	}
+	if len(rep.Errors) > 0 {
+		p("errors:")
+		for _, k := range sortedKeys(rep.Errors) {
+			p("  %6d  %s", rep.Errors[k], strings.TrimSpace(k))
+		}
+	}
+	verdict := "CLEAN: every acknowledged message reached every counted stream once, in order"
+	if !rep.Clean {
+		verdict = "NOT CLEAN: see lost / duplicated / out-of-order / failed streams above"
+	}
+	p("%s", verdict)
+}
+
+// formatCounts formats counts by key as " (key: n, ...)", or "" if empty.
+func formatCounts(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
