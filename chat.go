@@ -150,8 +150,10 @@ type joinRequest struct {
 
 // joinResult answers a joinRequest.
 type joinResult struct {
-	// head is the preamble, any reset event and the backlog, encoded.
-	head []byte
+	// head is the preamble (with any reset event) followed by the backlog,
+	// one encoded message per element. The message buffers are shared
+	// with history and must not be modified.
+	head [][]byte
 	err  error
 }
 
@@ -358,7 +360,7 @@ func (cr *ChatRoom) Post(ctx context.Context, username, content string) (Message
 // reset event if from cannot be resumed, and the backlog. From then on every
 // committed message arrives in the client's queue, with no gap and no
 // duplicate after the backlog. A nil from means a new client.
-func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, []byte, error) {
+func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, [][]byte, error) {
 	c := &client{send: make(chan *frame, cr.cfg.ClientBuffer), addr: addr}
 	req := &joinRequest{c: c, from: from, reply: make(chan joinResult, 1)}
 	select {
@@ -555,9 +557,10 @@ func (cr *ChatRoom) join(req *joinRequest) {
 	req.reply <- joinResult{head: head}
 }
 
-// head encodes the start of a stream that resumes after from (nil: a new
-// client): the preamble, a reset event if needed, and the backlog.
-func (cr *ChatRoom) head(from *position) []byte {
+// head returns the start of a stream that resumes after from (nil: a new
+// client): the preamble with a reset event if needed, then the backlog's
+// encoded messages, shared with history rather than copied.
+func (cr *ChatRoom) head(from *position) [][]byte {
 	h := &cr.hist
 	start := max(0, h.n-cr.cfg.Backlog)
 	var reset, why string
@@ -578,24 +581,21 @@ func (cr *ChatRoom) head(from *position) []byte {
 		pos = h.at(start).seq - 1
 	}
 	id := formatID(cr.epoch, pos)
-	size := 64
-	for i := start; i < h.n; i++ {
-		size += len(h.at(i).enc)
-	}
-	buf := make([]byte, 0, size+256)
-	buf = appendEvent(buf, event{ID: id, Retry: cr.cfg.Retry})
+	pre := appendEvent(make([]byte, 0, 256), event{ID: id, Retry: cr.cfg.Retry})
 	if reset != "" {
 		data, _ := json.Marshal(struct {
 			Reason      string `json:"reason"`
 			LastEventID string `json:"last_event_id"`
 			Message     string `json:"message"`
 		}{reset, from.id, why})
-		buf = appendEvent(buf, event{Type: "reset", ID: id, Data: data})
+		pre = appendEvent(pre, event{Type: "reset", ID: id, Data: data})
 	}
+	out := make([][]byte, 0, 1+h.n-start)
+	out = append(out, pre)
 	for i := start; i < h.n; i++ {
-		buf = append(buf, h.at(i).enc...)
+		out = append(out, h.at(i).enc)
 	}
-	return buf
+	return out
 }
 
 // leave handles an unregister request.

@@ -920,7 +920,7 @@ func TestHub(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := fmt.Sprintf("id: %d-0\nretry: 1000\n\n", room.epoch); string(head) != want {
+		if want := fmt.Sprintf("id: %d-0\nretry: 1000\n\n", room.epoch); string(bytes.Join(head, nil)) != want {
 			t.Errorf("head = %q, want %q", head, want)
 		}
 		slow, _, _ := room.Join(ctx, "b", nil)
@@ -1014,7 +1014,7 @@ func TestHubCoalesce(t *testing.T) {
 			t.Fatal(err)
 		}
 		d, head, _ := room.Join(ctx, "b", nil)
-		if n := len(parseSSE(t, string(head))); n != 4 {
+		if n := len(parseSSE(t, string(bytes.Join(head, nil)))); n != 4 {
 			t.Errorf("head holds %d messages, want 4", n)
 		}
 		time.Sleep(time.Second)

@@ -474,23 +474,28 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			return
 		}
 		logger.Debug("stream opened", "addr", addr, "resume", from != nil)
+		// The head's first buffer is the preamble; each other is a message.
+		backlog := len(head) - 1
 		s := &stream{room: room, c: c, stats: stats, heartbeat: cfg.heartbeat, writeTimeout: cfg.writeTimeout}
 		rc := http.NewResponseController(w)
 		if r.ProtoMajor == 1 {
 			if conn, _, err := rc.Hijack(); err == nil {
 				_ = conn.SetDeadline(time.Time{})
 				s.out = &rawConn{Conn: conn}
-				head = append(appendResponseHead(nil, h), head...)
-				streams.start(conn, func() {
-					s.run(head, nil)
+				head = append([][]byte{appendResponseHead(nil, h)}, head...)
+				if !streams.start(conn, func() {
+					s.run(head, backlog, nil)
 					logger.Debug("stream closed", "addr", addr)
-				})
+				}) {
+					_ = conn.Close()
+					room.Leave(c)
+				}
 				return
 			}
 		}
 		w.WriteHeader(http.StatusOK)
 		s.out = &responseConn{w: w, rc: rc}
-		s.run(head, r.Context().Done())
+		s.run(head, backlog, r.Context().Done())
 		logger.Debug("stream closed", "addr", addr)
 	})
 }
@@ -509,8 +514,12 @@ func appendResponseHead(dst []byte, h http.Header) []byte {
 
 // sseConn is where one stream writer sends its bytes.
 type sseConn interface {
-	// write writes p before deadline, flushing it to the client.
-	write(p []byte, deadline time.Time) error
+	// setWriteDeadline sets the deadline for the writes that follow.
+	setWriteDeadline(t time.Time) error
+	// write writes p and flushes it to the client.
+	write(p []byte) error
+	// writeBuffers writes the buffers in order, flushing once.
+	writeBuffers(bufs [][]byte) error
 	// alive reports false once the peer is known to have gone.
 	alive() bool
 	// close releases the connection.
@@ -524,12 +533,19 @@ type rawConn struct {
 	probe [1]byte
 }
 
-// write writes p with a write deadline.
-func (c *rawConn) write(p []byte, deadline time.Time) error {
-	if err := c.SetWriteDeadline(deadline); err != nil {
-		return err
-	}
+// setWriteDeadline sets the connection's write deadline.
+func (c *rawConn) setWriteDeadline(t time.Time) error { return c.SetWriteDeadline(t) }
+
+// write writes p.
+func (c *rawConn) write(p []byte) error {
 	_, err := c.Write(p)
+	return err
+}
+
+// writeBuffers writes bufs with one writev call where the system has it.
+func (c *rawConn) writeBuffers(bufs [][]byte) error {
+	nb := net.Buffers(bufs)
+	_, err := nb.WriteTo(c.Conn)
 	return err
 }
 
@@ -554,13 +570,28 @@ type responseConn struct {
 	rc *http.ResponseController
 }
 
-// write writes and flushes p with a write deadline.
-func (c *responseConn) write(p []byte, deadline time.Time) error {
-	if err := c.rc.SetWriteDeadline(deadline); err != nil && !errors.Is(err, http.ErrNotSupported) {
+// setWriteDeadline sets the response's write deadline.
+func (c *responseConn) setWriteDeadline(t time.Time) error {
+	if err := c.rc.SetWriteDeadline(t); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
+	return nil
+}
+
+// write writes and flushes p.
+func (c *responseConn) write(p []byte) error {
 	if _, err := c.w.Write(p); err != nil {
 		return err
+	}
+	return c.rc.Flush()
+}
+
+// writeBuffers writes the buffers and flushes once.
+func (c *responseConn) writeBuffers(bufs [][]byte) error {
+	for _, b := range bufs {
+		if _, err := c.w.Write(b); err != nil {
+			return err
+		}
 	}
 	return c.rc.Flush()
 }
@@ -580,20 +611,24 @@ type stream struct {
 	stats        *Stats
 	heartbeat    time.Duration
 	writeTimeout time.Duration
+	// deadlineSet is when the write deadline was last moved.
+	deadlineSet time.Time
 }
 
 // batchPool holds buffers for writes that join several queued frames.
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// run writes head, then everything from the client's queue, until the
+// run writes head (which holds backlog messages), then everything from the client's queue, until the
 // client goes (gone, or a failed write), the room shuts down or the hub
 // closes the queue. It is one select over those and the heartbeat ticker.
-func (s *stream) run(head []byte, gone <-chan struct{}) {
+func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	defer s.out.close()
 	defer s.room.Leave(s.c)
-	if s.write(head, 0) != nil {
+	s.extendDeadline()
+	if s.out.writeBuffers(head) != nil {
 		return
 	}
+	s.stats.delivered(backlog)
 	var tick <-chan time.Time
 	if s.heartbeat > 0 {
 		t := time.NewTicker(s.heartbeat)
@@ -656,11 +691,27 @@ func (s *stream) send(f *frame) error {
 
 // write writes p, which holds n chat messages, within the write timeout.
 func (s *stream) write(p []byte, n int) error {
-	if err := s.out.write(p, time.Now().Add(s.writeTimeout)); err != nil {
+	if err := s.extendDeadline(); err != nil {
+		return err
+	}
+	if err := s.out.write(p); err != nil {
 		return err
 	}
 	s.stats.delivered(n)
 	return nil
+}
+
+// extendDeadline moves the write deadline to writeTimeout from now, but
+// only when a quarter of the timeout has passed since it last did: moving
+// it costs a timer update, and a busy stream writes many times a second.
+// Every write therefore has between 3/4 of writeTimeout and all of it.
+func (s *stream) extendDeadline() error {
+	now := time.Now()
+	if now.Sub(s.deadlineSet) < s.writeTimeout/4 {
+		return nil
+	}
+	s.deadlineSet = now
+	return s.out.setWriteDeadline(now.Add(s.writeTimeout))
 }
 
 // streamTracker knows the stream writers running on hijacked connections,
@@ -668,9 +719,11 @@ func (s *stream) write(p []byte, n int) error {
 // and cut short the writes of any that hang.
 type streamTracker struct {
 	wg sync.WaitGroup
-	// mu guards conns.
+	// mu guards conns and closed, and orders wg.Add before wg.Wait.
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
+	// closed is set once shutdown waits; no writer starts after it.
+	closed bool
 }
 
 // newStreamTracker returns an empty tracker.
@@ -678,11 +731,15 @@ func newStreamTracker() *streamTracker {
 	return &streamTracker{conns: make(map[net.Conn]struct{})}
 }
 
-// start runs serve in a new goroutine that owns conn.
-func (t *streamTracker) start(conn net.Conn, serve func()) {
+// start runs serve in a new goroutine that owns conn. It reports false,
+// and runs nothing, once shutdown has begun waiting.
+func (t *streamTracker) start(conn net.Conn, serve func()) bool {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
 	t.conns[conn] = struct{}{}
-	t.mu.Unlock()
 	t.wg.Go(func() {
 		defer func() {
 			t.mu.Lock()
@@ -691,6 +748,7 @@ func (t *streamTracker) start(conn net.Conn, serve func()) {
 		}()
 		serve()
 	})
+	return true
 }
 
 // interrupt makes every pending and future write on the tracked
@@ -706,6 +764,9 @@ func (t *streamTracker) interrupt() {
 // wait waits up to timeout for every tracked writer to return and reports
 // whether they did.
 func (t *streamTracker) wait(timeout time.Duration) bool {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		t.wg.Wait()
