@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -414,7 +413,3 @@ func appendHostHeader(host, port, scheme string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// formatID formats a message id the way the server does.
-func formatID(id msgID) string {
-	return strconv.FormatUint(id.epoch, 10) + "-" + strconv.FormatUint(id.seq, 10)
-}
