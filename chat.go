@@ -626,9 +626,22 @@ func (cr *ChatRoom) remove(c *client) bool {
 	return true
 }
 
-// shutdown fans out what is committed, answers pending posts, closes every
-// client's queue and marks the room done.
+// shutdown takes the journal's last reports, fans out what is committed,
+// answers the posts still pending with errRoomClosed, closes every client's
+// queue and marks the room done.
 func (cr *ChatRoom) shutdown() {
+	// Commits the journal has already reported are answered as such.
+	if j := cr.cfg.Journal; j != nil {
+	drain:
+		for {
+			select {
+			case c := <-j.Commits():
+				cr.committed(c)
+			default:
+				break drain
+			}
+		}
+	}
 	cr.flush()
 	for _, req := range cr.pending {
 		req.reply <- errRoomClosed

@@ -41,9 +41,13 @@ const (
 	maxUsername = 32
 	// maxWriteBatch bounds how many bytes of queued frames one write takes.
 	maxWriteBatch = 64 << 10
-	// probeWindow is how long a stream writer waits, at each heartbeat,
-	// for its peer's end-of-file before deciding the peer is still there.
+	// probeWindow is how long a stream writer waits, at each probe, for its
+	// peer's end-of-file before deciding the peer is still there.
 	probeWindow = time.Millisecond
+	// probeInterval is how often an idle hijacked stream checks whether its
+	// peer has closed (a closed browser tab frees its slot within this
+	// time), when heartbeats are rarer than that.
+	probeInterval = 5 * time.Second
 )
 
 // heartbeat is the comment line an idle stream receives.
@@ -84,7 +88,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		h            http.Handler
 	}{
 		{"GET", "/{$}", handleIndex(indexHTML)},
-		{"POST", "/post", crossOriginProtection(handlePost(room, stats, cfg))},
+		{"POST", "/post", crossOriginProtection(stats, handlePost(room, stats, cfg))},
 		{"GET", "/stream", handleStream(room, stats, streams, cfg, logger)},
 		{"GET", "/stats", handleStats(stats)},
 		{"GET", "/healthz", handleHealth(health)},
@@ -120,9 +124,10 @@ func secureHeaders(next http.Handler) http.Handler {
 // crossOriginProtection refuses cross-site browser requests (a form or
 // fetch from another origin's page) with a JSON 403. Requests without
 // browser fetch metadata, such as curl's, and same-origin pages pass.
-func crossOriginProtection(next http.Handler) http.Handler {
+func crossOriginProtection(stats *Stats, next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stats.rejectedPost()
 		writeError(w, http.StatusForbidden, "cross-origin request refused")
 	}))
 	return cop.Handler(next)
@@ -629,32 +634,41 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 		return
 	}
 	s.stats.delivered(backlog)
-	var tick <-chan time.Time
+	// One ticker serves both the heartbeat and the probe for a closed
+	// peer: it ticks at the heartbeat interval, divided evenly so that it
+	// ticks at least every probeInterval. A heartbeat goes out at the first
+	// tick after the stream has been idle for the heartbeat interval.
+	every := probeInterval
 	if s.heartbeat > 0 {
-		t := time.NewTicker(s.heartbeat)
-		defer t.Stop()
-		tick = t.C
+		every = s.heartbeat / time.Duration((s.heartbeat+probeInterval-1)/probeInterval)
 	}
-	idle := true
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastWrite := time.Now()
 	for {
 		select {
 		case <-gone:
 			return
 		case <-s.room.Done():
 			return
-		case <-tick:
-			if !idle {
-				idle = true
-				continue
+		case now := <-t.C:
+			if now.Sub(lastWrite) < every {
+				continue // not idle
 			}
-			if !s.out.alive() || s.write(heartbeat, 0) != nil {
+			if !s.out.alive() {
 				return
+			}
+			if s.heartbeat > 0 && now.Sub(lastWrite) >= s.heartbeat {
+				if s.write(heartbeat, 0) != nil {
+					return
+				}
+				lastWrite = now
 			}
 		case f, ok := <-s.c.frames():
 			if !ok || s.send(f) != nil {
 				return
 			}
-			idle = false
+			lastWrite = time.Now()
 		}
 	}
 }

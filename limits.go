@@ -20,9 +20,17 @@ const (
 	// defaultMaxStreamsPerAddr caps the streams one address holds.
 	defaultMaxStreamsPerAddr = 64
 	// maxLimiterAddrs bounds the addresses the post limiter remembers. Past
-	// it, idle entries are swept at once, and if none is idle an arbitrary
-	// entry is forgotten (that address starts again with a full bucket).
+	// it, idle entries are swept at once, and if that is not enough,
+	// arbitrary entries are forgotten (those addresses start again with a
+	// full bucket) down to limiterLowWater, so that the next sweep is
+	// maxLimiterAddrs-limiterLowWater new addresses away: a flood of new
+	// addresses costs one sweep per many posts, not one per post.
 	maxLimiterAddrs = 100000
+	// limiterLowWater is how many addresses a sweep at the bound leaves.
+	limiterLowWater = maxLimiterAddrs * 3 / 4
+	// ipv6LimitPrefix is the IPv6 prefix length that counts as one
+	// address for limits: a single host usually holds a whole /64.
+	ipv6LimitPrefix = 64
 	// limiterSweep is how often the limiter forgets idle addresses.
 	limiterSweep = time.Minute
 )
@@ -78,8 +86,8 @@ func (l *rateLimiter) allow(addr string, now time.Time) (bool, time.Duration) {
 	return true, 0
 }
 
-// sweep forgets addresses whose bucket is full again, and makes room if the
-// map is still at its bound.
+// sweep forgets addresses whose bucket is full again, and if the map is
+// still at its bound, forgets arbitrary ones down to limiterLowWater.
 func (l *rateLimiter) sweep(now time.Time) {
 	l.lastSweep = now
 	full := time.Duration(l.burst / l.rate * float64(time.Second))
@@ -88,8 +96,11 @@ func (l *rateLimiter) sweep(now time.Time) {
 			delete(l.buckets, addr)
 		}
 	}
+	if len(l.buckets) < maxLimiterAddrs {
+		return
+	}
 	for addr := range l.buckets {
-		if len(l.buckets) < maxLimiterAddrs {
+		if len(l.buckets) <= limiterLowWater {
 			break
 		}
 		delete(l.buckets, addr)
@@ -125,14 +136,35 @@ func parseTrustedProxies(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// limitKey returns what addr counts as for limits: an IPv4 address itself
+// (also when written as an IPv4-mapped IPv6 address), and for IPv6 its /64
+// prefix, so that one host cannot escape its limits by rotating through
+// the addresses of its own network. A host that is not an IP address is
+// returned as it is.
+func limitKey(host string) string {
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	p, err := a.Prefix(ipv6LimitPrefix)
+	if err != nil {
+		return a.String()
+	}
+	return p.String()
+}
+
 // clientAddrFunc returns the function that finds the address a request
-// counts against for limits. Without trusted proxies it is the peer's
-// address. When the peer is a trusted proxy, it is the right-most address
-// in X-Forwarded-For that is not itself a trusted proxy, so a client cannot
-// choose its own address by sending the header.
+// counts against for limits (see limitKey). Without trusted proxies it is
+// the peer's address. When the peer is a trusted proxy, it is the
+// right-most address in X-Forwarded-For that is not itself a trusted
+// proxy, so a client cannot choose its own address by sending the header.
 func clientAddrFunc(trusted []netip.Prefix) func(*http.Request) string {
 	if len(trusted) == 0 {
-		return remoteHost
+		return func(r *http.Request) string { return limitKey(remoteHost(r)) }
 	}
 	isTrusted := func(a netip.Addr) bool {
 		a = a.Unmap()
@@ -147,18 +179,18 @@ func clientAddrFunc(trusted []netip.Prefix) func(*http.Request) string {
 		peer := remoteHost(r)
 		a, err := netip.ParseAddr(peer)
 		if err != nil || !isTrusted(a) {
-			return peer
+			return limitKey(peer)
 		}
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 		for i := len(hops) - 1; i >= 0; i-- {
 			h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 			if err != nil {
-				return peer
+				return limitKey(peer)
 			}
 			if !isTrusted(h) {
-				return h.Unmap().String()
+				return limitKey(h.String())
 			}
 		}
-		return peer
+		return limitKey(peer)
 	}
 }

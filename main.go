@@ -179,6 +179,10 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	}
 	var wg sync.WaitGroup
 	storeCtx, stopStore := context.WithCancel(context.Background())
+	storeDone := make(chan struct{}) // closed when the journal has stopped
+	if cfg.data == "" {
+		close(storeDone)
+	}
 	defer func() {
 		stopStore()
 		wg.Wait()
@@ -189,7 +193,10 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			return fmt.Errorf("open journal: %w", err)
 		}
 		roomCfg.Journal, roomCfg.Recovered = store, recovered
-		wg.Go(func() { store.Run(storeCtx) })
+		wg.Go(func() {
+			store.Run(storeCtx)
+			close(storeDone)
+		})
 		logger.Info("journal opened", "path", cfg.data, "messages", len(recovered))
 	}
 	room := NewChatRoom(roomCfg, stats)
@@ -252,10 +259,19 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	logger.Info("shutting down")
 	shuttingDown.Store(true)
 
-	// Stop accepting first, then end every stream: the room closes each
-	// client's queue, writers finish what is queued and close their
-	// connections; writers still blocked after streamDrain are cut.
+	// Stop accepting first. Then stop the journal while the room still
+	// runs, so that every post the journal made durable is answered 201
+	// (posts after that get 503 and are not stored). Then end every stream:
+	// the room closes each client's queue, writers finish what is queued
+	// and close their connections; writers still blocked after streamDrain
+	// are cut.
 	_ = ln.Close()
+	stopStore()
+	select {
+	case <-storeDone:
+	case <-time.After(streamDrain):
+		logger.Warn("journal did not stop in time")
+	}
 	stopRoom()
 	if !streams.wait(streamDrain) {
 		streams.interrupt()

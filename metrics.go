@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -47,12 +48,23 @@ func (h *histogram) write(w io.Writer, name, help string) {
 	var cum uint64
 	for i, b := range h.bounds {
 		cum += h.counts[i].Load()
-		fmt.Fprintf(w, "%s_bucket{le=\"%s\"} %d\n", name, strconv.FormatFloat(b, 'g', -1, 64), cum)
+		fmt.Fprintf(w, "%s_bucket{le=\"%s\"} %d\n", name, formatValue(b), cum)
 	}
 	cum += h.counts[len(h.bounds)].Load()
 	fmt.Fprintf(w, "%s_bucket{le=\"+Inf\"} %d\n", name, cum)
-	fmt.Fprintf(w, "%s_sum %s\n", name, strconv.FormatFloat(float64(h.sumMicros.Load())/1e6, 'g', -1, 64))
+	fmt.Fprintf(w, "%s_sum %s\n", name, formatValue(float64(h.sumMicros.Load())/1e6))
 	fmt.Fprintf(w, "%s_count %d\n", name, cum)
+}
+
+// formatValue formats a sample value: a whole number in plain decimal
+// ("9678848", where strconv's shortest form would give "9.678848e+06"),
+// anything else in the shortest form that reads back exactly ("+Inf" and
+// "NaN" included, as the format spells them).
+func formatValue(v float64) string {
+	if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64)
 }
 
 // handleMetrics serves the statistics in the Prometheus text exposition
@@ -63,7 +75,7 @@ func handleMetrics(stats *Stats) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		s := stats.Snapshot()
 		metric := func(name, typ, help string, v float64) {
-			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, help, name, typ, name, strconv.FormatFloat(v, 'g', -1, 64))
+			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, help, name, typ, name, formatValue(v))
 		}
 		metric("chat_clients", "gauge", "Streams connected now.", float64(s.Clients))
 		metric("chat_clients_peak", "gauge", "Most streams connected at once.", float64(s.PeakClients))

@@ -412,4 +412,3 @@ func appendHostHeader(host, port, scheme string) string {
 	}
 	return net.JoinHostPort(host, port)
 }
-
