@@ -623,7 +623,7 @@ func TestResumeAfterRestart(t *testing.T) {
 }
 
 func TestSlowClientLosesNothing(t *testing.T) {
-	ts := startServer(t, "-client-buffer", "2", "-history", "5000", "-write-timeout", "30s", "-max-content", "20000", "-max-body", "100000")
+	ts := startServer(t, "-client-buffer", "16", "-history", "5000", "-write-timeout", "30s", "-max-content", "20000", "-max-body", "100000")
 	// The slow client stops reading after the preamble, with a small
 	// socket buffer so that the server's writes soon block.
 	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
