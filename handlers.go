@@ -488,13 +488,21 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 				_ = conn.SetDeadline(time.Time{})
 				s.out = &rawConn{Conn: conn}
 				head = append([][]byte{appendResponseHead(nil, h)}, head...)
-				if !streams.start(conn, func() {
-					s.run(head, backlog, nil)
-					logger.Debug("stream closed", "addr", addr)
-				}) {
+				// The head goes out from the handler's goroutine: its
+				// stack is large already, and the writer's stays at
+				// the runtime's smallest this way.
+				if !streams.add(conn) {
 					_ = conn.Close()
 					room.Leave(c)
+					return
 				}
+				if !s.open(head, backlog) {
+					_ = conn.Close()
+					room.Leave(c)
+					streams.done(conn)
+					return
+				}
+				go s.serveHijacked(streams, conn, logger, addr)
 				return
 			}
 		}
@@ -618,59 +626,101 @@ type stream struct {
 	writeTimeout time.Duration
 	// deadlineSet is when the write deadline was last moved.
 	deadlineSet time.Time
+	// lastWrite is when the stream last wrote anything.
+	lastWrite time.Time
 }
 
 // batchPool holds buffers for writes that join several queued frames.
 var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// run writes head (which holds backlog messages), then everything from the client's queue, until the
+// run writes head (which holds backlog messages; nil if already
+// written), then everything from the client's queue, until the
 // client goes (gone, or a failed write), the room shuts down or the hub
 // closes the queue. It is one select over those and the heartbeat ticker.
 func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	defer s.out.close()
 	defer s.room.Leave(s.c)
-	s.extendDeadline()
-	if s.out.writeBuffers(head) != nil {
+	if head != nil && !s.open(head, backlog) {
 		return
 	}
-	s.stats.delivered(backlog)
-	// One ticker serves both the heartbeat and the probe for a closed
-	// peer: it ticks at the heartbeat interval, divided evenly so that it
-	// ticks at least every probeInterval. A heartbeat goes out at the first
-	// tick after the stream has been idle for the heartbeat interval.
-	every := probeInterval
-	if s.heartbeat > 0 {
-		every = s.heartbeat / time.Duration((s.heartbeat+probeInterval-1)/probeInterval)
-	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(s.tickEvery())
 	defer t.Stop()
-	lastWrite := time.Now()
 	for {
 		select {
 		case <-gone:
 			return
 		case <-s.room.Done():
 			return
-		case now := <-t.C:
-			if now.Sub(lastWrite) < every {
-				continue // not idle
-			}
-			if !s.out.alive() {
+		case <-t.C:
+			if !s.tick() {
 				return
-			}
-			if s.heartbeat > 0 && now.Sub(lastWrite) >= s.heartbeat {
-				if s.write(heartbeat, 0) != nil {
-					return
-				}
-				lastWrite = now
 			}
 		case f, ok := <-s.c.frames():
 			if !ok || s.send(f) != nil {
 				return
 			}
-			lastWrite = time.Now()
+			s.lastWrite = time.Now()
 		}
 	}
+}
+
+// serveHijacked runs the stream on a hijacked connection, which streams
+// tracks, and logs its end.
+func (s *stream) serveHijacked(streams *streamTracker, conn net.Conn, logger *slog.Logger, addr string) {
+	defer streams.done(conn)
+	s.run(nil, 0, nil)
+	logger.Debug("stream closed", "addr", addr)
+}
+
+// The helpers below keep run's own stack frame small: a stream's goroutine
+// then fits in the runtime's smallest stack, which is most of what an idle
+// stream costs.
+
+// open writes the head, which holds backlog messages, and reports whether
+// it went out.
+//
+//go:noinline
+func (s *stream) open(head [][]byte, backlog int) bool {
+	if s.extendDeadline() != nil || s.out.writeBuffers(head) != nil {
+		return false
+	}
+	s.stats.delivered(backlog)
+	s.lastWrite = time.Now()
+	return true
+}
+
+// tickEvery returns the interval of the stream's one ticker, which serves
+// both the heartbeat and the probe for a closed peer: the heartbeat
+// interval, divided evenly so that it ticks at least every probeInterval.
+func (s *stream) tickEvery() time.Duration {
+	if s.heartbeat <= 0 {
+		return probeInterval
+	}
+	return s.heartbeat / time.Duration((s.heartbeat+probeInterval-1)/probeInterval)
+}
+
+// tick handles one tick of the ticker: on a stream idle for a whole tick it
+// probes for a closed peer, and once the stream has been idle for the
+// heartbeat interval it writes a heartbeat. It reports false when the
+// stream must end.
+//
+//go:noinline
+func (s *stream) tick() bool {
+	now := time.Now()
+	idle := now.Sub(s.lastWrite)
+	if idle < s.tickEvery()-s.tickEvery()/8 {
+		return true // written to recently: the peer is there
+	}
+	if !s.out.alive() {
+		return false
+	}
+	if s.heartbeat > 0 && idle >= s.heartbeat-s.heartbeat/8 {
+		if s.write(heartbeat, 0) != nil {
+			return false
+		}
+		s.lastWrite = now
+	}
+	return true
 }
 
 // send writes f and whatever else is already queued (up to maxWriteBatch
@@ -745,24 +795,26 @@ func newStreamTracker() *streamTracker {
 	return &streamTracker{conns: make(map[net.Conn]struct{})}
 }
 
-// start runs serve in a new goroutine that owns conn. It reports false,
-// and runs nothing, once shutdown has begun waiting.
-func (t *streamTracker) start(conn net.Conn, serve func()) bool {
+// add tracks conn, whose writer the caller then starts, and which it must
+// end with done. It reports false, and tracks nothing, once shutdown has
+// begun waiting.
+func (t *streamTracker) add(conn net.Conn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return false
 	}
 	t.conns[conn] = struct{}{}
-	t.wg.Go(func() {
-		defer func() {
-			t.mu.Lock()
-			delete(t.conns, conn)
-			t.mu.Unlock()
-		}()
-		serve()
-	})
+	t.wg.Add(1)
 	return true
+}
+
+// done stops tracking conn, whose writer has returned.
+func (t *streamTracker) done(conn net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, conn)
+	t.mu.Unlock()
+	t.wg.Done()
 }
 
 // interrupt makes every pending and future write on the tracked
