@@ -191,7 +191,7 @@ func startServerB(b *testing.B, flags ...string) *benchServer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	logs := &logWatcher{addr: make(chan string, 1)}
+	logs := newLogWatcher()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &benchServer{cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- serve(ctx, cfg, logs) }()

@@ -125,22 +125,25 @@ type testServer struct {
 	logs   *logWatcher
 }
 
-// logWatcher collects the server's log and reports the address it listens
-// on.
+// logWatcher collects a server's log and reports the address it listens
+// on, from the "listening" line in text or JSON.
 type logWatcher struct {
 	mu   sync.Mutex
 	buf  bytes.Buffer
 	addr chan string
 }
 
+// newLogWatcher returns an empty log.
+func newLogWatcher() *logWatcher { return &logWatcher{addr: make(chan string, 1)} }
+
 // Write implements io.Writer.
 func (l *logWatcher) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.buf.Write(p)
-	if m := listenRE.FindSubmatch(p); m != nil {
+	if m := listenRE.FindSubmatch(l.buf.Bytes()); m != nil {
 		select {
-		case l.addr <- string(m[1]):
+		case l.addr <- string(m[1]) + string(m[2]):
 		default:
 		}
 	}
@@ -154,14 +157,26 @@ func (l *logWatcher) String() string {
 	return l.buf.String()
 }
 
-var listenRE = regexp.MustCompile(`msg=listening addr=(\S+)`)
+// count returns how many lines of the log contain s.
+func (l *logWatcher) count(s string) int {
+	n := 0
+	for line := range strings.Lines(l.String()) {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// listenRE finds the address in the "listening" log line, text or JSON.
+var listenRE = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
 
 // startServer runs the server with the given flags (plus a loopback port
 // and no monitor, unless overridden) and stops it when the test ends.
 func startServer(t *testing.T, flags ...string) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{cancel: cancel, done: make(chan error, 1), logs: &logWatcher{addr: make(chan string, 1)}}
+	ts := &testServer{cancel: cancel, done: make(chan error, 1), logs: newLogWatcher()}
 	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0"}, flags...)
 	go func() { ts.done <- run(ctx, args, func(string) string { return "" }, io.Discard, ts.logs) }()
 	select {

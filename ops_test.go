@@ -59,57 +59,11 @@ func buildChat(t *testing.T, dir string) string {
 	return bin
 }
 
-// opsListenRE finds the address in the "listening" log line, text or JSON.
-var opsListenRE = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
-
-// opsLog collects a server's log and reports the address it listens on.
-type opsLog struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	addr chan string
-}
-
-// newOpsLog returns an empty log.
-func newOpsLog() *opsLog { return &opsLog{addr: make(chan string, 1)} }
-
-// Write implements io.Writer.
-func (l *opsLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	if m := opsListenRE.FindSubmatch(l.buf.Bytes()); m != nil {
-		addr := string(m[1]) + string(m[2])
-		select {
-		case l.addr <- addr:
-		default:
-		}
-	}
-	return len(p), nil
-}
-
-// String returns the log so far.
-func (l *opsLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// count returns how many lines of the log contain s.
-func (l *opsLog) count(s string) int {
-	n := 0
-	for line := range strings.Lines(l.String()) {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
 // chatProc is the server binary running in a child process.
 type chatProc struct {
 	URL  string
 	cmd  *exec.Cmd
-	logs *opsLog
+	logs *logWatcher
 	// exited is closed once the process has exited and err is set.
 	exited chan struct{}
 	err    error
@@ -136,7 +90,7 @@ func startChatProc(t *testing.T, bin string, args ...string) *chatProc {
 func startChatProcNoWait(t *testing.T, bin string, args ...string) *chatProc {
 	t.Helper()
 	all := append([]string{"-addr", "127.0.0.1:0", "-post-rate", "0", "-stats-interval", "0"}, args...)
-	p := &chatProc{cmd: exec.Command(bin, all...), logs: newOpsLog(), exited: make(chan struct{})}
+	p := &chatProc{cmd: exec.Command(bin, all...), logs: newLogWatcher(), exited: make(chan struct{})}
 	// Flags only: no CHAT_* variable from the environment may change them.
 	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "CHAT_") })
 	p.cmd.Stderr = p.logs
@@ -601,7 +555,7 @@ func TestOpsJournalCorruptLine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			journal := filepath.Join(t.TempDir(), "chat.jsonl")
 			writeJournal(t, journal, opsJournalLine(t, 1, "one"), tt.line, opsJournalLine(t, 3, "three"))
-			logs := newOpsLog()
+			logs := newLogWatcher()
 			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 			defer cancel()
 			err := run(ctx, []string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-data", journal}, func(string) string { return "" }, io.Discard, logs)
@@ -1421,60 +1375,13 @@ func TestHealthDuringShutdown(t *testing.T) {
 	t.Logf("run returned %v after the first 503", time.Since(start))
 }
 
-// opsServer is a server run in-process with its own log watcher, which
-// understands JSON logs too.
-type opsServer struct {
-	URL    string
-	logs   *opsLog
-	cancel context.CancelFunc
-	done   chan error
-}
-
-// startOpsServer runs the server through run with a loopback port and the
-// given flags, and stops it when the test ends.
-func startOpsServer(t *testing.T, flags ...string) *opsServer {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &opsServer{logs: newOpsLog(), cancel: cancel, done: make(chan error, 1)}
-	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0"}, flags...)
-	go func() { s.done <- run(ctx, args, func(string) string { return "" }, io.Discard, s.logs) }()
-	select {
-	case addr := <-s.logs.addr:
-		s.URL = "http://" + addr
-	case err := <-s.done:
-		t.Fatalf("run(%q) returned early: %v\n%s", args, err, s.logs)
-	case <-time.After(waitTimeout):
-		t.Fatalf("server did not start within %v\n%s", waitTimeout, s.logs)
-	}
-	t.Cleanup(func() { s.stop(t) })
-	return s
-}
-
-// stop shuts the server down and checks that run returns nil within 5 s.
-func (s *opsServer) stop(t *testing.T) {
-	t.Helper()
-	if s.cancel == nil {
-		return
-	}
-	s.cancel()
-	s.cancel = nil
-	select {
-	case err := <-s.done:
-		if err != nil {
-			t.Errorf("run returned %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Errorf("run did not return within 5s of shutdown")
-	}
-}
-
 // TestLogJSONAndDebugStreams runs the server with -log-format json and
 // -log-level debug: every log line is a JSON object with time, level and
 // msg, and each stream logs exactly one line when it opens and one when it
 // closes.
 func TestLogJSONAndDebugStreams(t *testing.T) {
 	t.Parallel()
-	s := startOpsServer(t, "-log-format", "json", "-log-level", "debug", "-heartbeat", "20ms")
+	s := startServer(t, "-log-format", "json", "-log-level", "debug", "-heartbeat", "20ms")
 	const streams = 3
 	var subs []*subscriber
 	for range streams {
@@ -1519,7 +1426,7 @@ func TestLogJSONAndDebugStreams(t *testing.T) {
 // per-stream lines at info level.
 func TestLogTextInfo(t *testing.T) {
 	t.Parallel()
-	s := startOpsServer(t)
+	s := startServer(t)
 	sub := subscribe(t, s.URL, "")
 	m := mustPost(t, s.URL, "t", "hi")
 	readUntil(t, sub, m.ID)
