@@ -23,10 +23,13 @@ const (
 	// defaultBacklog is how many of the newest messages a new client (one
 	// without Last-Event-ID) receives before live messages.
 	defaultBacklog = 50
-	// defaultClientBuffer is how many frames may wait in one client's queue.
-	// A client whose queue is full is disconnected; it resumes with
-	// Last-Event-ID, so it loses nothing that history still holds.
-	defaultClientBuffer = 128
+	// defaultClientBuffer is how many frames may wait in one client's queue
+	// (a frame holds every message of one fan-out, and a writer that falls
+	// behind writes all it has queued at once, so 64 frames is over a
+	// second of lag at 50 messages a second). A client whose queue is full
+	// is disconnected; it resumes with Last-Event-ID, so it loses nothing
+	// that history still holds. Each slot costs 8 bytes per client.
+	defaultClientBuffer = 64
 	// defaultRetry is the reconnection delay the stream suggests to
 	// EventSource through the "retry:" field.
 	defaultRetry = time.Second
