@@ -651,6 +651,12 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 		case <-gone:
 			return
 		case <-s.room.Done():
+			// The hub has closed the queue: send what is in it, then end.
+			for f := range s.c.frames() {
+				if s.send(f) != nil {
+					return
+				}
+			}
 			return
 		case <-t.C:
 			if !s.tick() {
