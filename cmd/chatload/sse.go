@@ -190,17 +190,11 @@ func (p *sseParser) dispatch() {
 
 // parseDigits parses a non-empty run of ASCII digits.
 func parseDigits(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 18 {
+	if len(b) > 18 {
 		return 0, false
 	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n, true
+	n, ok := parseUint(b)
+	return int64(n), ok
 }
 
 // Chunked transfer decoder states.
