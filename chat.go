@@ -140,8 +140,9 @@ type position struct {
 // postRequest carries one message from a POST handler to the hub.
 type postRequest struct {
 	username, content string
-	// msg is filled in by the hub before it answers on reply.
+	// msg and seq are filled in by the hub before it answers on reply.
 	msg Message
+	seq uint64
 	// reply receives nil once the message is committed, or the reason it
 	// was not. Buffered (1) so that neither the hub nor the journal ever
 	// blocks on a poster that has gone away.
@@ -456,7 +457,7 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 		case req := <-cr.register:
 			cr.join(req)
 		case c := <-cr.unregister:
-			cr.leave(c)
+			cr.remove(c)
 		}
 	}
 }
@@ -465,6 +466,7 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 // journal first.
 func (cr *ChatRoom) accept(req *postRequest) {
 	seq := cr.next + 1
+	req.seq = seq
 	req.msg = Message{
 		ID:       formatID(cr.epoch, seq),
 		Username: req.username,
@@ -501,10 +503,9 @@ func (cr *ChatRoom) committed(c Commit) {
 // commit adds an accepted message to history and to the batch, and answers
 // its poster.
 func (cr *ChatRoom) commit(req *postRequest) {
-	_, seq, _ := parseID(req.msg.ID)
 	enc := encodeMessage(nil, req.msg)
-	cr.hist.add(entry{seq: seq, msg: req.msg, enc: enc})
-	cr.last = seq
+	cr.hist.add(entry{seq: req.seq, msg: req.msg, enc: enc})
+	cr.last = req.seq
 	if cr.batch == nil {
 		cr.batch = &frame{at: req.msg.Time}
 		if cr.cfg.Coalesce > 0 {
@@ -606,13 +607,6 @@ func (cr *ChatRoom) head(from *position) [][]byte {
 		out = append(out, h.at(i).enc)
 	}
 	return out
-}
-
-// leave handles an unregister request.
-func (cr *ChatRoom) leave(c *client) {
-	if cr.remove(c) {
-		cr.stats.left(len(cr.clients))
-	}
 }
 
 // remove deletes c from the room and closes its queue, reporting whether it

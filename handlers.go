@@ -488,7 +488,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			if conn, _, err := rc.Hijack(); err == nil {
 				_ = conn.SetDeadline(time.Time{})
 				s.out = &rawConn{Conn: conn}
-				head = append([][]byte{appendResponseHead(nil, h)}, head...)
+				head = append([][]byte{responseHead(h)}, head...)
 				// The head goes out from the handler's goroutine: its
 				// stack is large already, and the writer's stays at
 				// the runtime's smallest this way.
@@ -514,12 +514,11 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 	})
 }
 
-// appendResponseHead appends the status line and headers of a stream
-// response on a hijacked HTTP/1.1 connection. The body then runs until the
+// responseHead returns the status line and headers of a stream response
+// on a hijacked HTTP/1.1 connection. The body then runs until the
 // connection closes.
-func appendResponseHead(dst []byte, h http.Header) []byte {
+func responseHead(h http.Header) []byte {
 	var b bytes.Buffer
-	b.Write(dst)
 	b.WriteString("HTTP/1.1 200 OK\r\n")
 	_ = h.Write(&b)
 	b.WriteString("Connection: close\r\n\r\n")
@@ -714,8 +713,8 @@ func (s *stream) tickEvery() time.Duration {
 //go:noinline
 func (s *stream) tick() bool {
 	now := time.Now()
-	idle := now.Sub(s.lastWrite)
-	if idle < s.tickEvery()-s.tickEvery()/8 {
+	idle, every := now.Sub(s.lastWrite), s.tickEvery()
+	if idle < every-every/8 {
 		return true // written to recently: the peer is there
 	}
 	if !s.out.alive() {

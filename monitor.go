@@ -87,9 +87,6 @@ func (s *Stats) joined(clients int) {
 	s.mu.Unlock()
 }
 
-// left records the number of clients after one left.
-func (s *Stats) left(clients int) { s.setClients(clients) }
-
 // setClients records the number of clients.
 func (s *Stats) setClients(n int) {
 	s.mu.Lock()
