@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"chat/internal/sse"
 )
 
 // BenchmarkEncodeMessage measures encoding one chat message into its SSE
@@ -28,10 +29,10 @@ func BenchmarkEncodeMessage(b *testing.B) {
 
 // BenchmarkAppendEvent measures the event encoder alone on multi-line data.
 func BenchmarkAppendEvent(b *testing.B) {
-	ev := event{ID: "1-1", Data: []byte(strings.Repeat("line of text\n", 8))}
+	ev := sse.Event{ID: "1-1", Data: []byte(strings.Repeat("line of text\n", 8))}
 	buf := make([]byte, 0, 512)
 	for b.Loop() {
-		buf = appendEvent(buf[:0], ev)
+		buf = sse.AppendEvent(buf[:0], ev)
 	}
 }
 
@@ -95,9 +96,9 @@ func BenchmarkPostToDelivery(b *testing.B) {
 			ts := startServerB(b, "-backlog", "0")
 			addr := strings.TrimPrefix(ts.URL, "http://")
 			conns := benchClients(b, addr, subs)
-			readers := make([]*bufio.Reader, subs)
+			readers := make([]*sse.Reader, subs)
 			for i, c := range conns {
-				readers[i] = bufio.NewReader(c)
+				readers[i] = sse.NewReader(c)
 				defer c.Close()
 			}
 			// Each reader signals every message it reads.
@@ -105,13 +106,10 @@ func BenchmarkPostToDelivery(b *testing.B) {
 			for _, r := range readers {
 				go func() {
 					for {
-						line, err := r.ReadSlice('\n')
-						if err != nil {
+						if _, err := r.NextEvent(); err != nil {
 							return
 						}
-						if len(line) > 6 && string(line[:6]) == "data: " {
-							got <- struct{}{}
-						}
+						got <- struct{}{}
 					}
 				}()
 			}

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"chat/internal/sse"
 )
 
 // Tuning values of the hub. Each can be changed with a flag (see main.go);
@@ -592,14 +594,14 @@ func (cr *ChatRoom) head(from *position) [][]byte {
 		pos = h.at(start).seq - 1
 	}
 	id := formatID(cr.epoch, pos)
-	pre := appendEvent(make([]byte, 0, 256), event{ID: id, Retry: cr.cfg.Retry})
+	pre := sse.AppendEvent(make([]byte, 0, 256), sse.Event{ID: id, Retry: cr.cfg.Retry})
 	if reset != "" {
 		data, _ := json.Marshal(struct {
 			Reason      string `json:"reason"`
 			LastEventID string `json:"last_event_id"`
 			Message     string `json:"message"`
 		}{reset, from.id, why})
-		pre = appendEvent(pre, event{Type: "reset", ID: id, Data: data})
+		pre = sse.AppendEvent(pre, sse.Event{Type: "reset", ID: id, Data: data})
 	}
 	out := make([][]byte, 0, 1+h.n-start)
 	out = append(out, pre)
@@ -662,75 +664,10 @@ func (cr *ChatRoom) shutdown() {
 	close(cr.done)
 }
 
-// event is one Server-Sent Event.
-type event struct {
-	// Type is the event type; empty means the default "message".
-	Type string
-	// ID sets the client's last event id; empty sends no id field.
-	ID string
-	// Retry, when positive, is sent as the reconnection delay.
-	Retry time.Duration
-	// Data is the payload; each line of it becomes one "data:" field.
-	Data []byte
-}
-
-// fieldSanitizer removes the characters that would end an SSE field early
-// or make a browser ignore it.
-var fieldSanitizer = strings.NewReplacer("\r", "", "\n", "", "\x00", "")
-
-// appendEvent appends the wire form of ev to dst, as the WHATWG
-// server-sent events format defines it: "event:", "id:" and "retry:"
-// fields as needed, one "data:" field per line of Data (a line ends at
-// "\r\n", "\r" or "\n"), and a blank line. Nothing in Data can end the
-// event early or add a field.
-func appendEvent(dst []byte, ev event) []byte {
-	if ev.Type != "" {
-		dst = append(dst, "event: "...)
-		dst = append(dst, fieldSanitizer.Replace(ev.Type)...)
-		dst = append(dst, '\n')
-	}
-	if ev.ID != "" {
-		dst = append(dst, "id: "...)
-		dst = append(dst, fieldSanitizer.Replace(ev.ID)...)
-		dst = append(dst, '\n')
-	}
-	if ev.Retry > 0 {
-		dst = append(dst, "retry: "...)
-		dst = strconv.AppendInt(dst, ev.Retry.Milliseconds(), 10)
-		dst = append(dst, '\n')
-	}
-	if len(ev.Data) > 0 {
-		data := ev.Data
-		for {
-			i := indexLineEnd(data)
-			if i < 0 {
-				dst = append(append(append(dst, "data: "...), data...), '\n')
-				break
-			}
-			dst = append(append(append(dst, "data: "...), data[:i]...), '\n')
-			if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
-				i++
-			}
-			data = data[i+1:]
-		}
-	}
-	return append(dst, '\n')
-}
-
-// indexLineEnd returns the index of the first '\r' or '\n' in b, or -1.
-func indexLineEnd(b []byte) int {
-	for i, ch := range b {
-		if ch == '\r' || ch == '\n' {
-			return i
-		}
-	}
-	return -1
-}
-
 // encodeMessage appends m as a chat event (its id and its JSON on one data
 // line) to dst.
 func encodeMessage(dst []byte, m Message) []byte {
-	return appendEvent(dst, event{ID: m.ID, Data: marshalMessage(m)})
+	return sse.AppendEvent(dst, sse.Event{ID: m.ID, Data: marshalMessage(m)})
 }
 
 // marshalMessage returns m as one line of JSON, without the HTML escaping

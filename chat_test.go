@@ -19,50 +19,12 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"chat/internal/sse"
 )
 
 // waitTimeout bounds every poll in these tests.
 const waitTimeout = 10 * time.Second
-
-func TestAppendEvent(t *testing.T) {
-	tests := []struct {
-		name string
-		ev   event
-		want string
-	}{
-		{"data only", event{Data: []byte("hello")}, "data: hello\n\n"},
-		{"id and data", event{ID: "7-3", Data: []byte(`{"a":1}`)}, "id: 7-3\ndata: {\"a\":1}\n\n"},
-		{"all fields", event{Type: "reset", ID: "1-0", Retry: 1500 * time.Millisecond, Data: []byte("x")}, "event: reset\nid: 1-0\nretry: 1500\ndata: x\n\n"},
-		{"id only", event{ID: "5-9", Retry: time.Second}, "id: 5-9\nretry: 1000\n\n"},
-		{"LF splits data", event{Data: []byte("a\nb")}, "data: a\ndata: b\n\n"},
-		{"CRLF splits data", event{Data: []byte("a\r\nb")}, "data: a\ndata: b\n\n"},
-		{"CR splits data", event{Data: []byte("a\rb")}, "data: a\ndata: b\n\n"},
-		{"trailing newline kept", event{Data: []byte("a\n")}, "data: a\ndata: \n\n"},
-		{"blank lines kept", event{Data: []byte("\n\n")}, "data: \ndata: \ndata: \n\n"},
-		{"forged event stays data", event{Data: []byte("x\n\nid: 99\nevent: reset\ndata: evil")}, "data: x\ndata: \ndata: id: 99\ndata: event: reset\ndata: data: evil\n\n"},
-		{"newline in id removed", event{ID: "1\n\ndata: evil", Data: []byte("x")}, "id: 1data: evil\ndata: x\n\n"},
-		{"NUL in id removed", event{ID: "1\x002", Data: []byte("x")}, "id: 12\ndata: x\n\n"},
-		{"CR in type removed", event{Type: "a\rb", Data: []byte("x")}, "event: ab\ndata: x\n\n"},
-		{"colon at start of data", event{Data: []byte(": not a comment")}, "data: : not a comment\n\n"},
-		{"empty event", event{}, "\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := string(appendEvent(nil, tt.ev))
-			if got != tt.want {
-				t.Errorf("appendEvent(%+v) = %q, want %q", tt.ev, got, tt.want)
-			}
-			// The browser's parser must get back exactly the data.
-			if len(tt.ev.Data) > 0 {
-				evs := parseSSE(t, got)
-				want := newlines.Replace(string(tt.ev.Data))
-				if len(evs) != 1 || evs[0].Data != want {
-					t.Errorf("parse(appendEvent(%+v)) = %+v, want one event with data %q", tt.ev, evs, want)
-				}
-			}
-		})
-	}
-}
 
 func TestEncodeMessage(t *testing.T) {
 	m := Message{ID: "10-4", Username: "<b>eve</b>", Content: "line1\nline2\r\ndata: x\u2028", Time: time.Date(2026, 1, 2, 3, 4, 5, 600000000, time.UTC)}
@@ -71,19 +33,6 @@ func TestEncodeMessage(t *testing.T) {
 	if got != want {
 		t.Errorf("encodeMessage = %q, want %q", got, want)
 	}
-}
-
-func Example_appendEvent() {
-	msg := []byte(`{"id":"1-1","username":"alice","content":"hi"}`)
-	fmt.Printf("%s", appendEvent(nil, event{ID: "1-1", Data: msg}))
-	fmt.Printf("%s", appendEvent(nil, event{Type: "note", Data: []byte("two\nlines")}))
-	// Output:
-	// id: 1-1
-	// data: {"id":"1-1","username":"alice","content":"hi"}
-	//
-	// event: note
-	// data: two
-	// data: lines
 }
 
 func TestParseID(t *testing.T) {
@@ -259,77 +208,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// sseEvent is one parsed Server-Sent Event.
-type sseEvent struct {
-	Type, ID, Data string
-	Retry          int
-}
-
-// sseReader parses a Server-Sent Events stream as the WHATWG algorithm
-// does, including the last event id kept across events.
-type sseReader struct {
-	r        *bufio.Reader
-	lastID   string
-	comments int
-	// pending holds id-only blocks' effect; retry the last retry seen.
-	retry int
-}
-
-// next returns the next dispatched event (id-only blocks update lastID and
-// dispatch nothing, as in a browser).
-func (s *sseReader) next() (sseEvent, error) {
-	var ev sseEvent
-	var data []string
-	hasData := false
-	for {
-		line, err := s.r.ReadString('\n')
-		if err != nil {
-			return ev, err
-		}
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if line == "" {
-			ev.ID = s.lastID
-			if !hasData {
-				ev = sseEvent{}
-				continue
-			}
-			ev.Data = strings.Join(data, "\n")
-			if ev.Type == "" {
-				ev.Type = "message"
-			}
-			return ev, nil
-		}
-		if strings.HasPrefix(line, ":") {
-			s.comments++
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "event":
-			ev.Type = value
-		case "data":
-			data = append(data, value)
-			hasData = true
-		case "id":
-			if !strings.Contains(value, "\x00") {
-				s.lastID = value
-			}
-		case "retry":
-			if n, err := strconv.Atoi(value); err == nil {
-				s.retry = n
-			}
-		}
-	}
-}
-
-// parseSSE parses a whole stream held in a string.
-func parseSSE(t *testing.T, s string) []sseEvent {
+// parseSSE returns the events a browser would dispatch from the stream s.
+func parseSSE(t *testing.T, s string) []sse.Event {
 	t.Helper()
-	r := &sseReader{r: bufio.NewReader(strings.NewReader(s))}
-	var out []sseEvent
+	r := sse.NewReader(strings.NewReader(s))
+	var out []sse.Event
 	for {
-		ev, err := r.next()
+		ev, err := r.NextEvent()
 		if err != nil {
 			return out
 		}
@@ -340,7 +225,7 @@ func parseSSE(t *testing.T, s string) []sseEvent {
 // subscriber is a test client of GET /stream.
 type subscriber struct {
 	resp *http.Response
-	sse  *sseReader
+	sse  *sse.Reader
 }
 
 // subscribe opens a stream, with lastID as Last-Event-ID unless empty.
@@ -359,7 +244,7 @@ func subscribe(t *testing.T, url, lastID string) *subscriber {
 		resp.Body.Close()
 		t.Fatalf("GET /stream: status %d: %s", resp.StatusCode, b)
 	}
-	s := &subscriber{resp: resp, sse: &sseReader{r: bufio.NewReader(resp.Body)}}
+	s := &subscriber{resp: resp, sse: sse.NewReader(resp.Body)}
 	t.Cleanup(s.close)
 	return s
 }
@@ -370,18 +255,18 @@ func (s *subscriber) close() { s.resp.Body.Close() }
 // messages reads until n chat messages have arrived and returns them, with
 // any other events seen on the way. It fails the test if the stream ends or
 // stalls for waitTimeout.
-func (s *subscriber) messages(t *testing.T, n int) (msgs []Message, other []sseEvent) {
+func (s *subscriber) messages(t *testing.T, n int) (msgs []Message, other []sse.Event) {
 	t.Helper()
 	type result struct {
 		msgs  []Message
-		other []sseEvent
+		other []sse.Event
 		err   error
 	}
 	done := make(chan result, 1)
 	go func() {
 		var res result
 		for len(res.msgs) < n {
-			ev, err := s.sse.next()
+			ev, err := s.sse.NextEvent()
 			if err != nil {
 				res.err = err
 				break
@@ -469,21 +354,13 @@ func TestStreamHeaders(t *testing.T) {
 	// retry hint and the stream position; heartbeats follow.
 	done := make(chan error, 1)
 	go func() {
-		for s.sse.comments < 2 {
-			line, err := s.sse.r.ReadString('\n')
+		for comments := 0; comments < 2; {
+			b, err := s.sse.Next()
 			if err != nil {
 				done <- err
 				return
 			}
-			if strings.HasPrefix(line, ":") {
-				s.sse.comments++
-			}
-			if v, ok := strings.CutPrefix(line, "retry: "); ok {
-				s.sse.retry, _ = strconv.Atoi(strings.TrimSpace(v))
-			}
-			if v, ok := strings.CutPrefix(line, "id: "); ok {
-				s.sse.lastID = strings.TrimSpace(v)
-			}
+			comments += len(b.Comments)
 		}
 		done <- nil
 	}()
@@ -495,11 +372,11 @@ func TestStreamHeaders(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatalf("no two heartbeats within %v", waitTimeout)
 	}
-	if s.sse.retry != 1000 {
-		t.Errorf("retry = %d, want 1000", s.sse.retry)
+	if got := s.sse.Retry(); got != time.Second {
+		t.Errorf("retry = %v, want 1s", got)
 	}
-	if _, seq, err := parseID(s.sse.lastID); err != nil || seq != 0 {
-		t.Errorf("preamble id = %q, want <epoch>-0", s.sse.lastID)
+	if _, seq, err := parseID(s.sse.LastEventID()); err != nil || seq != 0 {
+		t.Errorf("preamble id = %q, want <epoch>-0", s.sse.LastEventID())
 	}
 }
 
@@ -593,7 +470,7 @@ func TestResume(t *testing.T) {
 		}
 		s := subscribe(t, ts.URL, posted[0].ID)
 		got, other := s.messages(t, 10)
-		if len(other) != 1 || other[0].Type != "reset" || !strings.Contains(other[0].Data, `"reason":"expired"`) {
+		if len(other) != 1 || other[0].Type != "reset" || !strings.Contains(string(other[0].Data), `"reason":"expired"`) {
 			t.Errorf("got events %+v, want one reset with reason expired", other)
 		}
 		if want := posted[len(posted)-10:]; fmt.Sprint(ids(got)) != fmt.Sprint(ids(want)) {
@@ -605,7 +482,7 @@ func TestResume(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := &subscriber{resp: resp, sse: &sseReader{r: bufio.NewReader(resp.Body)}}
+		s := &subscriber{resp: resp, sse: sse.NewReader(resp.Body)}
 		defer s.close()
 		got, _ := s.messages(t, 1)
 		if got[0].ID != posted[len(posted)-1].ID {
@@ -625,15 +502,15 @@ func TestResumeAfterRestart(t *testing.T) {
 	}
 	s := subscribe(t, second.URL, old.ID)
 	got, other := s.messages(t, 1)
-	if len(other) != 1 || other[0].Type != "reset" || !strings.Contains(other[0].Data, `"last_event_id":"`+old.ID+`"`) {
+	if len(other) != 1 || other[0].Type != "reset" || !strings.Contains(string(other[0].Data), `"last_event_id":"`+old.ID+`"`) {
 		t.Errorf("resume across restart: events %+v, want one reset naming %s", other, old.ID)
 	}
 	if got[0].ID != m.ID {
 		t.Errorf("resume across restart: got %s, want %s", got[0].ID, m.ID)
 	}
 	// The reset carries a position, so a reconnect after it resumes exactly.
-	if other[0].ID == "" || s.sse.lastID != m.ID {
-		t.Errorf("reset id %q, last id %q; want a position and then %s", other[0].ID, s.sse.lastID, m.ID)
+	if other[0].ID == "" || s.sse.LastEventID() != m.ID {
+		t.Errorf("reset id %q, last id %q; want a position and then %s", other[0].ID, s.sse.LastEventID(), m.ID)
 	}
 }
 
@@ -647,16 +524,18 @@ func TestSlowClientLosesNothing(t *testing.T) {
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
-	slow := &sseReader{r: bufio.NewReaderSize(conn, 1024)}
-	if _, err := slow.r.ReadString('\n'); err != nil { // status line
+	slowConn := bufio.NewReaderSize(conn, 1024)
+	if _, err := slowConn.ReadString('\n'); err != nil { // status line
 		t.Fatal(err)
 	}
+	// The header lines that follow are fields the parser ignores.
+	slow := sse.NewReader(slowConn)
 	// The fast client reads all along.
 	fast := subscribe(t, ts.URL, "")
 	fastGot := make(chan Message, 10000)
 	go func() {
 		for {
-			ev, err := fast.sse.next()
+			ev, err := fast.sse.NextEvent()
 			if err != nil {
 				close(fastGot)
 				return
@@ -699,7 +578,7 @@ func TestSlowClientLosesNothing(t *testing.T) {
 	// resumes with its last id and gets everything else.
 	var slowGot []Message
 	for {
-		ev, err := slow.next()
+		ev, err := slow.NextEvent()
 		if err != nil {
 			break
 		}
@@ -712,7 +591,7 @@ func TestSlowClientLosesNothing(t *testing.T) {
 	if len(slowGot) >= len(posted) {
 		t.Fatalf("slow client got all %d messages before its disconnect; test proves nothing", len(slowGot))
 	}
-	again := subscribe(t, ts.URL, slow.lastID)
+	again := subscribe(t, ts.URL, slow.LastEventID())
 	rest, other := again.messages(t, len(posted)-len(slowGot))
 	if len(other) != 0 {
 		t.Errorf("resume: unexpected events %+v", other)

@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"chat/internal/sse"
 )
 
 // clientFrom returns an HTTP client whose connections come from the
@@ -146,7 +148,9 @@ func baselineGoroutines() int {
 // rawStream is a GET /stream on a bare TCP connection.
 type rawStream struct {
 	conn net.Conn
-	r    *bufio.Reader
+	// r reads the response head; ev reads the body's events after it.
+	r  *bufio.Reader
+	ev *sse.Reader
 }
 
 // dialStream opens GET /stream on a bare connection from localIP (empty:
@@ -178,17 +182,12 @@ func dialStream(addr, localIP, extra string) (*rawStream, int, error) {
 		conn.Close()
 		return nil, resp.StatusCode, nil
 	}
-	// The body follows the head on the same reader: the preamble ends at
-	// the first blank line.
-	for {
-		line, err := s.r.ReadString('\n')
-		if err != nil {
-			conn.Close()
-			return nil, 0, fmt.Errorf("reading preamble: %w", err)
-		}
-		if line == "\n" {
-			break
-		}
+	// The body follows the head on the same reader: the preamble is its
+	// first block.
+	s.ev = sse.NewReader(s.r)
+	if _, err := s.ev.Next(); err != nil {
+		conn.Close()
+		return nil, 0, fmt.Errorf("reading preamble: %w", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return s, http.StatusOK, nil
@@ -883,7 +882,7 @@ func TestPostFloodIsolation(t *testing.T) {
 	go func() {
 		defer close(arrivals)
 		for {
-			ev, err := watcher.sse.next()
+			ev, err := watcher.sse.NextEvent()
 			if err != nil {
 				return
 			}

@@ -31,6 +31,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"chat/internal/sse"
 )
 
 // buildChat builds the server binary into dir and returns its path. It
@@ -170,15 +172,15 @@ func mustPost(t *testing.T, url, username, content string) Message {
 // the chat messages up to it (included) and the other events on the way.
 // It fails the test if the stream ends, holds a malformed message or stalls
 // for waitTimeout.
-func readUntil(t *testing.T, s *subscriber, id string) (msgs []Message, other []sseEvent) {
+func readUntil(t *testing.T, s *subscriber, id string) (msgs []Message, other []sse.Event) {
 	t.Helper()
 	var err error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
-			var ev sseEvent
-			if ev, err = s.sse.next(); err != nil {
+			var ev sse.Event
+			if ev, err = s.sse.NextEvent(); err != nil {
 				return
 			}
 			if ev.Type != "message" {
@@ -428,7 +430,7 @@ func TestCrashBinary(t *testing.T) {
 			acked = append(acked, mustPost(t, p.URL, "a", fmt.Sprintf("clean %d", i)))
 		}
 		s := subscribe(t, p.URL, "")
-		if _, _, err := s.sse.r.ReadLine(); err != nil {
+		if _, err := s.sse.Next(); err != nil {
 			t.Fatalf("stream: %v", err)
 		}
 		ended := make(chan error, 1)

@@ -15,8 +15,6 @@ package main
 // and -soak.rate (CHAT_SOAK_RATE, 10 posts per second).
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,6 +29,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"chat/internal/sse"
 )
 
 var (
@@ -95,46 +95,32 @@ func (f *soakFailures) report(t *testing.T, what string) {
 // soakEvents reads a stream's events after the preamble and calls onMessage
 // with the sequence number of each chat message, and onReset for a reset
 // event. It returns the error that ended the stream.
-func soakEvents(r *bufio.Reader, epoch string, onMessage func(seq uint64) error, onReset func()) error {
-	var seq uint64
-	var haveID, haveData, reset bool
+func soakEvents(r *sse.Reader, epoch string, onMessage func(seq uint64) error, onReset func()) error {
 	for {
-		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			haveData = true // only a data line is this long
-			continue
-		}
+		b, err := r.Next()
 		if err != nil {
 			return err
 		}
-		switch {
-		case len(line) == 1: // blank line: the event ends
-			if reset {
-				onReset()
-			} else if haveData {
-				if !haveID {
-					return errors.New("message without id")
-				}
-				if err := onMessage(seq); err != nil {
-					return err
-				}
-			}
-			haveID, haveData, reset = false, false, false
-		case line[0] == ':':
-		case bytes.HasPrefix(line, []byte("id: ")):
-			id := string(line[4 : len(line)-1])
-			e, s, ok := strings.Cut(id, "-")
+		var seq uint64
+		if b.HasID {
+			e, s, ok := strings.Cut(b.ID, "-")
 			if !ok || e != epoch {
-				return fmt.Errorf("id %q not of epoch %s", id, epoch)
+				return fmt.Errorf("id %q not of epoch %s", b.ID, epoch)
 			}
 			if seq, err = strconv.ParseUint(s, 10, 64); err != nil {
-				return fmt.Errorf("id %q: %w", id, err)
+				return fmt.Errorf("id %q: %w", b.ID, err)
 			}
-			haveID = true
-		case bytes.HasPrefix(line, []byte("data: ")):
-			haveData = true
-		case bytes.Equal(line, []byte("event: reset\n")):
-			reset = true
+		}
+		switch {
+		case b.Type == "reset":
+			onReset()
+		case b.HasData:
+			if !b.HasID {
+				return errors.New("message without id")
+			}
+			if err := onMessage(seq); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -216,7 +202,7 @@ func TestSoak(t *testing.T) {
 	for i, st := range streams {
 		go func() {
 			defer close(st.done)
-			err := soakEvents(st.s.r, epoch, func(seq uint64) error {
+			err := soakEvents(st.s.ev, epoch, func(seq uint64) error {
 				if want := st.last.Load() + 1; seq != want {
 					return fmt.Errorf("got message %d, want %d", seq, want)
 				}
@@ -262,7 +248,7 @@ func TestSoak(t *testing.T) {
 				resumed := last > 0
 				stay := 500*time.Millisecond + time.Duration(rng.Int64N(int64(9500*time.Millisecond)))
 				_ = s.conn.SetReadDeadline(time.Now().Add(stay))
-				err = soakEvents(s.r, epoch, func(seq uint64) error {
+				err = soakEvents(s.ev, epoch, func(seq uint64) error {
 					if resumed && seq != last+1 {
 						return fmt.Errorf("resumed after %d but got %d", last, seq)
 					}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"chat/internal/sse"
 )
 
 // writeTestCert writes a self-signed certificate for 127.0.0.1 and its key
@@ -68,7 +69,7 @@ func TestHTTP2(t *testing.T) {
 	defer client.CloseIdleConnections()
 
 	const streams = 10
-	subs := make([]*sseReader, streams)
+	subs := make([]*sse.Reader, streams)
 	for i := range subs {
 		resp, err := client.Get(base + "/stream")
 		if err != nil {
@@ -78,7 +79,7 @@ func TestHTTP2(t *testing.T) {
 		if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
 			t.Fatalf("GET /stream over TLS: %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
 		}
-		subs[i] = &sseReader{r: bufio.NewReader(resp.Body)}
+		subs[i] = sse.NewReader(resp.Body)
 	}
 	resp, err := client.Post(base+"/post", "application/json", strings.NewReader(`{"username":"h2","content":"over one connection"}`))
 	if err != nil {
