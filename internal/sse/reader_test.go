@@ -17,15 +17,15 @@ func msg(typ, id, data string) Block {
 	return Block{Event: Event{Type: typ, ID: id, Data: []byte(data)}, HasData: true}
 }
 
-// readAll parses a whole stream and returns its blocks, the error that
-// ended it and the reader.
-func readAll(src io.Reader) ([]Block, error, *Reader) {
+// readAll parses a whole stream and returns its blocks, the reader and the
+// error that ended it.
+func readAll(src io.Reader) ([]Block, *Reader, error) {
 	r := NewReader(src)
 	var out []Block
 	for {
 		b, err := r.Next()
 		if err != nil {
-			return out, err, r
+			return out, r, err
 		}
 		out = append(out, b)
 	}
@@ -184,7 +184,7 @@ func TestReader(t *testing.T) {
 				if mode != "whole" {
 					src = iotest.OneByteReader(src)
 				}
-				got, err, r := readAll(src)
+				got, r, err := readAll(src)
 				if err != io.EOF {
 					t.Errorf("end: %v, want io.EOF", err)
 				}
@@ -229,11 +229,11 @@ func TestReaderNextEvent(t *testing.T) {
 // after the complete blocks before it, and that an endless line is refused.
 func TestReaderErrors(t *testing.T) {
 	boom := errors.New("boom")
-	got, err, _ := readAll(io.MultiReader(strings.NewReader("data: a\n\ndata: b"), iotest.ErrReader(boom)))
+	got, _, err := readAll(io.MultiReader(strings.NewReader("data: a\n\ndata: b"), iotest.ErrReader(boom)))
 	if err != boom || len(got) != 1 || string(got[0].Data) != "a" {
 		t.Errorf("blocks %s, error %v; want one block and %v", fmtBlocks(got), err, boom)
 	}
-	if _, err, _ := readAll(io.LimitReader(endless{}, MaxLine+2*readBuffer)); err != ErrLineTooLong {
+	if _, _, err := readAll(io.LimitReader(endless{}, MaxLine+2*readBuffer)); err != ErrLineTooLong {
 		t.Errorf("endless line: %v, want ErrLineTooLong", err)
 	}
 }
@@ -262,7 +262,7 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, typ, id string, retry int64, data []byte) {
 		ev := Event{Type: typ, ID: id, Retry: time.Duration(retry), Data: data}
 		wire := AppendEvent(nil, ev)
-		got, err, r := readAll(bytes.NewReader(wire))
+		got, r, err := readAll(bytes.NewReader(wire))
 		if err != io.EOF {
 			t.Fatalf("parse %q: %v", wire, err)
 		}
@@ -301,8 +301,8 @@ func FuzzReaderSplits(f *testing.F) {
 	f.Add([]byte("\xEF\xBB\xBFid: 1\r\ndata: a\r\rdata\n: c\n\nretry: 10\n\n"))
 	f.Add([]byte("data: a\r"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		whole, err1, r1 := readAll(bytes.NewReader(in))
-		split, err2, r2 := readAll(iotest.OneByteReader(bytes.NewReader(in)))
+		whole, r1, err1 := readAll(bytes.NewReader(in))
+		split, r2, err2 := readAll(iotest.OneByteReader(bytes.NewReader(in)))
 		if err1 != io.EOF || err2 != io.EOF {
 			t.Fatalf("errors %v, %v", err1, err2)
 		}
