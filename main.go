@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"chat/internal/journal"
 )
 
 // Server timeouts and shutdown bounds.
@@ -188,9 +190,17 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		wg.Wait()
 	}()
 	if cfg.data != "" {
-		store, recovered, err := OpenStore(cfg.data, cfg.history, logger)
+		store, records, err := journal.Open(cfg.data, cfg.history, logger)
 		if err != nil {
 			return fmt.Errorf("open journal: %w", err)
+		}
+		recovered, err := recoveredMessages(records)
+		if err != nil {
+			// Run with a done context closes the file.
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
+			store.Run(done)
+			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
 		roomCfg.Journal, roomCfg.Recovered = store, recovered
 		wg.Go(func() {
