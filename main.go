@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"chat/internal/journal"
+	"chat/internal/limit"
 )
 
 // Server timeouts and shutdown bounds.
@@ -165,7 +166,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	trusted, err := parseTrustedProxies(cfg.trustedProxies)
+	trusted, err := limit.ParseTrustedProxies(cfg.trustedProxies)
 	if err != nil {
 		return err
 	}
@@ -226,8 +227,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		maxContent:   cfg.maxContent,
 		maxBody:      int64(cfg.maxBody),
 		pprof:        cfg.pprof,
-		limiter:      newRateLimiter(cfg.postRate, cfg.postBurst),
-		addrOf:       clientAddrFunc(trusted),
+		limiter:      limit.New(cfg.postRate, cfg.postBurst),
+		addrOf:       limit.ClientAddr(trusted),
 	}, logger)
 
 	srv := &http.Server{
