@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"chat/internal/limit"
 	"chat/internal/sse"
 )
 
@@ -219,9 +220,6 @@ func TestLimitFlagDefaults(t *testing.T) {
 			t.Errorf("%s -1 accepted", flag)
 		}
 	}
-	if l := newRateLimiter(0, 20); l != nil {
-		t.Errorf("newRateLimiter(0, 20) = %p, want nil (no limit)", l)
-	}
 	err = run(context.Background(), []string{"chat", "-addr", "127.0.0.1:0", "-trusted-proxies", "10.0.0.1,proxy.example"}, noEnv, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "proxy.example") {
 		t.Errorf("run with a bad -trusted-proxies = %v, want an error naming it", err)
@@ -306,171 +304,6 @@ func TestPostRateLimit(t *testing.T) {
 	st := ts.stats(t)
 	if st.PostsRejected != 4 || st.MessagesPosted != 6 || st.HistorySize != 6 {
 		t.Errorf("stats: posts_rejected %d, messages_posted %d, history %d; want 4, 6, 6", st.PostsRejected, st.MessagesPosted, st.HistorySize)
-	}
-}
-
-// TestRateLimiterDefaults drives the token bucket with the default rate and
-// burst on a synthetic clock: 20 at once, then one every 200 ms, and a long
-// pause refills no more than the burst.
-func TestRateLimiterDefaults(t *testing.T) {
-	l := newRateLimiter(defaultPostRate, defaultPostBurst)
-	t0 := time.Unix(1_000_000, 0)
-	for i := range 20 {
-		if ok, _ := l.allow("a", t0); !ok {
-			t.Fatalf("post %d of the burst refused", i)
-		}
-	}
-	if ok, wait := l.allow("a", t0); ok || wait != 200*time.Millisecond {
-		t.Errorf("21st post = %v, wait %v; want refused, wait 200ms", ok, wait)
-	}
-	if ok, _ := l.allow("b", t0); !ok {
-		t.Error("another address refused")
-	}
-	if ok, _ := l.allow("a", t0.Add(199*time.Millisecond)); ok {
-		t.Error("post 199ms later allowed, want refused")
-	}
-	if ok, _ := l.allow("a", t0.Add(200*time.Millisecond)); !ok {
-		t.Error("post 200ms later refused, want allowed")
-	}
-	got := 0
-	for {
-		if ok, _ := l.allow("a", t0.Add(time.Second)); !ok {
-			break
-		}
-		got++
-	}
-	if got != 4 {
-		t.Errorf("posts allowed 1s after the burst = %d, want 4 (5/s, one already taken)", got)
-	}
-	got = 0
-	for {
-		if ok, _ := l.allow("a", t0.Add(time.Hour)); !ok {
-			break
-		}
-		got++
-	}
-	if got != 20 {
-		t.Errorf("posts allowed after an hour's pause = %d, want the burst, 20", got)
-	}
-}
-
-// TestRateLimiterForgetsIdle checks that the limiter's memory is bounded by
-// the addresses recently active: idle ones (whose bucket is full again) are
-// forgotten at the next sweep, and active ones are kept with their state.
-func TestRateLimiterForgetsIdle(t *testing.T) {
-	l := newRateLimiter(defaultPostRate, defaultPostBurst)
-	t0 := time.Unix(1_000_000, 0)
-	const addrs = 20000
-	for i := range addrs {
-		l.allow(fmt.Sprintf("10.%d.%d.%d", i>>16, i>>8&255, i&255), t0.Add(time.Duration(i)*time.Microsecond))
-	}
-	if n := l.size(); n != addrs {
-		t.Fatalf("size after %d addresses = %d", addrs, n)
-	}
-	// "busy" empties its bucket shortly before the sweep is due.
-	busyAt := t0.Add(limiterSweep - 100*time.Millisecond)
-	for {
-		if ok, _ := l.allow("busy", busyAt); !ok {
-			break
-		}
-	}
-	l.allow("new", t0.Add(limiterSweep))
-	if n := l.size(); n != 2 {
-		t.Errorf("size after the sweep = %d, want 2 (busy and new)", n)
-	}
-	if ok, _ := l.allow("busy", t0.Add(limiterSweep)); ok {
-		t.Error("busy address allowed right after the sweep: its empty bucket was forgotten")
-	}
-}
-
-// TestRateLimiterBounded checks that a flood of distinct addresses, all
-// active at once, never makes the limiter hold more than maxLimiterAddrs,
-// and that making room is done in bulk: past the bound, a run of further
-// new addresses costs one sweep of the map, not one per post (which would
-// make every post scan 100 000 entries under the lock).
-func TestRateLimiterBounded(t *testing.T) {
-	l := newRateLimiter(defaultPostRate, defaultPostBurst)
-	t0 := time.Unix(1_000_000, 0)
-	addr := func(i int) string { return fmt.Sprintf("2001:db8:%x:%x::", i>>16, i&0xffff) }
-	for i := range maxLimiterAddrs {
-		l.allow(addr(i), t0)
-	}
-	if n := l.size(); n != maxLimiterAddrs {
-		t.Fatalf("size = %d, want %d", n, maxLimiterAddrs)
-	}
-	sweeps := 0
-	last := func() time.Time { l.mu.Lock(); defer l.mu.Unlock(); return l.lastSweep }
-	prev := last()
-	const more = 1000
-	for i := range more {
-		l.allow(addr(maxLimiterAddrs+i), t0.Add(time.Duration(i+1)*time.Nanosecond))
-		if s := last(); !s.Equal(prev) {
-			sweeps++
-			prev = s
-		}
-		if n := l.size(); n > maxLimiterAddrs {
-			t.Fatalf("size = %d after %d more addresses, want at most %d", n, i+1, maxLimiterAddrs)
-		}
-	}
-	if sweeps != 1 {
-		t.Errorf("%d new addresses past the bound made %d sweeps of the whole map, want 1", more, sweeps)
-	}
-	// The newest address is remembered: it is limited like any other.
-	for range defaultPostBurst - 1 {
-		l.allow(addr(maxLimiterAddrs+more-1), t0.Add(more*time.Nanosecond))
-	}
-	if ok, _ := l.allow(addr(maxLimiterAddrs+more-1), t0.Add(more*time.Nanosecond)); ok {
-		t.Error("newest address not limited after its burst")
-	}
-}
-
-// TestClientAddr checks the address a request counts against: the peer
-// unless it is a trusted proxy, then the right-most X-Forwarded-For entry
-// that is not a trusted proxy; IPv6 counts per /64.
-func TestClientAddr(t *testing.T) {
-	tests := []struct {
-		name, trusted, peer string
-		xff                 []string
-		want                string
-	}{
-		{"no proxies: peer", "", "203.0.113.5:4000", nil, "203.0.113.5"},
-		{"no proxies: header ignored", "", "203.0.113.5:4000", []string{"198.51.100.7"}, "203.0.113.5"},
-		{"no proxies: loopback header ignored", "", "127.0.0.1:4000", []string{"198.51.100.7"}, "127.0.0.1"},
-		{"IPv6 counts per /64", "", "[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:4000", nil, "2001:db8:1:2::/64"},
-		{"same /64", "", "[2001:db8:1:2::1]:4000", nil, "2001:db8:1:2::/64"},
-		{"other /64", "", "[2001:db8:1:3::1]:4000", nil, "2001:db8:1:3::/64"},
-		{"IPv4-mapped", "", "[::ffff:192.0.2.1]:4000", nil, "192.0.2.1"},
-		{"trusted proxy: client from header", "127.0.0.1", "127.0.0.1:4000", []string{"198.51.100.7"}, "198.51.100.7"},
-		{"trusted proxy: spoofed prefix ignored", "127.0.0.1", "127.0.0.1:4000", []string{"6.6.6.6, 198.51.100.7"}, "198.51.100.7"},
-		{"trusted proxy chain", "127.0.0.1, 10.0.0.0/8", "127.0.0.1:4000", []string{"6.6.6.6, 198.51.100.7, 10.1.2.3"}, "198.51.100.7"},
-		{"header lines joined in order", "127.0.0.1,10.0.0.0/8", "127.0.0.1:4000", []string{"6.6.6.6", "198.51.100.7, 10.0.0.9"}, "198.51.100.7"},
-		{"trusted proxy without header", "127.0.0.1", "127.0.0.1:4000", nil, "127.0.0.1"},
-		{"trusted proxy, garbage header", "127.0.0.1", "127.0.0.1:4000", []string{"nonsense"}, "127.0.0.1"},
-		{"trusted proxy, only proxies in header", "127.0.0.1,10.0.0.0/8", "127.0.0.1:4000", []string{"10.0.0.1"}, "127.0.0.1"},
-		{"trusted proxy, IPv6 client", "127.0.0.1", "127.0.0.1:4000", []string{"2001:db8::1"}, "2001:db8::/64"},
-		{"untrusted peer: header ignored", "10.0.0.0/8", "203.0.113.9:4000", []string{"198.51.100.7"}, "203.0.113.9"},
-		{"trusted IPv6 proxy", "::1", "[::1]:4000", []string{"198.51.100.7"}, "198.51.100.7"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			trusted, err := parseTrustedProxies(tt.trusted)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := httptest.NewRequest("GET", "/stream", nil)
-			r.RemoteAddr = tt.peer
-			for _, v := range tt.xff {
-				r.Header.Add("X-Forwarded-For", v)
-			}
-			if got := clientAddrFunc(trusted)(r); got != tt.want {
-				t.Errorf("peer %s, X-Forwarded-For %q, trusted %q: got %q, want %q", tt.peer, tt.xff, tt.trusted, got, tt.want)
-			}
-		})
-	}
-	for _, bad := range []string{"proxy.example", "10.0.0.0/33", "10.0.0.1:80"} {
-		if _, err := parseTrustedProxies(bad); err == nil {
-			t.Errorf("parseTrustedProxies(%q) accepted", bad)
-		}
 	}
 }
 
@@ -990,15 +823,15 @@ func FuzzRequest(f *testing.F) {
 		cancel()
 		<-roomDone
 	})
-	trusted, _ := parseTrustedProxies("192.0.2.0/24")
+	trusted, _ := limit.ParseTrustedProxies("192.0.2.0/24")
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, newStreamTracker(), &shuttingDown, serverConfig{
 		heartbeat:    time.Hour,
 		writeTimeout: time.Second,
 		maxContent:   200,
 		maxBody:      1024,
-		limiter:      newRateLimiter(1e9, 1<<30),
-		addrOf:       clientAddrFunc(trusted),
+		limiter:      limit.New(1e9, 1<<30),
+		addrOf:       limit.ClientAddr(trusted),
 	}, slog.New(slog.DiscardHandler))
 	epoch := strconv.FormatInt(room.epoch, 10)
 

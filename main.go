@@ -19,6 +19,9 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"chat/internal/journal"
+	"chat/internal/limit"
 )
 
 // Server timeouts and shutdown bounds.
@@ -163,7 +166,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	trusted, err := parseTrustedProxies(cfg.trustedProxies)
+	trusted, err := limit.ParseTrustedProxies(cfg.trustedProxies)
 	if err != nil {
 		return err
 	}
@@ -188,9 +191,17 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		wg.Wait()
 	}()
 	if cfg.data != "" {
-		store, recovered, err := OpenStore(cfg.data, cfg.history, logger)
+		store, records, err := journal.Open(cfg.data, cfg.history, logger)
 		if err != nil {
 			return fmt.Errorf("open journal: %w", err)
+		}
+		recovered, err := recoveredMessages(records)
+		if err != nil {
+			// Run with a done context closes the file.
+			done, cancel := context.WithCancel(context.Background())
+			cancel()
+			store.Run(done)
+			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
 		roomCfg.Journal, roomCfg.Recovered = store, recovered
 		wg.Go(func() {
@@ -216,8 +227,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		maxContent:   cfg.maxContent,
 		maxBody:      int64(cfg.maxBody),
 		pprof:        cfg.pprof,
-		limiter:      newRateLimiter(cfg.postRate, cfg.postBurst),
-		addrOf:       clientAddrFunc(trusted),
+		limiter:      limit.New(cfg.postRate, cfg.postBurst),
+		addrOf:       limit.ClientAddr(trusted),
 	}, logger)
 
 	srv := &http.Server{

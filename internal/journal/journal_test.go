@@ -1,4 +1,4 @@
-package main
+package journal
 
 import (
 	"bufio"
@@ -20,12 +20,12 @@ import (
 	"time"
 )
 
-// storeWait bounds every wait on the store in these tests. It is a failsafe
+// testWait bounds every wait on the journal in these tests. It is a failsafe
 // against hangs, never a means of synchronisation.
-const storeWait = 10 * time.Second
+const testWait = 10 * time.Second
 
-// storeLogBuffer is a goroutine-safe buffer behind a test logger.
-type storeLogBuffer struct {
+// logBuffer is a goroutine-safe buffer behind a test logger.
+type logBuffer struct {
 	// mu guards b.
 	mu sync.Mutex
 	// b holds the log output.
@@ -33,66 +33,84 @@ type storeLogBuffer struct {
 }
 
 // Write appends p to the buffer.
-func (b *storeLogBuffer) Write(p []byte) (int, error) {
+func (b *logBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
 // String returns what was logged so far.
-func (b *storeLogBuffer) String() string {
+func (b *logBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
 }
 
-// storeTestMessage returns a message with id epoch-seq and the given content.
-func storeTestMessage(epoch int64, seq uint64, content string) Message {
-	return Message{
-		ID:       formatID(epoch, seq),
+// testMessage is a chat message as the chat server journals it, so that the
+// records in these tests look like the real ones.
+type testMessage struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Content  string    `json:"content"`
+	Time     time.Time `json:"time"`
+}
+
+// testRecord returns a record with id epoch-seq holding a message with the
+// given content, marshalled as the chat server does (one line, no HTML
+// escaping).
+func testRecord(epoch int64, seq uint64, content string) Record {
+	m := testMessage{
+		ID:       recID(epoch, seq),
 		Username: "alice",
 		Content:  content,
 		Time:     time.Date(2026, 11, 25, 18, 20, 1, int(seq%1e9), time.UTC),
 	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		panic(err) // a testMessage always marshals
+	}
+	return Record{Epoch: epoch, Seq: seq, Data: bytes.TrimSuffix(b.Bytes(), []byte("\n"))}
 }
 
-// storeTestMessages returns n messages of epoch 1 with seqs from+1 to from+n.
-func storeTestMessages(from uint64, n int) []Message {
-	msgs := make([]Message, n)
-	for i := range msgs {
+// recID returns the id "<epoch>-<seq>".
+func recID(epoch int64, seq uint64) string {
+	return strconv.FormatInt(epoch, 10) + "-" + strconv.FormatUint(seq, 10)
+}
+
+// testRecords returns n records of epoch 1 with seqs from+1 to from+n.
+func testRecords(from uint64, n int) []Record {
+	recs := make([]Record, n)
+	for i := range recs {
 		seq := from + uint64(i) + 1
-		msgs[i] = storeTestMessage(1, seq, fmt.Sprintf("message %d", seq))
+		recs[i] = testRecord(1, seq, fmt.Sprintf("message %d", seq))
 	}
-	return msgs
+	return recs
 }
 
-// storeLine returns the journal line of m, newline included.
-func storeLine(t *testing.T, m Message) string {
-	t.Helper()
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatalf("marshal %s: %v", m.ID, err)
-	}
-	return string(b) + "\n"
+// testLine returns the journal line of r, newline included.
+func testLine(r Record) string {
+	return string(r.Data) + "\n"
 }
 
-// storeOpen opens the journal at path with a debug logger writing to the
+// testOpen opens the journal at path with a debug logger writing to the
 // returned buffer, or fails the test.
-func storeOpen(t *testing.T, path string, keep int) (*Store, []Message, *storeLogBuffer) {
+func testOpen(t *testing.T, path string, keep int) (*Journal, []Record, *logBuffer) {
 	t.Helper()
-	logs := &storeLogBuffer{}
+	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, msgs, err := OpenStore(path, keep, logger)
+	s, msgs, err := Open(path, keep, logger)
 	if err != nil {
-		t.Fatalf("OpenStore(%s, %d): %v", path, keep, err)
+		t.Fatalf("Open(%s, %d): %v", path, keep, err)
 	}
 	return s, msgs, logs
 }
 
-// storeStart runs s in a new goroutine. The returned stop cancels Run and
-// waits (at most storeWait) for it to return. stop is also registered with
+// testStart runs s in a new goroutine. The returned stop cancels Run and
+// waits (at most testWait) for it to return. stop is also registered with
 // t.Cleanup and may be called more than once.
-func storeStart(t *testing.T, s *Store) (stop func()) {
+func testStart(t *testing.T, s *Journal) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -104,43 +122,43 @@ func storeStart(t *testing.T, s *Store) (stop func()) {
 		cancel()
 		select {
 		case <-done:
-		case <-time.After(storeWait):
-			t.Errorf("Run did not return within %v of its context ending", storeWait)
+		case <-time.After(testWait):
+			t.Errorf("Run did not return within %v of its context ending", testWait)
 		}
 	}
 	t.Cleanup(stop)
 	return stop
 }
 
-// storeClose releases s without running it: Run with a done context writes
+// testClose releases s without running it: Run with a done context writes
 // what is queued, closes the file and returns.
-func storeClose(s *Store) {
+func testClose(s *Journal) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	s.Run(ctx)
 }
 
-// storeNext returns the next Commit, failing the test if none arrives within
-// storeWait.
-func storeNext(t *testing.T, s *Store) Commit {
+// testNext returns the next Commit, failing the test if none arrives within
+// testWait.
+func testNext(t *testing.T, s *Journal) Commit {
 	t.Helper()
 	select {
 	case c := <-s.Commits():
 		return c
-	case <-time.After(storeWait):
-		t.Fatalf("no Commit within %v", storeWait)
+	case <-time.After(testWait):
+		t.Fatalf("no Commit within %v", testWait)
 		return Commit{}
 	}
 }
 
-// storeAwait reads Commits until they cover n messages and returns them. It
+// testAwait reads Commits until they cover n messages and returns them. It
 // fails the test if a Commit carries an error or if the Commits cover more
 // than n messages.
-func storeAwait(t *testing.T, s *Store, n int) []Commit {
+func testAwait(t *testing.T, s *Journal, n int) []Commit {
 	t.Helper()
 	var commits []Commit
 	for got := 0; got < n; {
-		c := storeNext(t, s)
+		c := testNext(t, s)
 		if c.Err != nil {
 			t.Fatalf("Commit{N: %d}: %v", c.N, c.Err)
 		}
@@ -156,33 +174,33 @@ func storeAwait(t *testing.T, s *Store, n int) []Commit {
 	return commits
 }
 
-// storeAppendAll appends msgs, failing the test if Append refuses one.
-func storeAppendAll(t *testing.T, s *Store, msgs []Message) {
+// testAppendAll appends msgs, failing the test if Append refuses one.
+func testAppendAll(t *testing.T, s *Journal, msgs []Record) {
 	t.Helper()
 	for _, m := range msgs {
 		if !s.Append(m) {
-			t.Fatalf("Append(%s) = false, want true", m.ID)
+			t.Fatalf("Append(%s) = false, want true", recID(m.Epoch, m.Seq))
 		}
 	}
 }
 
-// storeSameMessages fails the test unless got and want hold the same messages
-// in the same order.
-func storeSameMessages(t *testing.T, got, want []Message) {
+// sameRecords fails the test unless got and want hold the same records
+// (ids and data, byte for byte) in the same order.
+func sameRecords(t *testing.T, got, want []Record) {
 	t.Helper()
 	if len(got) != len(want) {
-		t.Fatalf("got %d messages, want %d", len(got), len(want))
+		t.Fatalf("got %d records, want %d", len(got), len(want))
 	}
 	for i := range got {
 		g, w := got[i], want[i]
-		if g.ID != w.ID || g.Username != w.Username || g.Content != w.Content || !g.Time.Equal(w.Time) {
-			t.Fatalf("message %d = %+v, want %+v", i, g, w)
+		if g.Epoch != w.Epoch || g.Seq != w.Seq || !bytes.Equal(g.Data, w.Data) {
+			t.Fatalf("record %d = {%d, %d, %s}, want {%d, %d, %s}", i, g.Epoch, g.Seq, g.Data, w.Epoch, w.Seq, w.Data)
 		}
 	}
 }
 
-// storeFileLines returns the lines of the file at path, newlines removed.
-func storeFileLines(t *testing.T, path string) []string {
+// fileLines returns the lines of the file at path, newlines removed.
+func fileLines(t *testing.T, path string) []string {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -197,10 +215,10 @@ func storeFileLines(t *testing.T, path string) []string {
 	return strings.Split(string(data[:len(data)-1]), "\n")
 }
 
-// TestStoreAppendCommitReopen checks that committed messages come back,
+// TestAppendCommitReopen checks that committed messages come back,
 // unchanged and in order, when the journal is reopened, and that appending
 // after a reopen continues the journal.
-func TestStoreAppendCommitReopen(t *testing.T) {
+func TestAppendCommitReopen(t *testing.T) {
 	awkward := []string{
 		"line one\nline two\n",
 		"tab\there",
@@ -211,67 +229,67 @@ func TestStoreAppendCommitReopen(t *testing.T) {
 		"",
 		strings.Repeat("x", 2000),
 	}
-	var awkwardMsgs []Message
+	var awkwardMsgs []Record
 	for i, c := range awkward {
-		awkwardMsgs = append(awkwardMsgs, storeTestMessage(1764094637123, uint64(i+1), c))
+		awkwardMsgs = append(awkwardMsgs, testRecord(1764094637123, uint64(i+1), c))
 	}
 	tests := []struct {
 		name string
-		msgs []Message
+		msgs []Record
 	}{
 		{"no messages", nil},
-		{"one message", storeTestMessages(0, 1)},
+		{"one message", testRecords(0, 1)},
 		{"awkward content", awkwardMsgs},
-		{"many messages", storeTestMessages(41, 500)},
+		{"many messages", testRecords(41, 500)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "chat.jsonl")
-			var want []Message
-			for _, half := range [][]Message{tt.msgs[:len(tt.msgs)/2], tt.msgs[len(tt.msgs)/2:]} {
-				s, got, _ := storeOpen(t, path, 1000)
-				storeSameMessages(t, got, want)
-				stop := storeStart(t, s)
-				storeAppendAll(t, s, half)
-				storeAwait(t, s, len(half))
+			var want []Record
+			for _, half := range [][]Record{tt.msgs[:len(tt.msgs)/2], tt.msgs[len(tt.msgs)/2:]} {
+				s, got, _ := testOpen(t, path, 1000)
+				sameRecords(t, got, want)
+				stop := testStart(t, s)
+				testAppendAll(t, s, half)
+				testAwait(t, s, len(half))
 				stop()
 				want = append(want, half...)
 			}
-			s, got, _ := storeOpen(t, path, 1000)
-			storeClose(s)
-			storeSameMessages(t, got, want)
+			s, got, _ := testOpen(t, path, 1000)
+			testClose(s)
+			sameRecords(t, got, want)
 		})
 	}
 }
 
-// TestStoreGroupCommit checks that messages queued while Run is busy share one
+// TestGroupCommit checks that messages queued while Run is busy share one
 // write and one fsync: fewer Commits than messages, covering all of them.
-func TestStoreGroupCommit(t *testing.T) {
+func TestGroupCommit(t *testing.T) {
 	const count = 1000
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	s, _, _ := storeOpen(t, path, count)
-	msgs := storeTestMessages(0, count)
-	storeAppendAll(t, s, msgs) // all queued before Run takes any
-	stop := storeStart(t, s)
-	commits := storeAwait(t, s, count)
+	s, _, _ := testOpen(t, path, count)
+	msgs := testRecords(0, count)
+	testAppendAll(t, s, msgs) // all queued before Run takes any
+	stop := testStart(t, s)
+	commits := testAwait(t, s, count)
 	stop()
 	if len(commits) >= count {
 		t.Errorf("%d Commits for %d messages, want fewer", len(commits), count)
 	}
 	t.Logf("%d messages, %d Commits", count, len(commits))
-	if got := len(storeFileLines(t, path)); got != count {
+	if got := len(fileLines(t, path)); got != count {
 		t.Errorf("journal has %d lines, want %d", got, count)
 	}
 }
 
-// TestStoreConcurrentAppends checks, under the race detector, that posts from
+// TestConcurrentAppends checks, under the race detector, that posts from
 // many goroutines (serialised for id assignment, as the hub does) are all
 // committed and recovered in order.
-func TestStoreConcurrentAppends(t *testing.T) {
+func TestConcurrentAppends(t *testing.T) {
 	const producers, each = 8, 250
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	s, _, _ := storeOpen(t, path, producers*each)
-	stop := storeStart(t, s)
+	s, _, _ := testOpen(t, path, producers*each)
+	stop := testStart(t, s)
 	var (
 		mu  sync.Mutex // assigns ids in Append order
 		seq uint64
@@ -283,15 +301,15 @@ func TestStoreConcurrentAppends(t *testing.T) {
 			for range each {
 				mu.Lock()
 				seq++
-				m := storeTestMessage(1, seq, "concurrent")
+				m := testRecord(1, seq, "concurrent")
 				if !s.Append(m) {
-					refused <- m.ID
+					refused <- recID(m.Epoch, m.Seq)
 				}
 				mu.Unlock()
 			}
 		})
 	}
-	commits := storeAwait(t, s, producers*each)
+	commits := testAwait(t, s, producers*each)
 	wg.Wait()
 	close(refused)
 	for id := range refused {
@@ -299,19 +317,19 @@ func TestStoreConcurrentAppends(t *testing.T) {
 	}
 	stop()
 	t.Logf("%d messages, %d Commits", producers*each, len(commits))
-	s, got, _ := storeOpen(t, path, producers*each)
-	storeClose(s)
-	want := make([]Message, producers*each)
+	s, got, _ := testOpen(t, path, producers*each)
+	testClose(s)
+	want := make([]Record, producers*each)
 	for i := range want {
-		want[i] = storeTestMessage(1, uint64(i+1), "concurrent")
+		want[i] = testRecord(1, uint64(i+1), "concurrent")
 	}
-	storeSameMessages(t, got, want)
+	sameRecords(t, got, want)
 }
 
-// TestStoreTornTail checks that a torn last line is dropped with a warning,
+// TestTornTail checks that a torn last line is dropped with a warning,
 // truncated from the file, and that a message appended afterwards is
 // recovered cleanly.
-func TestStoreTornTail(t *testing.T) {
+func TestTornTail(t *testing.T) {
 	tests := []struct {
 		name string
 		good int    // complete lines before the tail
@@ -326,17 +344,17 @@ func TestStoreTornTail(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "chat.jsonl")
-			good := storeTestMessages(0, tt.good)
+			good := testRecords(0, tt.good)
 			var data string
 			for _, m := range good {
-				data += storeLine(t, m)
+				data += testLine(m)
 			}
 			if err := os.WriteFile(path, []byte(data+tt.tail), 0o644); err != nil {
 				t.Fatal(err)
 			}
 
-			s, got, logs := storeOpen(t, path, 100)
-			storeSameMessages(t, got, good)
+			s, got, logs := testOpen(t, path, 100)
+			sameRecords(t, got, good)
 			if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "torn") {
 				t.Errorf("log = %q, want a warning about the torn line", l)
 			}
@@ -346,15 +364,15 @@ func TestStoreTornTail(t *testing.T) {
 				t.Errorf("journal size after recovery = %d, want %d", fi.Size(), len(data))
 			}
 
-			next := storeTestMessage(1, uint64(tt.good+1), "after the crash")
-			stop := storeStart(t, s)
-			storeAppendAll(t, s, []Message{next})
-			storeAwait(t, s, 1)
+			next := testRecord(1, uint64(tt.good+1), "after the crash")
+			stop := testStart(t, s)
+			testAppendAll(t, s, []Record{next})
+			testAwait(t, s, 1)
 			stop()
 
-			s, got, logs = storeOpen(t, path, 100)
-			storeClose(s)
-			storeSameMessages(t, got, append(good, next))
+			s, got, logs = testOpen(t, path, 100)
+			testClose(s)
+			sameRecords(t, got, append(good, next))
 			if l := logs.String(); strings.Contains(l, "level=WARN") {
 				t.Errorf("second recovery logged a warning: %q", l)
 			}
@@ -362,11 +380,11 @@ func TestStoreTornTail(t *testing.T) {
 	}
 }
 
-// TestStoreCorruptLine checks that a bad line that is not a torn last line
-// makes OpenStore fail with an error naming the file and the line, and that
+// TestCorruptLine checks that a bad line that is not a torn last line
+// makes Open fail with an error naming the file and the line, and that
 // the file is left as it was.
-func TestStoreCorruptLine(t *testing.T) {
-	m := func(epoch int64, seq uint64) string { return storeLine(t, storeTestMessage(epoch, seq, "hi")) }
+func TestCorruptLine(t *testing.T) {
+	m := func(epoch int64, seq uint64) string { return testLine(testRecord(epoch, seq, "hi")) }
 	tests := []struct {
 		name     string
 		lines    []string
@@ -389,10 +407,10 @@ func TestStoreCorruptLine(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			s, _, err := OpenStore(path, 100, nil)
+			s, _, err := Open(path, 100, nil)
 			if err == nil {
-				storeClose(s)
-				t.Fatal("OpenStore succeeded, want an error")
+				testClose(s)
+				t.Fatal("Open succeeded, want an error")
 			}
 			prefix := fmt.Sprintf("journal %s line %d: ", path, tt.wantLine)
 			if msg := err.Error(); !strings.HasPrefix(msg, prefix) || !strings.Contains(msg, tt.wantErr) {
@@ -401,15 +419,15 @@ func TestStoreCorruptLine(t *testing.T) {
 			if after, err := os.ReadFile(path); err != nil {
 				t.Fatal(err)
 			} else if !bytes.Equal(after, data) {
-				t.Errorf("OpenStore changed the corrupt journal")
+				t.Errorf("Open changed the corrupt journal")
 			}
 		})
 	}
 }
 
-// TestStoreCompaction checks that the file never holds more than 2*keep lines
+// TestCompaction checks that the file never holds more than 2*keep lines
 // plus one group, and that reopening returns the last keep messages.
-func TestStoreCompaction(t *testing.T) {
+func TestCompaction(t *testing.T) {
 	tests := []struct {
 		name  string
 		keep  int
@@ -426,112 +444,112 @@ func TestStoreCompaction(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "chat.jsonl")
-			s, _, _ := storeOpen(t, path, tt.keep)
-			stop := storeStart(t, s)
-			msgs := storeTestMessages(0, tt.count)
+			s, _, _ := testOpen(t, path, tt.keep)
+			stop := testStart(t, s)
+			msgs := testRecords(0, tt.count)
 			for i := 0; i < len(msgs); i += tt.group {
 				group := msgs[i:min(i+tt.group, len(msgs))]
-				storeAppendAll(t, s, group)
-				storeAwait(t, s, len(group))
+				testAppendAll(t, s, group)
+				testAwait(t, s, len(group))
 				// Run may be compacting right now; the rename is atomic.
-				if n := len(storeFileLines(t, path)); n > 2*tt.keep+tt.group {
+				if n := len(fileLines(t, path)); n > 2*tt.keep+tt.group {
 					t.Fatalf("after %d messages the journal has %d lines, want at most %d",
 						i+len(group), n, 2*tt.keep+tt.group)
 				}
 			}
 			stop()
-			if n := len(storeFileLines(t, path)); n > 2*tt.keep {
+			if n := len(fileLines(t, path)); n > 2*tt.keep {
 				t.Errorf("journal has %d lines, want at most %d", n, 2*tt.keep)
 			}
 			if _, err := os.Stat(path + ".tmp"); err == nil {
 				t.Errorf("%s.tmp left behind", path)
 			}
-			s, got, _ := storeOpen(t, path, tt.keep)
-			storeClose(s)
-			storeSameMessages(t, got, msgs[max(0, len(msgs)-tt.keep):])
+			s, got, _ := testOpen(t, path, tt.keep)
+			testClose(s)
+			sameRecords(t, got, msgs[max(0, len(msgs)-tt.keep):])
 		})
 	}
 }
 
-// TestStoreCompactsOnStartWhenKeepShrinks checks that a journal written with a
+// TestCompactsOnStartWhenKeepShrinks checks that a journal written with a
 // larger keep is recovered to the last keep messages and compacted by Run.
-func TestStoreCompactsOnStartWhenKeepShrinks(t *testing.T) {
+func TestCompactsOnStartWhenKeepShrinks(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	msgs := storeTestMessages(0, 30)
+	msgs := testRecords(0, 30)
 	var data string
 	for _, m := range msgs {
-		data += storeLine(t, m)
+		data += testLine(m)
 	}
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, got, _ := storeOpen(t, path, 5)
-	storeSameMessages(t, got, msgs[25:])
-	storeClose(s)
-	if n := len(storeFileLines(t, path)); n != 5 {
+	s, got, _ := testOpen(t, path, 5)
+	sameRecords(t, got, msgs[25:])
+	testClose(s)
+	if n := len(fileLines(t, path)); n != 5 {
 		t.Errorf("journal has %d lines after Run, want 5", n)
 	}
-	s, got, _ = storeOpen(t, path, 5)
-	storeClose(s)
-	storeSameMessages(t, got, msgs[25:])
+	s, got, _ = testOpen(t, path, 5)
+	testClose(s)
+	sameRecords(t, got, msgs[25:])
 }
 
-// TestStoreAppendRefused checks that Append returns false, without blocking,
-// when the queue is full or the store is closed.
-func TestStoreAppendRefused(t *testing.T) {
+// TestAppendRefused checks that Append returns false, without blocking,
+// when the queue is full or the journal is closed.
+func TestAppendRefused(t *testing.T) {
 	tests := []struct {
 		name  string
-		setup func(t *testing.T, s *Store) uint64 // returns the last seq queued
+		setup func(t *testing.T, s *Journal) uint64 // returns the last seq queued
 	}{
-		{"queue full", func(t *testing.T, s *Store) uint64 {
-			storeAppendAll(t, s, storeTestMessages(0, storeQueue)) // Run is not running
-			t.Cleanup(func() { storeClose(s) })
-			return storeQueue
+		{"queue full", func(t *testing.T, s *Journal) uint64 {
+			testAppendAll(t, s, testRecords(0, queueSize)) // Run is not running
+			t.Cleanup(func() { testClose(s) })
+			return queueSize
 		}},
-		{"closed", func(t *testing.T, s *Store) uint64 {
-			storeClose(s)
+		{"closed", func(t *testing.T, s *Journal) uint64 {
+			testClose(s)
 			return 0
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _, _ := storeOpen(t, filepath.Join(t.TempDir(), "chat.jsonl"), 10)
+			s, _, _ := testOpen(t, filepath.Join(t.TempDir(), "chat.jsonl"), 10)
 			last := tt.setup(t, s)
-			if s.Append(storeTestMessage(1, last+1, "one too many")) {
+			if s.Append(testRecord(1, last+1, "one too many")) {
 				t.Errorf("Append = true, want false")
 			}
 		})
 	}
 }
 
-// TestStoreRefusesOutOfOrderID checks that Run refuses, instead of writing, a
+// TestRefusesOutOfOrderID checks that Run refuses, instead of writing, a
 // message whose id does not follow the last one, reporting it in a Commit of
 // its own, and that the journal stays readable.
-func TestStoreRefusesOutOfOrderID(t *testing.T) {
+func TestRefusesOutOfOrderID(t *testing.T) {
 	type commit struct {
 		n  int
 		ok bool
 	}
-	msg := func(epoch int64, seq uint64) Message { return storeTestMessage(epoch, seq, "hi") }
+	msg := func(epoch int64, seq uint64) Record { return testRecord(epoch, seq, "hi") }
 	bad := msg(1, 3)
-	bad.ID = "bogus"
+	bad.Data = bytes.Replace(bad.Data, []byte(`"1-3"`), []byte(`"bogus"`), 1)
 	tests := []struct {
 		name        string
-		recovered   []Message
-		appended    []Message
+		recovered   []Record
+		appended    []Record
 		wantCommits []commit
 		wantIDs     []string
 	}{
 		{
 			name:        "in the middle of a group",
-			appended:    []Message{msg(1, 1), msg(1, 2), msg(1, 2), msg(2, 3), bad, msg(1, 3), msg(1, 4)},
+			appended:    []Record{msg(1, 1), msg(1, 2), msg(1, 2), msg(2, 3), bad, msg(1, 3), msg(1, 4)},
 			wantCommits: []commit{{2, true}, {1, false}, {1, false}, {1, false}, {2, true}},
 			wantIDs:     []string{"1-1", "1-2", "1-3", "1-4"},
 		},
 		{
 			name:        "right after recovery",
-			recovered:   []Message{msg(7, 5)},
-			appended:    []Message{msg(7, 5), msg(7, 6)},
+			recovered:   []Record{msg(7, 5)},
+			appended:    []Record{msg(7, 5), msg(7, 6)},
 			wantCommits: []commit{{1, false}, {1, true}},
 			wantIDs:     []string{"7-5", "7-6"},
 		},
@@ -541,26 +559,26 @@ func TestStoreRefusesOutOfOrderID(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "chat.jsonl")
 			var data string
 			for _, m := range tt.recovered {
-				data += storeLine(t, m)
+				data += testLine(m)
 			}
 			if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			s, _, _ := storeOpen(t, path, 100)
-			storeAppendAll(t, s, tt.appended) // one group: all queued before Run
-			stop := storeStart(t, s)
+			s, _, _ := testOpen(t, path, 100)
+			testAppendAll(t, s, tt.appended) // one group: all queued before Run
+			stop := testStart(t, s)
 			for i, want := range tt.wantCommits {
-				c := storeNext(t, s)
+				c := testNext(t, s)
 				if c.N != want.n || (c.Err == nil) != want.ok {
 					t.Errorf("Commit %d = {N: %d, Err: %v}, want N %d, ok %v", i, c.N, c.Err, want.n, want.ok)
 				}
 			}
 			stop()
-			s, got, _ := storeOpen(t, path, 100)
-			storeClose(s)
+			s, got, _ := testOpen(t, path, 100)
+			testClose(s)
 			var ids []string
 			for _, m := range got {
-				ids = append(ids, m.ID)
+				ids = append(ids, recID(m.Epoch, m.Seq))
 			}
 			if fmt.Sprint(ids) != fmt.Sprint(tt.wantIDs) {
 				t.Errorf("recovered ids %v, want %v", ids, tt.wantIDs)
@@ -569,31 +587,31 @@ func TestStoreRefusesOutOfOrderID(t *testing.T) {
 	}
 }
 
-// TestStoreWriteErrorFailsStore checks that a failed write is reported in the
+// TestWriteErrorFailsJournal checks that a failed write is reported in the
 // Commit and that every later message is reported with the same error.
-func TestStoreWriteErrorFailsStore(t *testing.T) {
-	s, _, _ := storeOpen(t, filepath.Join(t.TempDir(), "chat.jsonl"), 10)
+func TestWriteErrorFailsJournal(t *testing.T) {
+	s, _, _ := testOpen(t, filepath.Join(t.TempDir(), "chat.jsonl"), 10)
 	s.f.Close() // make every write fail; Run is not running yet
-	storeAppendAll(t, s, storeTestMessages(0, 2))
-	storeStart(t, s)
-	first := storeNext(t, s)
+	testAppendAll(t, s, testRecords(0, 2))
+	testStart(t, s)
+	first := testNext(t, s)
 	if first.N != 2 || first.Err == nil {
 		t.Fatalf("Commit = {N: %d, Err: %v}, want N 2 and an error", first.N, first.Err)
 	}
-	storeAppendAll(t, s, storeTestMessages(2, 1))
-	second := storeNext(t, s)
+	testAppendAll(t, s, testRecords(2, 1))
+	second := testNext(t, s)
 	if second.N != 1 || !errors.Is(second.Err, first.Err) {
 		t.Errorf("Commit = {N: %d, Err: %v}, want N 1 and %v", second.N, second.Err, first.Err)
 	}
 }
 
-// TestStoreRunReturnsWhenConsumerStalls checks that Run, blocked sending a
+// TestRunReturnsWhenConsumerStalls checks that Run, blocked sending a
 // Commit nobody reads, still returns when its context ends, after making the
 // queued messages durable.
-func TestStoreRunReturnsWhenConsumerStalls(t *testing.T) {
+func TestRunReturnsWhenConsumerStalls(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
 	synctest.Test(t, func(t *testing.T) {
-		s, _, _ := storeOpen(t, path, 10)
+		s, _, _ := testOpen(t, path, 10)
 		s.commits = make(chan Commit) // no buffer and no reader: the first send blocks
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
@@ -601,9 +619,9 @@ func TestStoreRunReturnsWhenConsumerStalls(t *testing.T) {
 			defer close(done)
 			s.Run(ctx)
 		}()
-		storeAppendAll(t, s, storeTestMessages(0, 1))
+		testAppendAll(t, s, testRecords(0, 1))
 		synctest.Wait() // Run has written message 1 and is blocked sending its Commit
-		storeAppendAll(t, s, storeTestMessages(1, 2))
+		testAppendAll(t, s, testRecords(1, 2))
 		cancel()
 		synctest.Wait()
 		select {
@@ -612,29 +630,29 @@ func TestStoreRunReturnsWhenConsumerStalls(t *testing.T) {
 			t.Fatal("Run did not return after its context ended")
 		}
 	})
-	s, got, _ := storeOpen(t, path, 10)
-	storeClose(s)
-	storeSameMessages(t, got, storeTestMessages(0, 3))
+	s, got, _ := testOpen(t, path, 10)
+	testClose(s)
+	sameRecords(t, got, testRecords(0, 3))
 }
 
-// TestStoreRunFlushesQueueOnShutdown checks that Run, started with a context
+// TestRunFlushesQueueOnShutdown checks that Run, started with a context
 // that is already done, writes what is queued, reports it and returns.
-func TestStoreRunFlushesQueueOnShutdown(t *testing.T) {
+func TestRunFlushesQueueOnShutdown(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	s, _, _ := storeOpen(t, path, 10)
-	msgs := storeTestMessages(0, 5)
-	storeAppendAll(t, s, msgs)
-	storeClose(s)
-	if c := storeNext(t, s); c.N != 5 || c.Err != nil {
+	s, _, _ := testOpen(t, path, 10)
+	msgs := testRecords(0, 5)
+	testAppendAll(t, s, msgs)
+	testClose(s)
+	if c := testNext(t, s); c.N != 5 || c.Err != nil {
 		t.Errorf("Commit = {N: %d, Err: %v}, want {N: 5, Err: nil}", c.N, c.Err)
 	}
-	s, got, _ := storeOpen(t, path, 10)
-	storeClose(s)
-	storeSameMessages(t, got, msgs)
+	s, got, _ := testOpen(t, path, 10)
+	testClose(s)
+	sameRecords(t, got, msgs)
 }
 
-// TestOpenStoreErrors checks that OpenStore refuses bad arguments and paths.
-func TestOpenStoreErrors(t *testing.T) {
+// TestOpenErrors checks that Open refuses bad arguments and paths.
+func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name    string
@@ -648,31 +666,31 @@ func TestOpenStoreErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, msgs, err := OpenStore(tt.path, tt.keep, nil)
+			s, msgs, err := Open(tt.path, tt.keep, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("OpenStore error = %v, want one containing %q", err, tt.wantErr)
+				t.Errorf("Open error = %v, want one containing %q", err, tt.wantErr)
 			}
 			if s != nil || msgs != nil {
-				t.Errorf("OpenStore returned a store or messages with its error")
+				t.Errorf("Open returned a journal or records with its error")
 			}
 		})
 	}
 }
 
-// TestOpenStoreRemovesStaleTemp checks that a compaction file left by a crash
+// TestOpenRemovesStaleTemp checks that a compaction file left by a crash
 // is removed and does not affect recovery.
-func TestOpenStoreRemovesStaleTemp(t *testing.T) {
+func TestOpenRemovesStaleTemp(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	msgs := storeTestMessages(0, 2)
-	if err := os.WriteFile(path, []byte(storeLine(t, msgs[0])+storeLine(t, msgs[1])), 0o644); err != nil {
+	msgs := testRecords(0, 2)
+	if err := os.WriteFile(path, []byte(testLine(msgs[0])+testLine(msgs[1])), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path+".tmp", []byte(`{"id":"1-1","us`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, got, _ := storeOpen(t, path, 10)
-	storeClose(s)
-	storeSameMessages(t, got, msgs)
+	s, got, _ := testOpen(t, path, 10)
+	testClose(s)
+	sameRecords(t, got, msgs)
 	if _, err := os.Stat(path + ".tmp"); err == nil {
 		t.Errorf("%s.tmp still exists", path)
 	}
@@ -680,50 +698,47 @@ func TestOpenStoreRemovesStaleTemp(t *testing.T) {
 
 // Environment variables that turn the test binary into the crash helper.
 const (
-	// storeCrashPathEnv names the journal the helper writes.
-	storeCrashPathEnv = "CHAT_STORE_CRASH_PATH"
-	// storeCrashKeepEnv holds the keep the helper opens the journal with.
-	storeCrashKeepEnv = "CHAT_STORE_CRASH_KEEP"
+	// crashPathEnv names the journal the helper writes.
+	crashPathEnv = "CHAT_JOURNAL_CRASH_PATH"
+	// crashKeepEnv holds the keep the helper opens the journal with.
+	crashKeepEnv = "CHAT_JOURNAL_CRASH_KEEP"
 )
 
-// TestStoreCrashHelper is not a test: TestStoreCrashKeepsAcknowledged runs the
-// test binary again with only this test selected and storeCrashPathEnv set.
+// TestCrashHelper is not a test: TestCrashKeepsAcknowledged runs the
+// test binary again with only this test selected and crashPathEnv set.
 // It then opens the journal, continues it from the last recovered id, appends
 // messages with up to 512 in flight, and prints "ack <id>" for each message
 // once its Commit arrives, until it is killed (or after 200000 messages).
-func TestStoreCrashHelper(t *testing.T) {
-	path := os.Getenv(storeCrashPathEnv)
+func TestCrashHelper(t *testing.T) {
+	path := os.Getenv(crashPathEnv)
 	if path == "" {
 		return
 	}
-	keep, err := strconv.Atoi(os.Getenv(storeCrashKeepEnv))
+	keep, err := strconv.Atoi(os.Getenv(crashKeepEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bad keep:", err)
 		os.Exit(2)
 	}
-	s, msgs, err := OpenStore(path, keep, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	s, msgs, err := Open(path, keep, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
 	epoch, seq := int64(1), uint64(0)
 	if len(msgs) > 0 {
-		if epoch, seq, err = parseID(msgs[len(msgs)-1].ID); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
+		epoch, seq = msgs[len(msgs)-1].Epoch, msgs[len(msgs)-1].Seq
 	}
 	go s.Run(context.Background())
 	out := bufio.NewWriter(os.Stdout)
 	var pending []string
 	for acked := 0; acked < 200000; {
 		for len(pending) < 512 {
-			m := storeTestMessage(epoch, seq+1, strings.Repeat("y", int(seq%700)))
+			m := testRecord(epoch, seq+1, strings.Repeat("y", int(seq%700)))
 			if !s.Append(m) {
 				break
 			}
 			seq++
-			pending = append(pending, m.ID)
+			pending = append(pending, recID(m.Epoch, m.Seq))
 		}
 		c := <-s.Commits()
 		if c.Err != nil {
@@ -742,11 +757,11 @@ func TestStoreCrashHelper(t *testing.T) {
 	os.Exit(0)
 }
 
-// TestStoreCrashKeepsAcknowledged kills a process that is appending to the
+// TestCrashKeepsAcknowledged kills a process that is appending to the
 // journal with SIGKILL, mid-stream, several times in a row, and checks after
 // each kill that every message whose Commit the process had received is
 // recovered (or, with compaction, was older than the last keep messages).
-func TestStoreCrashKeepsAcknowledged(t *testing.T) {
+func TestCrashKeepsAcknowledged(t *testing.T) {
 	if runtime.GOOS == "js" || runtime.GOOS == "wasip1" {
 		t.Skip("cannot run a subprocess on " + runtime.GOOS)
 	}
@@ -763,53 +778,53 @@ func TestStoreCrashKeepsAcknowledged(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "chat.jsonl")
 			var acked []uint64 // seqs of every acknowledged message, all rounds
 			for round := range rounds {
-				acked = append(acked, storeCrashRound(t, path, tt.keep, killAfter)...)
+				acked = append(acked, crashRound(t, path, tt.keep, killAfter)...)
 
-				logs := &storeLogBuffer{}
-				s, msgs, err := OpenStore(path, tt.keep, slog.New(slog.NewTextHandler(logs, nil)))
+				logs := &logBuffer{}
+				s, msgs, err := Open(path, tt.keep, slog.New(slog.NewTextHandler(logs, nil)))
 				if err != nil {
 					t.Fatalf("round %d: reopen after kill: %v", round, err)
 				}
-				storeClose(s)
+				testClose(s)
 				if len(msgs) == 0 {
 					t.Fatalf("round %d: nothing recovered, %d acknowledged", round, len(acked))
 				}
 				present := make(map[uint64]bool, len(msgs))
 				var first uint64
 				for i, m := range msgs {
-					epoch, seq, err := parseID(m.ID)
-					if err != nil || epoch != 1 {
-						t.Fatalf("round %d: recovered id %q", round, m.ID)
+					id, seq := recID(m.Epoch, m.Seq), m.Seq
+					if m.Epoch != 1 || !bytes.HasPrefix(m.Data, []byte(`{"id":"`+id+`"`)) {
+						t.Fatalf("round %d: recovered record %s: %s", round, id, m.Data)
 					}
 					if i == 0 {
 						first = seq
 					} else if seq != first+uint64(i) {
-						t.Fatalf("round %d: recovered ids jump to %s at %d", round, m.ID, i)
+						t.Fatalf("round %d: recovered ids jump to %s at %d", round, id, i)
 					}
 					present[seq] = true
 				}
 				for _, seq := range acked {
 					if !present[seq] && (len(msgs) < tt.keep || seq >= first) {
 						t.Fatalf("round %d: acknowledged id 1-%d missing (recovered 1-%d to %s)",
-							round, seq, first, msgs[len(msgs)-1].ID)
+							round, seq, first, recID(msgs[len(msgs)-1].Epoch, msgs[len(msgs)-1].Seq))
 					}
 				}
 				t.Logf("round %d: %d acknowledged so far, %d recovered, last %s, torn tail dropped: %t",
-					round, len(acked), len(msgs), msgs[len(msgs)-1].ID, strings.Contains(logs.String(), "torn"))
+					round, len(acked), len(msgs), recID(msgs[len(msgs)-1].Epoch, msgs[len(msgs)-1].Seq), strings.Contains(logs.String(), "torn"))
 			}
 		})
 	}
 }
 
-// storeCrashRound runs the crash helper on the journal at path, kills it with
+// crashRound runs the crash helper on the journal at path, kills it with
 // SIGKILL once it has acknowledged killAfter messages, and returns the seqs of
 // all the messages it acknowledged. It allows the helper one minute.
-func storeCrashRound(t *testing.T, path string, keep, killAfter int) []uint64 {
+func crashRound(t *testing.T, path string, keep, killAfter int) []uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestStoreCrashHelper$")
-	cmd.Env = append(os.Environ(), storeCrashPathEnv+"="+path, storeCrashKeepEnv+"="+strconv.Itoa(keep))
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashHelper$")
+	cmd.Env = append(os.Environ(), crashPathEnv+"="+path, crashKeepEnv+"="+strconv.Itoa(keep))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -853,10 +868,10 @@ func storeCrashRound(t *testing.T, path string, keep, killAfter int) []uint64 {
 	return acked
 }
 
-// BenchmarkStoreCommit measures appending with up to 1024 messages in flight
+// BenchmarkCommit measures appending with up to 1024 messages in flight
 // and reports how many messages share one fsync.
-func BenchmarkStoreCommit(b *testing.B) {
-	s, _, err := OpenStore(filepath.Join(b.TempDir(), "chat.jsonl"), 1000, nil)
+func BenchmarkCommit(b *testing.B) {
+	s, _, err := Open(filepath.Join(b.TempDir(), "chat.jsonl"), 1000, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -881,8 +896,8 @@ func BenchmarkStoreCommit(b *testing.B) {
 		if pending >= 1024 {
 			wait()
 		}
-		if !s.Append(storeTestMessage(1, uint64(i+1), "benchmark message")) {
-			b.Fatal("Append = false with fewer than storeQueue messages in flight")
+		if !s.Append(testRecord(1, uint64(i+1), "benchmark message")) {
+			b.Fatal("Append = false with fewer than queueSize messages in flight")
 		}
 		pending++
 	}
