@@ -23,6 +23,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"chat/internal/idem"
 	"chat/internal/limit"
 )
 
@@ -92,6 +93,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"GET", "/{$}", handleIndex(indexHTML)},
 		{"POST", "/post", crossOriginProtection(stats, handlePost(room, stats, cfg))},
 		{"GET", "/stream", handleStream(room, stats, streams, cfg, logger)},
+		{"GET", "/history", handleHistory(room)},
 		{"GET", "/stats", handleStats(stats)},
 		{"GET", "/healthz", handleHealth(health)},
 		{"GET", "/metrics", handleMetrics(stats)},
@@ -397,10 +399,22 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			fail(apiErr.status, apiErr.msg)
 			return
 		}
-		msg, err := room.Post(r.Context(), in.Username, in.Content)
+		key, apiErr := idempotencyKey(r.Header)
+		if apiErr != nil {
+			fail(apiErr.status, apiErr.msg)
+			return
+		}
+		msg, repeat, err := room.PostKeyed(r.Context(), in.Username, in.Content, key)
 		switch {
+		case err == nil && repeat:
+			// A retry of a post already stored: the same message, and
+			// nothing sent again.
+			w.Header().Set("Idempotent-Replayed", "true")
+			_ = encode(w, http.StatusOK, msg)
 		case err == nil:
 			_ = encode(w, http.StatusCreated, msg)
+		case errors.Is(err, errKeyConflict):
+			fail(http.StatusUnprocessableEntity, err.Error())
 		case errors.Is(err, errRoomClosed):
 			w.Header().Set("Retry-After", "2")
 			fail(http.StatusServiceUnavailable, "server is shutting down")
@@ -413,6 +427,121 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 		default:
 			fail(http.StatusInternalServerError, "could not store the message")
 		}
+	})
+}
+
+// idempotencyKey returns the request's Idempotency-Key header ("" if it has
+// none), or a 400 error if the header is repeated or not 1 to 128 visible
+// ASCII characters.
+func idempotencyKey(h http.Header) (string, *apiError) {
+	vals := h.Values("Idempotency-Key")
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", badRequest("Idempotency-Key given more than once")
+	}
+	if err := idem.CheckKey(vals[0]); err != nil {
+		return "", badRequest("%s", err.Error())
+	}
+	return vals[0], nil
+}
+
+// parseHistoryQuery reads the query of GET /history: at most one of before
+// and after (message ids), and limit (1 or more; capped at
+// maxHistoryLimit, defaultHistoryLimit if absent). Anything else, or any
+// parameter given twice, is a 400 error.
+func parseHistoryQuery(rawQuery string) (historyQuery, *apiError) {
+	q := historyQuery{limit: defaultHistoryLimit}
+	vals, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return q, badRequest("malformed query string")
+	}
+	for k, v := range vals {
+		if k != "before" && k != "after" && k != "limit" {
+			return q, badRequest("unknown parameter %q; use before, after and limit", truncate(k, 40))
+		}
+		if len(v) > 1 {
+			return q, badRequest("parameter %q given more than once", k)
+		}
+	}
+	if _, ok := vals["before"]; ok {
+		if _, ok := vals["after"]; ok {
+			return q, badRequest("give before or after, not both")
+		}
+	}
+	for _, name := range []string{"before", "after"} {
+		v, ok := vals[name]
+		if !ok {
+			continue
+		}
+		epoch, seq, err := parseID(v[0])
+		if err != nil {
+			return q, badRequest("%s: %s", name, err.Error())
+		}
+		p := &position{id: v[0], epoch: epoch, seq: seq}
+		if name == "before" {
+			q.before = p
+		} else {
+			q.after = p
+		}
+	}
+	if v, ok := vals["limit"]; ok {
+		n, err := strconv.ParseUint(v[0], 10, 32)
+		if err != nil || n == 0 {
+			return q, badRequest("limit must be a whole number from 1 to %d", maxHistoryLimit)
+		}
+		q.limit = int(min(n, maxHistoryLimit))
+	}
+	return q, nil
+}
+
+// handleHistory serves GET /history: one page of messages from history,
+// oldest first, as {"messages": [...], "more": bool}; each message is the
+// very JSON POST /post returned for it.
+func handleHistory(room *ChatRoom) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, apiErr := parseHistoryQuery(r.URL.RawQuery)
+		if apiErr != nil {
+			writeError(w, apiErr.status, apiErr.msg)
+			return
+		}
+		page, err := room.History(r.Context(), q)
+		switch {
+		case err == nil:
+		case errors.Is(err, errUnknownID):
+			writeError(w, http.StatusNotFound, "this server does not know that id (it is from another run of the server, or from the future)")
+			return
+		case errors.Is(err, errRoomClosed):
+			w.Header().Set("Retry-After", "2")
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			return
+		default:
+			return // the client has gone
+		}
+		size := len(`{"messages":[],"more":false}`) + 1
+		for _, m := range page.msgs {
+			size += len(m) + 1
+		}
+		body := make([]byte, 0, size)
+		body = append(body, `{"messages":[`...)
+		for i, m := range page.msgs {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, m...)
+		}
+		body = append(body, `],"more":`...)
+		body = strconv.AppendBool(body, page.more)
+		body = append(body, "}\n"...)
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		if r.Method == http.MethodHead {
+			return
+		}
+		_, _ = w.Write(body)
 	})
 }
 

@@ -204,6 +204,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
 		roomCfg.Journal, roomCfg.Recovered = store, recovered
+		roomCfg.RecoveredKeys = recoveredKeys(records)
 		wg.Go(func() {
 			store.Run(storeCtx)
 			close(storeDone)
