@@ -486,3 +486,42 @@ func mustPostKeyedAny(t *testing.T, url, key, username, content string) keyedRep
 	}
 	return r
 }
+
+// BenchmarkHubPostKeyed measures the hub's cost of a post with and without
+// an Idempotency-Key (a fresh key each time, so the table fills to its bound
+// and then forgets one key per post), with 100 clients draining their
+// queues, as BenchmarkFanOut does.
+func BenchmarkHubPostKeyed(b *testing.B) {
+	for _, keyed := range []bool{false, true} {
+		b.Run(fmt.Sprint("keyed=", keyed), func(b *testing.B) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			room := NewChatRoom(RoomConfig{History: 100, ClientBuffer: 1024}, NewStats())
+			go room.Run(ctx)
+			var wg sync.WaitGroup
+			for range 100 {
+				c, _, err := room.Join(ctx, "bench", nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				wg.Go(func() {
+					for range c.frames() {
+					}
+				})
+			}
+			i := 0
+			for b.Loop() {
+				key := ""
+				if keyed {
+					i++
+					key = fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
+				}
+				if _, _, err := room.PostKeyed(ctx, "alice", "hello", key); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cancel()
+			wg.Wait()
+		})
+	}
+}
