@@ -22,10 +22,11 @@ import (
 // these are the defaults.
 const (
 	// defaultHistory is how many messages the room keeps for new and
-	// resuming clients and for GET /history. At a typical 100-character
-	// message each costs about 600 bytes (its entry, its strings and its
-	// encoded event), so 10 000 cost about 6 MB (twice that with -data,
-	// whose journal keeps each message's line for compaction).
+	// resuming clients and for GET /history. A 100-character message costs
+	// about 400 bytes of heap (its entry, its strings and its encoded
+	// event), so 10 000 cost about 4 MB, plus about 2 MB with -data (the
+	// journal keeps each message's line for compaction); the worst case,
+	// 2000 four-byte characters a message, is about 160 MB.
 	defaultHistory = 10000
 	// defaultBacklog is how many of the newest messages a new client (one
 	// without Last-Event-ID) receives before live messages.
