@@ -196,6 +196,12 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			return fmt.Errorf("open journal: %w", err)
 		}
 		recovered, err := recoveredMessages(records)
+		epoch, marked := store.Epoch()
+		if err == nil && !marked {
+			// A new journal: make its epoch durable before anyone sees it.
+			epoch = time.Now().UnixMilli()
+			err = store.MarkEpoch(epoch)
+		}
 		if err != nil {
 			// Run with a done context closes the file.
 			done, cancel := context.WithCancel(context.Background())
@@ -203,7 +209,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			store.Run(done)
 			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
-		roomCfg.Journal, roomCfg.Recovered = store, recovered
+		roomCfg.Journal, roomCfg.Recovered, roomCfg.Epoch = store, recovered, epoch
 		wg.Go(func() {
 			store.Run(storeCtx)
 			close(storeDone)

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"path/filepath"
+	"testing"
+)
+
+// TestEmptyJournalRestartKeepsEpoch checks that the epoch of a journal is
+// durable from the moment the journal exists: a client that connected to a
+// server whose journal held no message yet (and so saw only the preamble id
+// E-0) resumes after a restart without a reset, and the first message
+// continues that epoch.
+func TestEmptyJournalRestartKeepsEpoch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	first := startServer(t, "-data", path)
+	s := subscribe(t, first.URL, "")
+	pre, err := s.sse.Next()
+	if err != nil {
+		t.Fatalf("read the preamble: %v", err)
+	}
+	epoch, seq, err := parseID(pre.ID)
+	if err != nil || seq != 0 {
+		t.Fatalf("preamble id %q (%v), want <epoch>-0", pre.ID, err)
+	}
+	s.close()
+	first.stop(t)
+
+	second := startServer(t, "-data", path)
+	resumed := subscribe(t, second.URL, pre.ID)
+	m := second.post(t, "a", "after an empty restart")
+	got, other := resumed.messages(t, 1)
+	for _, ev := range other {
+		if ev.Type == "reset" {
+			t.Errorf("resume from %s after a restart on an empty journal: reset %s", pre.ID, ev.Data)
+		}
+	}
+	if got[0].ID != m.ID {
+		t.Errorf("resumed stream got %s, want %s", got[0].ID, m.ID)
+	}
+	if e, q, _ := parseID(m.ID); e != epoch || q != 1 {
+		t.Errorf("first message after the restart is %s, want %s", m.ID, formatID(epoch, 1))
+	}
+	if resumed.sse.LastEventID() != formatID(epoch, 1) {
+		t.Errorf("last event id %q, want %s", resumed.sse.LastEventID(), formatID(epoch, 1))
+	}
+}
