@@ -1,6 +1,10 @@
 package main
 
 import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -42,5 +46,33 @@ func TestEmptyJournalRestartKeepsEpoch(t *testing.T) {
 	}
 	if resumed.sse.LastEventID() != formatID(epoch, 1) {
 		t.Errorf("last event id %q, want %s", resumed.sse.LastEventID(), formatID(epoch, 1))
+	}
+}
+
+// TestDataNeedsHistory checks that -data with -history 0 (from a flag or
+// from the environment) is refused by parseFlags with one clear sentence,
+// before anything is opened.
+func TestDataNeedsHistory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+	}{
+		{"flags", []string{"chat", "-data", path, "-history", "0"}, nil},
+		{"environment", []string{"chat", "-data", path}, map[string]string{"CHAT_HISTORY": "0"}},
+	} {
+		_, err := parseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
+		const want = "-data needs -history of at least 1: the journal keeps the history"
+		if err == nil || err.Error() != want {
+			t.Errorf("%s: parseFlags = %v, want %q", tt.name, err, want)
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("journal file created for a refused configuration: %v", err)
+	}
+	// Without -data, -history 0 (no history at all) stays allowed.
+	if _, err := parseFlags([]string{"chat", "-history", "0"}, func(string) string { return "" }, io.Discard); err != nil {
+		t.Errorf("-history 0 without -data: %v", err)
 	}
 }
