@@ -4,8 +4,11 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
+	"strings"
 	"testing"
 )
 
@@ -74,5 +77,44 @@ func TestDataNeedsHistory(t *testing.T) {
 	// Without -data, -history 0 (no history at all) stays allowed.
 	if _, err := parseFlags([]string{"chat", "-history", "0"}, func(string) string { return "" }, io.Discard); err != nil {
 		t.Errorf("-history 0 without -data: %v", err)
+	}
+}
+
+// stopTheWorldPauses returns how many stop-the-world pauses the runtime has
+// made for reasons other than garbage collection (runtime.ReadMemStats is
+// one; runtime/metrics.Read is not).
+func stopTheWorldPauses() uint64 {
+	s := []metrics.Sample{{Name: "/sched/pauses/total/other:seconds"}}
+	metrics.Read(s)
+	var n uint64
+	for _, c := range s[0].Value.Float64Histogram().Counts {
+		n += c
+	}
+	return n
+}
+
+// TestStatsDoNotStopTheWorld checks that GET /stats and GET /metrics read
+// the memory figures without stopping the world: a hundred requests may
+// not make a hundred non-GC pauses, which runtime.ReadMemStats would.
+func TestStatsDoNotStopTheWorld(t *testing.T) {
+	ts := startServer(t)
+	const n = 50
+	before := stopTheWorldPauses()
+	for range n {
+		if s := ts.stats(t); s.HeapBytes == 0 {
+			t.Fatalf("GET /stats: heap_bytes is 0")
+		}
+		resp, err := http.Get(ts.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "\nchat_heap_bytes ") || strings.Contains(string(b), "\nchat_heap_bytes 0\n") {
+			t.Fatalf("GET /metrics: no heap figure:\n%s", b)
+		}
+	}
+	if d := stopTheWorldPauses() - before; d >= n {
+		t.Errorf("%d requests to /stats and /metrics stopped the world %d times, want none of them to", 2*n, d)
 	}
 }
