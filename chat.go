@@ -316,6 +316,10 @@ type RoomConfig struct {
 	// idem.DefaultTTL when zero).
 	MaxKeys int
 	KeyTTL  time.Duration
+	// Epoch, when positive, is the history's epoch if Recovered is empty
+	// (the journal's, which is durable before it holds a message); zero
+	// starts a new epoch at the current millisecond.
+	Epoch int64
 }
 
 // ChatRoom is the hub: its Run goroutine accepts messages, assigns their
@@ -399,6 +403,9 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		perAddr:    make(map[string]int),
 		keys:       idem.New(cfg.MaxKeys, cfg.KeyTTL),
 		inflight:   make(map[string]*postRequest),
+	}
+	if cfg.Epoch > 0 {
+		cr.epoch = cfg.Epoch
 	}
 	for _, m := range cfg.Recovered {
 		epoch, seq, err := parseID(m.ID)
