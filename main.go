@@ -130,6 +130,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
 	case c.pprof:
 		return c, errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")
+	case c.data != "" && c.history < 1:
+		return c, errors.New("-data needs -history of at least 1: the journal keeps the history")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return c, errors.New("-tls-cert and -tls-key go together")
 	case c.logFormat != "text" && c.logFormat != "json":
@@ -209,6 +211,12 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			return fmt.Errorf("open journal: %w", err)
 		}
 		recovered, err := recoveredMessages(records)
+		epoch, marked := store.Epoch()
+		if err == nil && !marked {
+			// A new journal: make its epoch durable before anyone sees it.
+			epoch = time.Now().UnixMilli()
+			err = store.MarkEpoch(epoch)
+		}
 		if err != nil {
 			// Run with a done context closes the file.
 			done, cancel := context.WithCancel(context.Background())
@@ -216,7 +224,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			store.Run(done)
 			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
-		roomCfg.Journal, roomCfg.Recovered = store, recovered
+		roomCfg.Journal, roomCfg.Recovered, roomCfg.Epoch = store, recovered, epoch
 		wg.Go(func() {
 			store.Run(storeCtx)
 			close(storeDone)
