@@ -710,35 +710,61 @@ func (c *rawConn) alive() bool {
 func (c *rawConn) close() { _ = c.Close() }
 
 // responseConn is a stream written through net/http (HTTP/2).
+//
+// Its write deadline is armed only while a write is in progress: on HTTP/2
+// a write deadline is a timer that resets the stream (INTERNAL_ERROR) when
+// it fires, even when nothing is being written, so a deadline left armed
+// between writes would cut every idle stream after -write-timeout.
 type responseConn struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
+	// deadline is the deadline the stream set for its writes; each write
+	// arms it and clears it again once the write is through.
+	deadline time.Time
 }
 
-// setWriteDeadline sets the response's write deadline.
+// setWriteDeadline sets the deadline of the writes that follow.
 func (c *responseConn) setWriteDeadline(t time.Time) error {
+	c.deadline = t
+	return nil
+}
+
+// arm sets the response's write deadline to t (zero: none).
+func (c *responseConn) arm(t time.Time) error {
 	if err := c.rc.SetWriteDeadline(t); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	return nil
 }
 
-// write writes and flushes p.
+// write writes and flushes p within the deadline.
 func (c *responseConn) write(p []byte) error {
+	if err := c.arm(c.deadline); err != nil {
+		return err
+	}
 	if _, err := c.w.Write(p); err != nil {
 		return err
 	}
-	return c.rc.Flush()
+	if err := c.rc.Flush(); err != nil {
+		return err
+	}
+	return c.arm(time.Time{})
 }
 
-// writeBuffers writes the buffers and flushes once.
+// writeBuffers writes the buffers and flushes once, within the deadline.
 func (c *responseConn) writeBuffers(bufs [][]byte) error {
+	if err := c.arm(c.deadline); err != nil {
+		return err
+	}
 	for _, b := range bufs {
 		if _, err := c.w.Write(b); err != nil {
 			return err
 		}
 	}
-	return c.rc.Flush()
+	if err := c.rc.Flush(); err != nil {
+		return err
+	}
+	return c.arm(time.Time{})
 }
 
 // alive reports true: net/http tells the handler when the peer goes.
