@@ -277,6 +277,15 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		// stream write has its own deadline instead, and other responses
 		// are small.
 	}
+	if cfg.pprofAddr != "" {
+		stopPprof, err := servePprof(cfg.pprofAddr, logger)
+		if err != nil {
+			_ = ln.Close()
+			stopRoom()
+			return err
+		}
+		defer stopPprof()
+	}
 	scheme := "http"
 	if cfg.tlsCert != "" {
 		scheme = "https"
@@ -291,15 +300,6 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			serveErr <- srv.Serve(counted)
 		}
 	}()
-	if cfg.pprofAddr != "" {
-		stopPprof, err := servePprof(cfg.pprofAddr, logger)
-		if err != nil {
-			_ = ln.Close()
-			stopRoom()
-			return err
-		}
-		defer stopPprof()
-	}
 
 	select {
 	case err := <-serveErr:
