@@ -15,6 +15,7 @@ import (
 
 	"chat/internal/idem"
 	"chat/internal/journal"
+	"chat/internal/limit"
 	"chat/internal/sse"
 )
 
@@ -368,7 +369,8 @@ type ChatRoom struct {
 	pending []*postRequest
 	// batch holds committed messages not yet fanned out.
 	batch *frame
-	// perAddr counts clients per address.
+	// perAddr counts clients per address key, and for IPv6 also per
+	// wider prefix (see limit.Scopes).
 	perAddr map[string]int
 	// timer fires when a coalesced batch is due.
 	timer *time.Timer
@@ -803,7 +805,7 @@ func (cr *ChatRoom) join(req *joinRequest) {
 	case cr.cfg.MaxStreams > 0 && len(cr.clients) >= cr.cfg.MaxStreams:
 		req.reply <- joinResult{err: errRoomFull}
 		return
-	case cr.cfg.MaxStreamsPerAddr > 0 && cr.perAddr[c.addr] >= cr.cfg.MaxStreamsPerAddr:
+	case cr.overAddrLimit(c.addr):
 		req.reply <- joinResult{err: errTooManyStreams}
 		return
 	}
@@ -816,9 +818,26 @@ func (cr *ChatRoom) join(req *joinRequest) {
 	cr.clients[c] = struct{}{}
 	n := len(cr.clients)
 	cr.mu.Unlock()
-	cr.perAddr[c.addr]++
+	for _, sc := range limit.Scopes(c.addr) {
+		cr.perAddr[sc.Key]++
+	}
 	cr.stats.joined(n)
 	req.reply <- joinResult{head: head}
+}
+
+// overAddrLimit reports whether one more client from addr would pass
+// MaxStreamsPerAddr, for addr itself or (IPv6) for a wider prefix holding
+// it, whose limit is a multiple of it.
+func (cr *ChatRoom) overAddrLimit(addr string) bool {
+	if cr.cfg.MaxStreamsPerAddr <= 0 {
+		return false
+	}
+	for _, sc := range limit.Scopes(addr) {
+		if cr.perAddr[sc.Key] >= cr.cfg.MaxStreamsPerAddr*sc.Factor {
+			return true
+		}
+	}
+	return false
 }
 
 // head returns the start of a stream that resumes after from (nil: a new
@@ -876,8 +895,10 @@ func (cr *ChatRoom) remove(c *client) bool {
 	if !ok {
 		return false
 	}
-	if cr.perAddr[c.addr]--; cr.perAddr[c.addr] <= 0 {
-		delete(cr.perAddr, c.addr)
+	for _, sc := range limit.Scopes(c.addr) {
+		if cr.perAddr[sc.Key]--; cr.perAddr[sc.Key] <= 0 {
+			delete(cr.perAddr, sc.Key)
+		}
 	}
 	cr.stats.setClients(n)
 	return true
