@@ -536,9 +536,11 @@ func TestScrollAndNewMessagesButton(t *testing.T) {
 	checkClean(t, tb)
 }
 
-// Errors of POST /post are shown in plain words next to the form and the
-// typed message is kept: missing name, 400 (with the server's text), 413,
-// 429 (with Retry-After) and a network error.
+// Errors of POST /post are shown in plain words and nothing typed is lost:
+// a missing name next to the form (the message stays in the box); a 400 or
+// 413 next to the message in the log, with the server's reason and Edit
+// (back into the box) or Discard; a lost connection and a 429 keep the
+// message in the outbox as "Sending…" until it goes through.
 func TestSendErrorsKeepTheMessage(t *testing.T) {
 	needBrowser(t)
 	srv := startServer(t, "-max-body", "4096", "-max-content", "2000")
@@ -550,24 +552,25 @@ func TestSendErrorsKeepTheMessage(t *testing.T) {
 		t.Error("Send is enabled with an empty message")
 	}
 
-	expectError := func(tb *tab, what, typed string, wantIn ...string) {
-		t.Helper()
-		waitFor(t, shortWait, what+" error", func() (bool, string) {
-			st := tb.mustState()
-			for _, w := range wantIn {
-				if !strings.Contains(st.Error, w) {
-					return false, fmt.Sprintf("error %q, want it to contain %q", st.Error, w)
-				}
-			}
-			return true, ""
-		})
-		if st := tb.mustState(); st.Message != typed {
-			t.Errorf("%s: typed message not kept: %q", what, st.Message)
-		}
+	tb.do(sendFromUI("", "no name yet"))
+	waitFor(t, shortWait, "missing name error", func() (bool, string) {
+		st := tb.mustState()
+		return strings.Contains(st.Error, "name"), st.Error
+	})
+	if st := tb.mustState(); st.Message != "no name yet" {
+		t.Errorf("missing name: typed message not kept: %q", st.Message)
 	}
 
-	tb.do(sendFromUI("", "no name yet"))
-	expectError(tb, "missing name", "no name yet", "name")
+	// expectRefused waits for the outbox to hold text, refused with a reason
+	// that contains want.
+	expectRefused := func(tb *tab, what, text, want string) {
+		t.Helper()
+		waitFor(t, shortWait, what+" shown on the message", func() (bool, string) {
+			out := tb.outbox()
+			return len(out) == 1 && out[0].Content == text && out[0].Failed && strings.Contains(out[0].State, want),
+				fmt.Sprintf("outbox %+v, want the message refused with %q", out, want)
+		})
+	}
 
 	tooLongContent := strings.Repeat("x", 2500) // under -max-body, over -max-content
 	res, err := http.Post(srv.URL()+"/post", "application/json", strings.NewReader(`{"username":"eve","content":"`+tooLongContent+`"}`))
@@ -581,34 +584,53 @@ func TestSendErrorsKeepTheMessage(t *testing.T) {
 		t.Fatalf("server answered %s %q to a too long message, want 400", res.Status, e.Error)
 	}
 	tb.do(sendFromUI("eve", tooLongContent))
-	expectError(tb, "400", tooLongContent, strings.TrimRight(e.Error, ".!"))
+	expectRefused(tb, "400", tooLongContent, strings.TrimRight(e.Error, ".!"))
+	tb.do(chromedp.Click(chromedp.CSS("#outbox .out-edit")))
+	waitFor(t, shortWait, "Edit to put the message back in the box", func() (bool, string) {
+		st := tb.mustState()
+		return st.Message == tooLongContent && len(tb.outbox()) == 0, fmt.Sprintf("box %d chars, outbox %d", len(st.Message), len(tb.outbox()))
+	})
+	tb.do(setField("#message", ""))
 
 	tooBig := strings.Repeat("y", 5000) // over -max-body
 	tb.do(sendFromUI("eve", tooBig))
-	expectError(tb, "413", tooBig, "too long")
+	expectRefused(tb, "413", tooBig, "too long")
+	tb.do(chromedp.Click(chromedp.CSS("#outbox .out-discard")))
+	waitFor(t, shortWait, "Discard to drop the message", func() (bool, string) {
+		return len(tb.outbox()) == 0, fmt.Sprintf("outbox %+v", tb.outbox())
+	})
 
 	tb.do(sendFromUI("eve", "this one is fine"))
 	waitFor(t, shortWait, "the good message, with the error gone", func() (bool, string) {
 		st := tb.mustState()
-		return len(st.Msgs) == 1 && st.Msgs[0].Content == "this one is fine" && st.Error == "" && st.Message == "", fmt.Sprintf("%+v", st)
+		return len(st.Msgs) == 1 && st.Msgs[0].Content == "this one is fine" && st.Error == "" && st.Message == "" && len(tb.outbox()) == 0, fmt.Sprintf("%+v", st)
 	})
 
+	// The server goes away: the message waits in the outbox, and is sent
+	// once the server is back.
 	srv.kill()
 	tb.do(sendFromUI("eve", "lost connection"))
-	expectError(tb, "network", "lost connection", "reach the server")
+	waitFor(t, shortWait, "the message waiting as sending", func() (bool, string) {
+		out := tb.outbox()
+		return len(out) == 1 && !out[0].Failed && strings.HasPrefix(out[0].State, "Sending"), fmt.Sprintf("outbox %+v", out)
+	})
+	srv.start()
+	waitShownOnce(t, []*tab{tb}, "lost connection")
 
-	// Rate limited server: one post, then 429 with Retry-After.
+	// Rate limited server: one post, then 429 with Retry-After: the second
+	// waits and goes out when the server allows.
 	lt := br.open(t, "limited", limited.URL()+"/")
 	waitAllLive(t, []*tab{lt})
 	lt.do(sendFromUI("fast", "first"))
-	waitFor(t, shortWait, "the first message", func() (bool, string) {
-		st := lt.mustState()
-		return len(st.Msgs) == 1 && st.Message == "", names(st.Msgs)
-	})
+	waitShownOnce(t, []*tab{lt}, "first")
 	lt.do(sendFromUI("fast", "second, too soon"))
-	expectError(lt, "429", "second, too soon", "Slow down", "wait")
-	if st := lt.mustState(); !st.SendOff {
-		t.Error("Send stays enabled during Retry-After")
+	waitFor(t, shortWait, "the second message waiting for the rate limit", func() (bool, string) {
+		out := lt.outbox()
+		return len(out) == 1 && strings.Contains(out[0].State, "too fast"), fmt.Sprintf("outbox %+v", out)
+	})
+	waitShownOnce(t, []*tab{lt}, "second, too soon")
+	if st := lt.mustState(); len(st.Msgs) != 2 || st.Msgs[1].Content != "second, too soon" {
+		t.Errorf("rate-limited tab shows %s, want first then second", names(st.Msgs))
 	}
 	checkClean(t, tb, lt)
 }
