@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,14 @@ const (
 	defaultMaxBody = 16 << 10
 	// maxUsername is the longest name, in characters.
 	maxUsername = 32
+	// maxTypingBody is the largest POST /typing body, in bytes.
+	maxTypingBody = 1 << 10
+	// defaultTypingRate is how many POST /typing one address may make per
+	// second (the page sends one every 3 s at most while its person types).
+	defaultTypingRate = 1
+	// defaultTypingBurst is how many POST /typing one address may make at
+	// once.
+	defaultTypingBurst = 5
 	// maxWriteBatch bounds how many bytes of queued frames one write takes.
 	maxWriteBatch = 64 << 10
 	// probeWindow is how long a stream writer waits, at each probe, for its
@@ -68,6 +77,9 @@ type serverConfig struct {
 	pprof bool
 	// limiter rate-limits posts per address (nil: no limit).
 	limiter *limit.Limiter
+	// typingLimiter rate-limits POST /typing per address, apart from
+	// posts (nil: no limit).
+	typingLimiter *limit.Limiter
 	// addrOf returns the address a request counts against for limits.
 	addrOf func(*http.Request) string
 }
@@ -92,6 +104,8 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"GET", "/{$}", handleIndex(indexHTML)},
 		{"POST", "/post", crossOriginProtection(stats, handlePost(room, stats, cfg))},
 		{"GET", "/stream", handleStream(room, stats, streams, cfg, logger)},
+		{"GET", "/presence", handlePresence(room)},
+		{"POST", "/typing", denyCrossOrigin(nil, handleTyping(room, cfg))},
 		{"GET", "/stats", handleStats(stats)},
 		{"GET", "/healthz", handleHealth(health)},
 		{"GET", "/metrics", handleMetrics(stats)},
@@ -127,9 +141,17 @@ func secureHeaders(next http.Handler) http.Handler {
 // fetch from another origin's page) with a JSON 403. Requests without
 // browser fetch metadata, such as curl's, and same-origin pages pass.
 func crossOriginProtection(stats *Stats, next http.Handler) http.Handler {
+	return denyCrossOrigin(stats.rejectedPost, next)
+}
+
+// denyCrossOrigin is crossOriginProtection that calls onDeny (when not nil)
+// for each request it refuses.
+func denyCrossOrigin(onDeny func(), next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		stats.rejectedPost()
+		if onDeny != nil {
+			onDeny()
+		}
 		writeError(w, http.StatusForbidden, "cross-origin request refused")
 	}))
 	return cop.Handler(next)
@@ -263,12 +285,9 @@ var newlines = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 // given Content-Type. It accepts a JSON object or a form with the fields
 // username and content.
 func parsePost(contentType string, body []byte, maxContent int) (postInput, *apiError) {
-	mediaType, params, err := mime.ParseMediaType(contentType)
-	if err != nil && contentType != "" {
-		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "charset must be utf-8"}
+	mediaType, e := bodyMediaType(contentType)
+	if e != nil {
+		return postInput{}, e
 	}
 	var in postInput
 	switch mediaType {
@@ -284,27 +303,53 @@ func parsePost(contentType string, body []byte, maxContent int) (postInput, *api
 			return postInput{}, e
 		}
 		in = postInput(fields)
-	case "application/x-www-form-urlencoded":
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return postInput{}, badRequest("malformed form body")
-		}
-		for k, v := range form {
-			if k != "username" && k != "content" {
-				return postInput{}, badRequest("unknown field %q", truncate(k, 40))
-			}
-			if len(v) > 1 {
-				return postInput{}, badRequest("field %q given more than once", k)
-			}
+	default:
+		form, e := parseFormFields(body, "username", "content")
+		if e != nil {
+			return postInput{}, e
 		}
 		in = postInput{Username: form.Get("username"), Content: form.Get("content")}
-		if !utf8.ValidString(in.Username) || !utf8.ValidString(in.Content) {
-			return postInput{}, badRequest("body is not valid UTF-8")
-		}
-	default:
-		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
 	}
 	return validatePost(in, maxContent)
+}
+
+// bodyMediaType checks the Content-Type of a POST body and returns its
+// media type: application/json or application/x-www-form-urlencoded, in
+// UTF-8.
+func bodyMediaType(contentType string) (string, *apiError) {
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if err != nil && contentType != "" {
+		return "", &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return "", &apiError{http.StatusUnsupportedMediaType, "charset must be utf-8"}
+	}
+	switch mediaType {
+	case "application/json", "application/x-www-form-urlencoded":
+		return mediaType, nil
+	}
+	return "", &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
+}
+
+// parseFormFields parses a form body that may hold only the given fields,
+// each at most once, in valid UTF-8.
+func parseFormFields(body []byte, allowed ...string) (url.Values, *apiError) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, badRequest("malformed form body")
+	}
+	for k, v := range form {
+		if !slices.Contains(allowed, k) {
+			return nil, badRequest("unknown field %q", truncate(k, 40))
+		}
+		if len(v) > 1 {
+			return nil, badRequest("field %q given more than once", k)
+		}
+		if !utf8.ValidString(v[0]) {
+			return nil, badRequest("body is not valid UTF-8")
+		}
+	}
+	return form, nil
 }
 
 // decodeJSON decodes body, which must hold exactly one JSON object with no
@@ -339,17 +384,31 @@ func decodeJSON(body []byte, v any) *apiError {
 	return nil
 }
 
+// validateName trims and checks a name: the username of a post or of
+// POST /typing, or the name of a stream. field names it in the error.
+func validateName(field, name string) (string, *apiError) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return name, badRequest("%s is required", field)
+	case !utf8.ValidString(name):
+		return name, badRequest("%s is not valid UTF-8", field)
+	case utf8.RuneCountInString(name) > maxUsername:
+		return name, badRequest("%s is longer than %d characters", field, maxUsername)
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return name, badRequest("%s must not contain control characters", field)
+	}
+	return name, nil
+}
+
 // validatePost trims and checks a message.
 func validatePost(in postInput, maxContent int) (postInput, *apiError) {
-	in.Username = strings.TrimSpace(in.Username)
+	var e *apiError
+	if in.Username, e = validateName("username", in.Username); e != nil {
+		return in, e
+	}
 	in.Content = strings.TrimSpace(newlines.Replace(in.Content))
 	switch {
-	case in.Username == "":
-		return in, badRequest("username is required")
-	case utf8.RuneCountInString(in.Username) > maxUsername:
-		return in, badRequest("username is longer than %d characters", maxUsername)
-	case strings.ContainsFunc(in.Username, unicode.IsControl):
-		return in, badRequest("username must not contain control characters")
 	case in.Content == "":
 		return in, badRequest("content is required")
 	case utf8.RuneCountInString(in.Content) > maxContent:
@@ -416,6 +475,100 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 	})
 }
 
+// handlePresence serves GET /presence: the whole roster as JSON, from the
+// hub.
+func handlePresence(room *ChatRoom) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		b, err := room.Presence(r.Context())
+		if err != nil {
+			if errors.Is(err, errRoomClosed) {
+				w.Header().Set("Retry-After", "2")
+				writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(append(b[:len(b):len(b)], '\n'))
+		}
+	})
+}
+
+// parseTyping decodes and validates the body of POST /typing: a JSON object
+// or a form with the one field username.
+func parseTyping(contentType string, body []byte) (string, *apiError) {
+	mediaType, e := bodyMediaType(contentType)
+	if e != nil {
+		return "", e
+	}
+	var name string
+	switch mediaType {
+	case "application/json":
+		if !utf8.Valid(body) {
+			return "", badRequest("body is not valid UTF-8")
+		}
+		var fields struct {
+			Username string `json:"username"`
+		}
+		if e := decodeJSON(body, &fields); e != nil {
+			return "", e
+		}
+		name = fields.Username
+	default:
+		form, e := parseFormFields(body, "username")
+		if e != nil {
+			return "", e
+		}
+		name = form.Get("username")
+	}
+	return validateName("username", name)
+}
+
+// handleTyping serves POST /typing: the person named in the body is typing.
+// It answers 204 once the hub has the name. Nothing is stored or counted as
+// a message.
+func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.typingLimiter != nil {
+			if ok, wait := cfg.typingLimiter.Allow(cfg.addrOf(r), time.Now()); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+				writeError(w, http.StatusTooManyRequests, "too many typing notices; slow down")
+				return
+			}
+		}
+		if r.ContentLength > maxTypingBody {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxTypingBody))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTypingBody))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxTypingBody))
+				return
+			}
+			writeError(w, http.StatusBadRequest, "could not read body")
+			return
+		}
+		name, e := parseTyping(r.Header.Get("Content-Type"), body)
+		if e != nil {
+			writeError(w, e.status, e.msg)
+			return
+		}
+		switch err := room.Typing(r.Context(), name); {
+		case err == nil:
+			w.WriteHeader(http.StatusNoContent)
+		case errors.Is(err, errRoomClosed):
+			w.Header().Set("Retry-After", "2")
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+		}
+	})
+}
+
 // resumePosition returns where a stream request wants to resume: the
 // Last-Event-ID header, or else the lastEventId query parameter (which a
 // page uses on its first connection). It returns nil for a new client.
@@ -434,6 +587,20 @@ func resumePosition(r *http.Request) (*position, error) {
 	return &position{id: id, epoch: epoch, seq: seq}, nil
 }
 
+// streamName returns the name a stream request carries in its name query
+// parameter, validated like a post's username, or "" for an anonymous
+// watcher (no name parameter).
+func streamName(r *http.Request) (string, *apiError) {
+	v, ok := r.URL.Query()["name"]
+	switch {
+	case !ok:
+		return "", nil
+	case len(v) > 1:
+		return "", badRequest("name given more than once")
+	}
+	return validateName("name", v[0])
+}
+
 // handleStream serves GET /stream as Server-Sent Events. On HTTP/1.x it
 // takes the connection over from net/http (Hijack) and hands it to one
 // writer goroutine, which is all a stream then costs; on HTTP/2 the handler
@@ -445,6 +612,11 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		name, e := streamName(r)
+		if e != nil {
+			writeError(w, e.status, e.msg)
+			return
+		}
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
@@ -453,7 +625,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			return
 		}
 		addr := cfg.addrOf(r)
-		c, head, err := room.Join(r.Context(), addr, from)
+		c, head, err := room.JoinAs(r.Context(), addr, name, from)
 		if err != nil {
 			h.Del("Content-Type")
 			switch {
@@ -471,9 +643,10 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			}
 			return
 		}
-		logger.Debug("stream opened", "addr", addr, "resume", from != nil)
-		// The head's first buffer is the preamble; each other is a message.
-		backlog := len(head) - 1
+		logger.Debug("stream opened", "addr", addr, "resume", from != nil, "named", name != "")
+		// The head's first buffer is the preamble; each other is a
+		// message, except the presence and typing events at its end.
+		backlog := len(head) - 1 - c.headEvents
 		s := &stream{room: room, c: c, stats: stats, heartbeat: cfg.heartbeat, writeTimeout: cfg.writeTimeout}
 		rc := http.NewResponseController(w)
 		if r.ProtoMajor == 1 {
@@ -741,6 +914,9 @@ func (s *stream) send(f *frame) error {
 			break
 		}
 		buf, n = append(buf, next.data...), n+next.n
+		if oldest.IsZero() { // f held no message (presence, typing)
+			oldest = next.at
+		}
 	}
 	err := s.write(buf, n)
 	if err == nil {

@@ -55,8 +55,10 @@ type config struct {
 	history, backlog, clientBuffer  int
 	maxContent, maxBody             int
 	maxStreams, maxStreamsPerAddr   int
-	postBurst                       int
-	postRate                        float64
+	postBurst, typingBurst          int
+	postRate, typingRate            float64
+	presenceInterval                time.Duration
+	presenceNames                   int
 	heartbeat, statsInterval        time.Duration
 	writeTimeout, coalesce          time.Duration
 	pprof                           bool
@@ -83,6 +85,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.maxStreamsPerAddr, "max-streams-per-addr", defaultMaxStreamsPerAddr, "most streams per client address (0: no limit)")
 	fs.Float64Var(&c.postRate, "post-rate", defaultPostRate, "posts per second per client address (0: no limit)")
 	fs.IntVar(&c.postBurst, "post-burst", defaultPostBurst, "posts one client address may make at once")
+	fs.Float64Var(&c.typingRate, "typing-rate", defaultTypingRate, "POST /typing per second per client address (0: no limit)")
+	fs.IntVar(&c.typingBurst, "typing-burst", defaultTypingBurst, "POST /typing one client address may make at once")
+	fs.DurationVar(&c.presenceInterval, "presence-interval", defaultPresenceInterval, "least time between two presence events on a stream (0: no presence or typing events)")
+	fs.IntVar(&c.presenceNames, "presence-names", defaultPresenceNames, "most names listed in a presence event (the totals are always sent)")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated proxy addresses or prefixes whose X-Forwarded-For is believed")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (serves HTTPS and HTTP/2 with -tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
@@ -113,9 +119,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	switch {
 	case c.history < 0, c.backlog < 0, c.clientBuffer < 1, c.maxContent < 1, c.maxBody < 64,
-		c.maxStreams < 0, c.maxStreamsPerAddr < 0, c.postRate < 0, c.postBurst < 0:
+		c.maxStreams < 0, c.maxStreamsPerAddr < 0, c.postRate < 0, c.postBurst < 0,
+		c.typingRate < 0, c.typingBurst < 0, c.presenceNames < 0:
 		return c, errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
-	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.coalesce < 0:
+	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.coalesce < 0, c.presenceInterval < 0:
 		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return c, errors.New("-tls-cert and -tls-key go together")
@@ -179,6 +186,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		Coalesce:          cfg.coalesce,
 		MaxStreams:        cfg.maxStreams,
 		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
+		PresenceInterval:  cfg.presenceInterval,
+		PresenceNames:     cfg.presenceNames,
 	}
 	var wg sync.WaitGroup
 	storeCtx, stopStore := context.WithCancel(context.Background())
@@ -222,13 +231,14 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	streams := newStreamTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
-		heartbeat:    cfg.heartbeat,
-		writeTimeout: cfg.writeTimeout,
-		maxContent:   cfg.maxContent,
-		maxBody:      int64(cfg.maxBody),
-		pprof:        cfg.pprof,
-		limiter:      limit.New(cfg.postRate, cfg.postBurst),
-		addrOf:       limit.ClientAddr(trusted),
+		heartbeat:     cfg.heartbeat,
+		writeTimeout:  cfg.writeTimeout,
+		maxContent:    cfg.maxContent,
+		maxBody:       int64(cfg.maxBody),
+		pprof:         cfg.pprof,
+		limiter:       limit.New(cfg.postRate, cfg.postBurst),
+		typingLimiter: limit.New(cfg.typingRate, cfg.typingBurst),
+		addrOf:        limit.ClientAddr(trusted),
 	}, logger)
 
 	srv := &http.Server{
