@@ -345,10 +345,11 @@ type ChatRoom struct {
 	// rosterGate and typingGate space out the presence and typing events.
 	rosterGate, typingGate *presence.Gate
 	// presenceTimer fires when a presence or typing event may go out or a
-	// typing name expires; presenceDue is when it is set to fire (zero:
-	// not set).
+	// typing name expires; presenceDue is when it is set to fire, if
+	// presenceArmed.
 	presenceTimer *time.Timer
 	presenceDue   time.Time
+	presenceArmed bool
 }
 
 // NewChatRoom returns a room that is ready to Run.
@@ -800,9 +801,10 @@ func (cr *ChatRoom) typed(name string) {
 // typing set. It stops the timer when there is none.
 func (cr *ChatRoom) schedulePresence() {
 	var next time.Time
+	found := false
 	earliest := func(t time.Time) {
-		if next.IsZero() || t.Before(next) {
-			next = t
+		if !found || t.Before(next) {
+			next, found = t, true
 		}
 	}
 	if cr.rosterGate.Pending() {
@@ -815,21 +817,21 @@ func (cr *ChatRoom) schedulePresence() {
 		earliest(t)
 	}
 	switch {
-	case next.IsZero():
-		if !cr.presenceDue.IsZero() {
+	case !found:
+		if cr.presenceArmed {
 			cr.presenceTimer.Stop()
-			cr.presenceDue = time.Time{}
+			cr.presenceArmed = false
 		}
-	case !next.Equal(cr.presenceDue):
+	case !cr.presenceArmed || !next.Equal(cr.presenceDue):
 		cr.presenceTimer.Reset(max(0, time.Until(next)))
-		cr.presenceDue = next
+		cr.presenceDue, cr.presenceArmed = next, true
 	}
 }
 
 // presenceTick expires typing names whose time is up and sends the
 // presence and typing events that are due.
 func (cr *ChatRoom) presenceTick() {
-	cr.presenceDue = time.Time{}
+	cr.presenceArmed = false
 	now := time.Now()
 	if cr.typers.Expire(now) {
 		cr.typingGate.Changed()

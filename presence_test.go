@@ -154,15 +154,17 @@ func TestHubPresenceCoalescesJoins(t *testing.T) {
 		if len(r) != 1 || r[0].Anonymous != 1 || r[0].PeopleTotal != 0 {
 			t.Fatalf("watcher's head: presence %+v, want one event with 1 anonymous", r)
 		}
+		// 500 joins over half a second.
 		start := time.Now()
 		for i := range 500 {
 			if _, _, err := room.JoinAs(ctx, "a", fmt.Sprintf("user%03d", 499-i), nil); err != nil {
 				t.Fatal(err)
 			}
+			time.Sleep(time.Millisecond)
 		}
 		synctest.Wait()
 		first, _ := hubEvents(t, watcher)
-		time.Sleep(time.Second)
+		time.Sleep(time.Until(start.Add(1500 * time.Millisecond)))
 		synctest.Wait()
 		second, _ := hubEvents(t, watcher)
 		if got := len(first) + len(second); got < 1 || got > 2 {
@@ -513,6 +515,11 @@ func TestStreamNameValidation(t *testing.T) {
 		resp, err := http.Get(ts.URL + "/stream?" + tt.query)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusOK { // a stream: never read it to the end
+			resp.Body.Close()
+			t.Errorf("GET /stream?%s: 200, want 400 saying %q", tt.query, tt.want)
+			continue
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
