@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"chat/internal/auth"
 	"chat/internal/journal"
 	"chat/internal/limit"
 )
@@ -60,6 +61,11 @@ type config struct {
 	heartbeat, statsInterval        time.Duration
 	writeTimeout, coalesce          time.Duration
 	pprof                           bool
+	// roomKey and adminKey are the keys themselves, from the flag, the
+	// environment or the key file. Never log them.
+	roomKey, roomKeyFile   string
+	adminKey, adminKeyFile string
+	sessionLifetime        time.Duration
 }
 
 // parseFlags reads the flags, falling back to CHAT_* environment variables
@@ -89,6 +95,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve profiles under /debug/pprof/")
+	fs.StringVar(&c.roomKey, "room-key", "", "key that makes the room private (prefer -room-key-file: arguments are visible to other users)")
+	fs.StringVar(&c.roomKeyFile, "room-key-file", "", "file holding the room key, read once at start")
+	fs.StringVar(&c.adminKey, "admin-key", "", "key that enables moderation: deleting messages and banning addresses")
+	fs.StringVar(&c.adminKeyFile, "admin-key-file", "", "file holding the admin key, read once at start")
+	fs.DurationVar(&c.sessionLifetime, "session-lifetime", auth.DefaultLifetime, "how long a login lasts")
 	fs.VisitAll(func(f *flag.Flag) {
 		f.Usage += " (env " + envName(f.Name) + ")"
 	})
@@ -121,8 +132,40 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("-tls-cert and -tls-key go together")
 	case c.logFormat != "text" && c.logFormat != "json":
 		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	case c.sessionLifetime <= 0:
+		return c, errors.New("-session-lifetime must be positive")
+	}
+	if c.roomKey, err = readKey("room-key", c.roomKey, c.roomKeyFile); err != nil {
+		return c, err
+	}
+	if c.adminKey, err = readKey("admin-key", c.adminKey, c.adminKeyFile); err != nil {
+		return c, err
+	}
+	if c.roomKey != "" && auth.KeyEqual(c.adminKey, c.roomKey) {
+		return c, errors.New("-admin-key must differ from -room-key")
 	}
 	return c, nil
+}
+
+// readKey returns the key that the flag -name (its value is key) or the
+// flag -name-file (the file's contents, surrounding white space removed)
+// gives, or "" for none. Giving both is an error. Errors never hold the key.
+func readKey(name, key, file string) (string, error) {
+	switch {
+	case file == "":
+		return key, nil
+	case key != "":
+		return "", fmt.Errorf("-%s and -%s-file: give one of them", name, name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("-%s-file: %w", name, err)
+	}
+	key = strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("-%s-file %s is empty", name, file)
+	}
+	return key, nil
 }
 
 // envName returns the environment variable that backs a flag.
@@ -219,6 +262,15 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	defer stopMonitor()
 	wg.Go(func() { runMonitor(monCtx, cfg.statsInterval, stats, logger) })
 
+	gate, err := newGate(cfg)
+	if err != nil {
+		return err
+	}
+	if gate.Private() || gate.Moderated() {
+		logger.Info("access", "room_key", gate.Private(), "moderation", gate.Moderated(),
+			"sessions_kept", cfg.data != "", "session_lifetime", cfg.sessionLifetime.String())
+	}
+
 	streams := newStreamTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
@@ -229,6 +281,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		pprof:        cfg.pprof,
 		limiter:      limit.New(cfg.postRate, cfg.postBurst),
 		addrOf:       limit.ClientAddr(trusted),
+		gate:         gate,
 	}, logger)
 
 	srv := &http.Server{
@@ -296,6 +349,31 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	stopMonitor()
 	logger.Info("stopped", "messages", stats.Snapshot().MessagesPosted)
 	return nil
+}
+
+// newGate returns the gate for the keys in cfg. Sessions are signed with a
+// secret kept beside the journal (PATH.secret, mode 0600) with -data, so
+// they survive restarts, or else with a random one.
+func newGate(cfg config) (*auth.Gate, error) {
+	g := &auth.Gate{Keys: auth.Keys{Room: cfg.roomKey, Admin: cfg.adminKey}}
+	if !g.Private() && !g.Moderated() {
+		return g, nil
+	}
+	var secret []byte
+	var err error
+	if cfg.data != "" {
+		secret, err = auth.LoadSecret(cfg.data + ".secret")
+	} else {
+		secret, err = auth.NewSecret()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if g.Sessions, err = auth.NewSessions(secret, g.Keys, cfg.sessionLifetime); err != nil {
+		return nil, err
+	}
+	g.Failures = auth.NewThrottle(loginFailures, loginWindow)
+	return g, nil
 }
 
 // displayAddr returns addr in a form a browser accepts ("localhost:6969"
