@@ -32,6 +32,10 @@ var roomRoutes = []struct {
 	{"POST", "/post", "application/x-www-form-urlencoded", "username=u&content=form", http.StatusCreated},
 	{"POST", "/post", "text/plain", "junk", http.StatusUnsupportedMediaType},
 	{"POST", "/post", "application/json", `{"username":""}`, http.StatusBadRequest},
+	{"GET", "/history", "", "", http.StatusOK},
+	{"GET", "/history?limit=5", "", "", http.StatusOK},
+	{"GET", "/history?after=1-1", "", "", http.StatusNotFound}, // an id from another run
+	{"GET", "/history?before=garbage", "", "", http.StatusBadRequest},
 }
 
 // openRoutes lists the endpoints that answer without credentials even in
