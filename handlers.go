@@ -361,7 +361,8 @@ func validatePost(in postInput, maxContent int) (postInput, *apiError) {
 }
 
 // handlePost accepts a message and answers 201 with it once every client
-// has it queued (and, with a journal, once it is durable).
+// has it queued (and, with a journal, once it is durable), or 202 with it
+// when shutdown ended before the journal confirmed it.
 func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -401,6 +402,12 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 		switch {
 		case err == nil:
 			_ = encode(w, http.StatusCreated, msg)
+		case errors.Is(err, errUnconfirmed):
+			// Shutdown could not wait for the journal's fsync: the
+			// message has its id and is being written, but is not
+			// confirmed durable. Not 503, which would say it was not
+			// stored and invite a duplicate.
+			_ = encode(w, http.StatusAccepted, msg)
 		case errors.Is(err, errRoomClosed):
 			w.Header().Set("Retry-After", "2")
 			fail(http.StatusServiceUnavailable, "server is shutting down")
