@@ -540,7 +540,8 @@ func validateName(field, name string) (string, *apiError) {
 }
 
 // handlePost accepts a message and answers 201 with it once every client
-// has it queued (and, with a journal, once it is durable).
+// has it queued (and, with a journal, once it is durable), or 202 with it
+// when shutdown ended before the journal confirmed it.
 func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -590,6 +591,12 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			_ = encode(w, http.StatusOK, msg)
 		case err == nil:
 			_ = encode(w, http.StatusCreated, msg)
+		case errors.Is(err, errUnconfirmed):
+			// Shutdown could not wait for the journal's fsync: the
+			// message has its id and is being written, but is not
+			// confirmed durable. Not 503, which would say it was not
+			// stored and invite a duplicate.
+			_ = encode(w, http.StatusAccepted, msg)
 		case errors.Is(err, errKeyConflict):
 			fail(http.StatusUnprocessableEntity, err.Error())
 		case errors.Is(err, errRoomClosed):

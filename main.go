@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -43,6 +44,10 @@ const (
 	// streamDrain is how long shutdown lets streams finish their queued
 	// writes before it cuts them.
 	streamDrain = 2 * time.Second
+	// journalDrain is how long shutdown waits for the journal to write and
+	// sync what it holds, while the room still answers the posts it
+	// commits.
+	journalDrain = 5 * time.Second
 	// shutdownTimeout bounds the rest of shutdown (requests in flight).
 	shutdownTimeout = 2 * time.Second
 )
@@ -73,6 +78,12 @@ type config struct {
 	roomKey, roomKeyFile   string
 	adminKey, adminKeyFile string
 	sessionLifetime        time.Duration
+	// journalWait, when positive, replaces journalDrain (tests shorten
+	// it).
+	journalWait time.Duration
+	// journalSync, when not nil, replaces the journal's fsync (tests hold
+	// a commit in it).
+	journalSync func(*os.File) error
 }
 
 // parseFlags reads the flags, falling back to CHAT_* environment variables
@@ -267,6 +278,9 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			store.Run(done)
 			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
+		if cfg.journalSync != nil {
+			store.SetSync(cfg.journalSync)
+		}
 		roomCfg.Journal, roomCfg.Recovered, roomCfg.Epoch = store, recovered, epoch
 		roomCfg.RecoveredKeys = recoveredKeys(records)
 		wg.Go(func() {
@@ -366,7 +380,10 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 
 	// Stop accepting first. Then stop the journal while the room still
 	// runs, so that every post the journal made durable is answered 201
-	// (posts after that get 503 and are not stored). Then end every stream:
+	// (posts after that get 503 and are not stored). If the journal takes
+	// longer than journalDrain (a hung fsync), the room answers the posts
+	// it still holds 202: they are written before the process exits, but
+	// not confirmed. Then end every stream:
 	// the room closes each client's queue, writers finish what is queued
 	// and close their connections; writers still blocked after streamDrain
 	// are cut.
@@ -374,7 +391,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	stopStore()
 	select {
 	case <-storeDone:
-	case <-time.After(streamDrain):
+	case <-time.After(cmp.Or(cfg.journalWait, journalDrain)):
 		logger.Warn("journal did not stop in time")
 	}
 	stopRoom()
