@@ -81,6 +81,10 @@ const (
 var (
 	// errRoomClosed means the room has shut down.
 	errRoomClosed = errors.New("chat room closed")
+	// errUnconfirmed means the room shut down while the journal still held
+	// the message: it has its id, and the journal writes what it holds
+	// before it stops, but the write was not confirmed durable in time.
+	errUnconfirmed = errors.New("message not yet confirmed durable")
 	// errRoomFull means the room already serves its maximum of streams.
 	errRoomFull = errors.New("server full")
 	// errTooManyStreams means one address already holds its maximum of
@@ -795,7 +799,7 @@ func (cr *ChatRoom) repeated(req *postRequest) bool {
 // answerDups gives the posts that waited on req its outcome.
 func answerDups(req *postRequest, err error) {
 	for _, d := range req.dups {
-		if err == nil {
+		if err == nil || errors.Is(err, errUnconfirmed) {
 			d.msg, d.repeat = req.msg, true
 		}
 		d.reply <- err
@@ -1148,7 +1152,8 @@ func (cr *ChatRoom) sendAll(f *frame, skip uint64) {
 }
 
 // shutdown takes the journal's last reports, fans out what is committed,
-// answers the posts still pending with errRoomClosed, closes every client's
+// answers the posts still pending in the journal with errUnconfirmed (not
+// errRoomClosed: the journal may still write them), closes every client's
 // queue and marks the room done.
 func (cr *ChatRoom) shutdown() {
 	// Commits the journal has already reported are answered as such.
@@ -1165,8 +1170,8 @@ func (cr *ChatRoom) shutdown() {
 	}
 	cr.flush()
 	for _, req := range cr.pending {
-		req.reply <- errRoomClosed
-		answerDups(req, errRoomClosed)
+		req.reply <- errUnconfirmed
+		answerDups(req, errUnconfirmed)
 	}
 	clear(cr.inflight)
 	cr.pending = nil

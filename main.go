@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"chat/internal/auth"
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
@@ -42,6 +44,10 @@ const (
 	// streamDrain is how long shutdown lets streams finish their queued
 	// writes before it cuts them.
 	streamDrain = 2 * time.Second
+	// journalDrain is how long shutdown waits for the journal to write and
+	// sync what it holds, while the room still answers the posts it
+	// commits.
+	journalDrain = 5 * time.Second
 	// shutdownTimeout bounds the rest of shutdown (requests in flight).
 	shutdownTimeout = 2 * time.Second
 )
@@ -69,6 +75,17 @@ type config struct {
 	heartbeat, statsInterval        time.Duration
 	writeTimeout, coalesce          time.Duration
 	pprof                           bool
+	// roomKey and adminKey are the keys themselves, from the flag, the
+	// environment or the key file. Never log them.
+	roomKey, roomKeyFile   string
+	adminKey, adminKeyFile string
+	sessionLifetime        time.Duration
+	// journalWait, when positive, replaces journalDrain (tests shorten
+	// it).
+	journalWait time.Duration
+	// journalSync, when not nil, replaces the journal's fsync (tests hold
+	// a commit in it).
+	journalSync func(*os.File) error
 }
 
 // parseFlags reads the flags, falling back to CHAT_* environment variables
@@ -101,6 +118,11 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.roomKey, "room-key", "", "key that makes the room private (prefer -room-key-file: arguments are visible to other users)")
+	fs.StringVar(&c.roomKeyFile, "room-key-file", "", "file holding the room key, read once at start")
+	fs.StringVar(&c.adminKey, "admin-key", "", "key that enables moderation: deleting messages and banning addresses")
+	fs.StringVar(&c.adminKeyFile, "admin-key-file", "", "file holding the admin key, read once at start")
+	fs.DurationVar(&c.sessionLifetime, "session-lifetime", auth.DefaultLifetime, "how long a login lasts")
 	fs.IntVar(&c.maxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "most TCP connections per client address, closed at accept (0: no limit; trusted proxies are exempt)")
 	fs.IntVar(&c.maxHeaderConns, "max-header-conns-per-addr", defaultMaxHeaderConnsPerAddr, "most connections per client address sending request headers at once (0: no limit)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve profiles under /debug/pprof/ on this separate address, e.g. 127.0.0.1:6060 (empty: off)")
@@ -143,8 +165,40 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("-tls-cert and -tls-key go together")
 	case c.logFormat != "text" && c.logFormat != "json":
 		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	case c.sessionLifetime <= 0:
+		return c, errors.New("-session-lifetime must be positive")
+	}
+	if c.roomKey, err = readKey("room-key", c.roomKey, c.roomKeyFile); err != nil {
+		return c, err
+	}
+	if c.adminKey, err = readKey("admin-key", c.adminKey, c.adminKeyFile); err != nil {
+		return c, err
+	}
+	if c.roomKey != "" && auth.KeyEqual(c.adminKey, c.roomKey) {
+		return c, errors.New("-admin-key must differ from -room-key")
 	}
 	return c, nil
+}
+
+// readKey returns the key that the flag -name (its value is key) or the
+// flag -name-file (the file's contents, surrounding white space removed)
+// gives, or "" for none. Giving both is an error. Errors never hold the key.
+func readKey(name, key, file string) (string, error) {
+	switch {
+	case file == "":
+		return key, nil
+	case key != "":
+		return "", fmt.Errorf("-%s and -%s-file: give one of them", name, name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("-%s-file: %w", name, err)
+	}
+	key = strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("-%s-file %s is empty", name, file)
+	}
+	return key, nil
 }
 
 // envName returns the environment variable that backs a flag.
@@ -233,6 +287,9 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			store.Run(done)
 			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
+		if cfg.journalSync != nil {
+			store.SetSync(cfg.journalSync)
+		}
 		roomCfg.Journal, roomCfg.Recovered, roomCfg.Epoch = store, recovered, epoch
 		roomCfg.RecoveredKeys = recoveredKeys(records)
 		wg.Go(func() {
@@ -250,6 +307,15 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	defer stopMonitor()
 	wg.Go(func() { runMonitor(monCtx, cfg.statsInterval, stats, logger) })
 
+	gate, err := newGate(cfg)
+	if err != nil {
+		return err
+	}
+	if gate.Private() || gate.Moderated() {
+		logger.Info("access", "room_key", gate.Private(), "moderation", gate.Moderated(),
+			"sessions_kept", cfg.data != "", "session_lifetime", cfg.sessionLifetime.String())
+	}
+
 	streams := newStreamTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
@@ -260,6 +326,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		limiter:       limit.New(cfg.postRate, cfg.postBurst),
 		typingLimiter: limit.New(cfg.typingRate, cfg.typingBurst),
 		addrOf:        limit.ClientAddr(trusted),
+		gate:          gate,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -323,7 +390,10 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 
 	// Stop accepting first. Then stop the journal while the room still
 	// runs, so that every post the journal made durable is answered 201
-	// (posts after that get 503 and are not stored). Then end every stream:
+	// (posts after that get 503 and are not stored). If the journal takes
+	// longer than journalDrain (a hung fsync), the room answers the posts
+	// it still holds 202: they are written before the process exits, but
+	// not confirmed. Then end every stream:
 	// the room closes each client's queue, writers finish what is queued
 	// and close their connections; writers still blocked after streamDrain
 	// are cut.
@@ -331,7 +401,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	stopStore()
 	select {
 	case <-storeDone:
-	case <-time.After(streamDrain):
+	case <-time.After(cmp.Or(cfg.journalWait, journalDrain)):
 		logger.Warn("journal did not stop in time")
 	}
 	stopRoom()
@@ -347,6 +417,31 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	stopMonitor()
 	logger.Info("stopped", "messages", stats.Snapshot().MessagesPosted)
 	return nil
+}
+
+// newGate returns the gate for the keys in cfg. Sessions are signed with a
+// secret kept beside the journal (PATH.secret, mode 0600) with -data, so
+// they survive restarts, or else with a random one.
+func newGate(cfg config) (*auth.Gate, error) {
+	g := &auth.Gate{Keys: auth.Keys{Room: cfg.roomKey, Admin: cfg.adminKey}}
+	if !g.Private() && !g.Moderated() {
+		return g, nil
+	}
+	var secret []byte
+	var err error
+	if cfg.data != "" {
+		secret, err = auth.LoadSecret(cfg.data + ".secret")
+	} else {
+		secret, err = auth.NewSecret()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if g.Sessions, err = auth.NewSessions(secret, g.Keys, cfg.sessionLifetime); err != nil {
+		return nil, err
+	}
+	g.Failures = auth.NewThrottle(loginFailures, loginWindow)
+	return g, nil
 }
 
 // servePprof serves the profiling endpoints on their own listener at addr

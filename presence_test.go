@@ -511,6 +511,8 @@ func TestStreamNameValidation(t *testing.T) {
 		{"name=a%0Ab", "control characters"},
 		{"name=%FF", "not valid UTF-8"},
 		{"name=a&name=b", "more than once"},
+		{"name=a%E2%80%AEb", "bidirectional control"},
+		{"name=a%E2%80%8Bb", "zero-width"},
 	} {
 		resp, err := http.Get(ts.URL + "/stream?" + tt.query)
 		if err != nil {
@@ -700,6 +702,9 @@ func TestTypingBadRequests(t *testing.T) {
 		{"blank", "application/json", `{"username":"  "}`, nil, 400, "username is required"},
 		{"too long", "application/json", `{"username":"` + strings.Repeat("x", 33) + `"}`, nil, 400, "longer than 32"},
 		{"control", "application/json", `{"username":"a\u0000"}`, nil, 400, "control characters"},
+		{"bidi", "application/json", `{"username":"a\u202eb"}`, nil, 400, "bidirectional control"},
+		{"case-mismatched key", "application/json", `{"USERNAME":"a"}`, nil, 400, "unknown field"},
+		{"repeated key", "application/json", `{"username":"a","username":"b"}`, nil, 400, "more than once"},
 		{"wrong type", "application/json", `{"username":5}`, nil, 400, "must be a string"},
 		{"unknown field", "application/json", `{"username":"a","content":"x"}`, nil, 400, "unknown field"},
 		{"two objects", "application/json", `{"username":"a"}{}`, nil, 400, "single JSON object"},
