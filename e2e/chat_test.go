@@ -141,7 +141,8 @@ func TestHostileContentIsShownAsText(t *testing.T) {
 	for _, p := range []struct{ name, content string }{
 		{`<img src=x onerror=__xss=1>`, `<img src=x onerror="window.__xss=2">`},
 		{`<script>__xss=3</script>`, "<script>window.__xss=4</script><b>bold?</b>\n<a href=\"javascript:__xss=5\">link</a>"},
-		{"\u202Eevil", "\u202Egnp.exe\u202C then \u2067isolate \u202D<style>body{display:none}</style>"},
+		// Names may not hold bidi controls (the server refuses them); messages may.
+		{"evil", "\u202Egnp.exe\u202C then \u2067isolate \u202D<style>body{display:none}</style>"},
 		{"plain", "after the payloads"},
 	} {
 		want = append(want, srv.post(t, p.name, p.content))
