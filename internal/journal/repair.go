@@ -22,8 +22,9 @@ type Report struct {
 	Good      int
 	GoodBytes int64
 	// First and Last are the ids of the first and last good lines, or ""
-	// when there are none.
+	// when there are none, and Epoch is their epoch.
 	First, Last string
+	Epoch       int64
 	// Bad is the first line that breaks the journal's rules, or nil when
 	// the file is sound.
 	Bad *LineError
@@ -100,7 +101,7 @@ func check(f *os.File, path string) (Report, error) {
 			rep.GoodBytes += int64(len(line))
 			id := strconv.FormatInt(epoch, 10) + "-" + strconv.FormatUint(seq, 10)
 			if rep.First == "" {
-				rep.First = id
+				rep.First, rep.Epoch = id, epoch
 			}
 			rep.Last = id
 			continue
