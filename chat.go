@@ -269,6 +269,10 @@ type RoomConfig struct {
 	// Recovered is the history to start with, oldest first (from the
 	// journal). The epoch and sequence numbers continue from its last id.
 	Recovered []Message
+	// Epoch, when positive, is the history's epoch if Recovered is empty
+	// (the journal's, which is durable before it holds a message); zero
+	// starts a new epoch at the current millisecond.
+	Epoch int64
 }
 
 // ChatRoom is the hub: its Run goroutine accepts messages, assigns their
@@ -366,6 +370,9 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		epoch:      time.Now().UnixMilli(),
 		hist:       history{buf: make([]entry, cfg.History)},
 		perAddr:    make(map[string]int),
+	}
+	if cfg.Epoch > 0 {
+		cr.epoch = cfg.Epoch
 	}
 	for _, m := range cfg.Recovered {
 		epoch, seq, err := parseID(m.ID)

@@ -125,6 +125,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
 	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.batchWait < 0:
 		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
+	case c.data != "" && c.history < 1:
+		return c, errors.New("-data needs -history of at least 1: the journal keeps the history")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return c, errors.New("-tls-cert and -tls-key go together")
 	case c.logFormat != "text" && c.logFormat != "json":
@@ -204,6 +206,12 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			return fmt.Errorf("open journal: %w", err)
 		}
 		recovered, err := recoveredMessages(records)
+		epoch, marked := store.Epoch()
+		if err == nil && !marked {
+			// A new journal: make its epoch durable before anyone sees it.
+			epoch = time.Now().UnixMilli()
+			err = store.MarkEpoch(epoch)
+		}
 		if err != nil {
 			// Run with a done context closes the file.
 			done, cancel := context.WithCancel(context.Background())
@@ -211,7 +219,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			store.Run(done)
 			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
-		roomCfg.Journal, roomCfg.Recovered = store, recovered
+		roomCfg.Journal, roomCfg.Recovered, roomCfg.Epoch = store, recovered, epoch
 		wg.Go(func() {
 			store.Run(storeCtx)
 			close(storeDone)

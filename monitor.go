@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -160,10 +161,25 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	snap.Deliveries = s.deliveries.Load()
 	snap.Goroutines = runtime.NumGoroutine()
 	snap.CPUSeconds, snap.RSSBytes = processUsage()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	snap.HeapBytes = ms.HeapAlloc
+	snap.HeapBytes = heapBytes()
 	return snap
+}
+
+// heapMetric is the runtime/metrics name of the bytes in allocated heap
+// objects: MemStats.HeapAlloc.
+const heapMetric = "/memory/classes/heap/objects:bytes"
+
+// heapBytes returns the bytes of allocated heap objects (what
+// runtime.MemStats.HeapAlloc reports) from runtime/metrics, which reads it
+// without stopping the world, unlike runtime.ReadMemStats: /stats and
+// /metrics are polled, and must not pause every goroutine each time.
+func heapBytes() uint64 {
+	s := [1]metrics.Sample{{Name: heapMetric}}
+	metrics.Read(s[:])
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // processUsage returns the CPU time (user and system) and the resident set

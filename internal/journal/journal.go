@@ -32,6 +32,17 @@
 // follow the previous one) means the file was damaged or edited, and Open
 // refuses it with an error that names the file and the line.
 //
+// Epoch marker: a record whose seq is 0 and whose line is exactly
+// {"id":"<epoch>-0"} marks the start of an epoch. MarkEpoch writes one (and
+// fsyncs it) into a journal that holds no record, so that a new journal's
+// epoch is durable before anything is appended: a server restarted on a
+// journal that never received a record keeps its epoch. Recovery checks a
+// marker like any record (it sets the id the next record must follow) but
+// does not return it among the records; Epoch reports it. Since ids increase
+// strictly, a marker can only be the first record of its epoch, and
+// compaction drops it once keep later records exist. Journals without a
+// marker open as they are: their epoch is that of their last record.
+//
 // Compaction: when the file holds more than 2*keep lines, Run rewrites it with
 // the last keep records. It writes them to path+".tmp", fsyncs that file,
 // renames it over path and fsyncs the directory, so a crash at any point
@@ -147,7 +158,7 @@ type Journal struct {
 
 // Open opens (creating if needed) the journal at path and recovers it: it
 // returns the last keep records in order (oldest first), each with Data
-// holding its line without the newline. A torn last line is logged at warn
+// holding its line without the newline, epoch markers left out. A torn last line is logged at warn
 // level and truncated away; any other bad line is an error that names the file
 // and the line. keep must be at least 1. A nil logger discards the logs. The
 // file stays open until Run returns; to release it without running the
@@ -239,12 +250,42 @@ func (j *Journal) recover() ([]Record, error) {
 				j.path, n, head.ID, j.lastEpoch, j.lastSeq)
 		}
 		j.lastEpoch, j.lastSeq, j.hasLast = epoch, seq, true
-		recs.push(Record{Epoch: epoch, Seq: seq, Data: line[: len(line)-1 : len(line)-1]})
+		if seq != 0 { // seq 0 is an epoch marker, not a record to return
+			recs.push(Record{Epoch: epoch, Seq: seq, Data: line[: len(line)-1 : len(line)-1]})
+		}
 		j.recent.push(line)
 		j.lines++
 		off += int64(len(line))
 	}
 	return recs.ordered(), nil
+}
+
+// Epoch returns the epoch of the journal's last record (an epoch marker
+// included), and false if the journal holds none. Call it before Run.
+func (j *Journal) Epoch() (int64, bool) { return j.lastEpoch, j.hasLast }
+
+// MarkEpoch writes the epoch marker of epoch, the record {"id":"<epoch>-0"},
+// to a journal that holds no record, and fsyncs it, so that the epoch
+// survives a restart before any record is appended. Records appended next
+// must have this epoch. Call it before Run.
+func (j *Journal) MarkEpoch(epoch int64) error {
+	if j.hasLast {
+		return fmt.Errorf("mark epoch %d in journal %s: it already holds records", epoch, j.path)
+	}
+	if epoch < 0 {
+		return fmt.Errorf("mark epoch %d in journal %s: negative epoch", epoch, j.path)
+	}
+	j.buf.Reset()
+	j.buf.WriteString(`{"id":"`)
+	j.buf.WriteString(strconv.FormatInt(epoch, 10))
+	j.buf.WriteString("-0\"}\n")
+	if err := j.writeGroup(); err != nil {
+		return fmt.Errorf("mark epoch: %w", err)
+	}
+	j.recent.push(bytes.Clone(j.buf.Bytes()))
+	j.lines++
+	j.lastEpoch, j.lastSeq, j.hasLast = epoch, 0, true
+	return nil
 }
 
 // parseID splits an id of the form "<epoch>-<seq>" (both decimal, without
