@@ -13,7 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"chat/internal/idem"
 	"chat/internal/journal"
+	"chat/internal/limit"
 	"chat/internal/sse"
 )
 
@@ -21,8 +23,12 @@ import (
 // these are the defaults.
 const (
 	// defaultHistory is how many messages the room keeps for new and
-	// resuming clients.
-	defaultHistory = 1000
+	// resuming clients and for GET /history. A 100-character message costs
+	// about 400 bytes of heap (its entry, its strings and its encoded
+	// event), so 10 000 cost about 4 MB, plus about 2 MB with -data (the
+	// journal keeps each message's line for compaction); the worst case,
+	// 2000 four-byte characters a message, is about 160 MB.
+	defaultHistory = 10000
 	// defaultBacklog is how many of the newest messages a new client (one
 	// without Last-Event-ID) receives before live messages.
 	defaultBacklog = 50
@@ -36,6 +42,10 @@ const (
 	// defaultRetry is the reconnection delay the stream suggests to
 	// EventSource through the "retry:" field.
 	defaultRetry = time.Second
+	// defaultHistoryLimit is how many messages GET /history returns when
+	// the request gives no limit, and maxHistoryLimit the most it returns.
+	defaultHistoryLimit = 50
+	maxHistoryLimit     = 200
 	// maxDrain bounds how many waiting posts the hub takes in one go before
 	// it fans the batch out, so that one burst cannot delay delivery
 	// without limit.
@@ -63,6 +73,12 @@ var (
 	errTooManyStreams = errors.New("too many streams from this address")
 	// errJournalBusy means the journal's queue is full.
 	errJournalBusy = errors.New("message journal busy")
+	// errKeyConflict means a post reused the Idempotency-Key of an earlier
+	// post that had another username or content.
+	errKeyConflict = errors.New("this Idempotency-Key was already used for a different message")
+	// errUnknownID means a history request named an id from another epoch
+	// or one the room has not assigned.
+	errUnknownID = errors.New("unknown message id")
 )
 
 // Message is one chat message as stored, sent to clients and returned by
@@ -174,10 +190,55 @@ type postRequest struct {
 	// data is msg as one line of JSON (marshalMessage), marshalled once by
 	// the hub for both the journal and the stream.
 	data []byte
+	// key is the post's Idempotency-Key ("" for none) and fp the
+	// fingerprint of its username and content, computed by the poster's
+	// goroutine so that the hub only compares it.
+	key string
+	fp  idem.Fingerprint
+	// repeat is set by the hub when the post repeated an earlier one with
+	// the same key: msg is then that earlier message, and nothing was
+	// stored or sent.
+	repeat bool
+	// dups holds the posts with the same key that arrived while this one
+	// was waiting for the journal; they get its outcome.
+	dups []*postRequest
 	// reply receives nil once the message is committed, or the reason it
 	// was not. Buffered (1) so that neither the hub nor the journal ever
 	// blocks on a poster that has gone away.
 	reply chan error
+}
+
+// historyQuery asks the hub for one page of history: the limit messages
+// just before before, just after after, or (both nil) the newest.
+type historyQuery struct {
+	before, after *position
+	limit         int
+}
+
+// historyPage answers a historyQuery.
+type historyPage struct {
+	// msgs holds the messages oldest first, each as the JSON POST /post
+	// returned for it. The buffers are shared with history and must not be
+	// modified.
+	msgs [][]byte
+	// more reports whether history holds more messages beyond the page in
+	// the direction asked (older for before and the newest page, newer for
+	// after).
+	more bool
+}
+
+// historyRequest carries a historyQuery to the hub.
+type historyRequest struct {
+	q historyQuery
+	// reply receives the page. Buffered (1) so the hub never blocks on a
+	// handler that has gone away.
+	reply chan historyResult
+}
+
+// historyResult is the hub's answer to a historyRequest.
+type historyResult struct {
+	page historyPage
+	err  error
 }
 
 // joinRequest asks the hub to add a client to the room.
@@ -204,6 +265,18 @@ type entry struct {
 	seq uint64
 	msg Message
 	enc []byte
+	// data is the message's JSON: the data line of enc, shared with it.
+	data []byte
+}
+
+// newEntry returns the history entry of message seq, msg, whose JSON is
+// data.
+func newEntry(seq uint64, msg Message, data []byte) entry {
+	enc := sse.AppendEvent(nil, sse.Event{ID: msg.ID, Data: data})
+	// The event ends with data, a newline and the blank line; data holds
+	// no line break, as JSON escapes them.
+	end := len(enc) - 2
+	return entry{seq: seq, msg: msg, enc: enc, data: enc[end-len(data) : end : end]}
 }
 
 // history is a ring of the newest committed messages, oldest first. Only
@@ -269,6 +342,14 @@ type RoomConfig struct {
 	// Recovered is the history to start with, oldest first (from the
 	// journal). The epoch and sequence numbers continue from its last id.
 	Recovered []Message
+	// RecoveredKeys are the Idempotency-Keys of recovered messages, oldest
+	// first (from the journal).
+	RecoveredKeys []idem.Entry
+	// MaxKeys and KeyTTL bound the Idempotency-Keys remembered beyond
+	// those whose message is in history (idem.DefaultMax and
+	// idem.DefaultTTL when zero).
+	MaxKeys int
+	KeyTTL  time.Duration
 	// Epoch, when positive, is the history's epoch if Recovered is empty
 	// (the journal's, which is durable before it holds a message); zero
 	// starts a new epoch at the current millisecond.
@@ -305,6 +386,8 @@ type ChatRoom struct {
 	// on it, and one pending signal is enough, since Run reads the
 	// frame's count itself.
 	written chan struct{}
+	// histories carries GET /history queries to Run.
+	histories chan *historyRequest
 	// done is closed when Run returns.
 	done chan struct{}
 
@@ -334,17 +417,22 @@ type ChatRoom struct {
 	pending []*postRequest
 	// batch holds committed messages not yet fanned out.
 	batch *frame
-	// inflight is the last frame fanned out while it may still be being
+	// sending is the last frame fanned out while it may still be being
 	// written (nil once written).
-	inflight *frame
-	// sentAt is when inflight left.
+	sending *frame
+	// sentAt is when sending left.
 	sentAt time.Time
-	// perAddr counts clients per address.
+	// perAddr counts clients per address key, and for IPv6 also per
+	// wider prefix (see limit.Scopes).
 	perAddr map[string]int
-	// timer fires when a held batch is due (BatchWait after inflight
+	// timer fires when a held batch is due (BatchWait after sending
 	// left); armed says it is set.
 	timer *time.Timer
 	armed bool
+	// keys remembers the Idempotency-Keys of committed messages.
+	keys *idem.Table
+	// inflight holds the keyed posts waiting for the journal, by key.
+	inflight map[string]*postRequest
 }
 
 // NewChatRoom returns a room that is ready to Run.
@@ -363,6 +451,7 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		register:   make(chan *joinRequest),
 		unregister: make(chan *client),
 		written:    make(chan struct{}, 1),
+		histories:  make(chan *historyRequest),
 		done:       make(chan struct{}),
 		clients:    make(map[*client]struct{}),
 		cfg:        cfg,
@@ -370,6 +459,8 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		epoch:      time.Now().UnixMilli(),
 		hist:       history{buf: make([]entry, cfg.History)},
 		perAddr:    make(map[string]int),
+		keys:       idem.New(cfg.MaxKeys, cfg.KeyTTL),
+		inflight:   make(map[string]*postRequest),
 	}
 	if cfg.Epoch > 0 {
 		cr.epoch = cfg.Epoch
@@ -383,8 +474,12 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 			cr.hist.evicted = seq - 1
 		}
 		cr.epoch, cr.next, cr.last = epoch, seq, seq
-		cr.hist.add(entry{seq: seq, msg: m, enc: encodeMessage(nil, m)})
+		cr.hist.add(newEntry(seq, m, marshalMessage(m)))
 	}
+	for _, e := range cfg.RecoveredKeys {
+		cr.keys.Add(e)
+	}
+	cr.keys.Expire(time.Now(), cr.hist.evicted)
 	stats.setHistory(cr.hist.n)
 	return cr
 }
@@ -404,27 +499,68 @@ func (cr *ChatRoom) Count() int {
 // the stored message, or an error if ctx ends, the room closes or the
 // journal fails.
 func (cr *ChatRoom) Post(ctx context.Context, username, content string) (Message, error) {
-	req := &postRequest{username: username, content: content, reply: make(chan error, 1)}
+	msg, _, err := cr.PostKeyed(ctx, username, content, "")
+	return msg, err
+}
+
+// PostKeyed is Post with an Idempotency-Key (none if key is ""). When the
+// room remembers the key from an earlier post with the same username and
+// content, it returns that post's message with repeat set, and stores and
+// sends nothing; with other username or content it returns errKeyConflict.
+// Posts with the same key at the same moment store one message, and all get
+// it.
+func (cr *ChatRoom) PostKeyed(ctx context.Context, username, content, key string) (msg Message, repeat bool, err error) {
+	req := &postRequest{username: username, content: content, key: key, reply: make(chan error, 1)}
+	if key != "" {
+		req.fp = idem.Sum(username, content)
+	}
 	select {
 	case cr.broadcast <- req:
 	case <-cr.done:
-		return Message{}, errRoomClosed
+		return Message{}, false, errRoomClosed
 	case <-ctx.Done():
-		return Message{}, ctx.Err()
+		return Message{}, false, ctx.Err()
 	}
 	select {
 	case err := <-req.reply:
-		return req.msg, err
+		return req.msg, req.repeat, err
 	case <-cr.done:
 		// Run may have answered just before it returned.
 		select {
 		case err := <-req.reply:
-			return req.msg, err
+			return req.msg, req.repeat, err
 		default:
-			return Message{}, errRoomClosed
+			return Message{}, false, errRoomClosed
 		}
 	case <-ctx.Done():
-		return Message{}, ctx.Err()
+		return Message{}, false, ctx.Err()
+	}
+}
+
+// History returns one page of history (see historyQuery), or errUnknownID
+// if the query's id is from another epoch or not yet assigned, or an error
+// if ctx ends or the room closes.
+func (cr *ChatRoom) History(ctx context.Context, q historyQuery) (historyPage, error) {
+	req := &historyRequest{q: q, reply: make(chan historyResult, 1)}
+	select {
+	case cr.histories <- req:
+	case <-cr.done:
+		return historyPage{}, errRoomClosed
+	case <-ctx.Done():
+		return historyPage{}, ctx.Err()
+	}
+	select {
+	case res := <-req.reply:
+		return res.page, res.err
+	case <-cr.done:
+		select {
+		case res := <-req.reply:
+			return res.page, res.err
+		default:
+			return historyPage{}, errRoomClosed
+		}
+	case <-ctx.Done():
+		return historyPage{}, ctx.Err()
 	}
 }
 
@@ -526,13 +662,21 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 			cr.join(req)
 		case c := <-cr.unregister:
 			cr.remove(c)
+		case req := <-cr.histories:
+			page, err := cr.page(req.q)
+			req.reply <- historyResult{page: page, err: err}
 		}
 	}
 }
 
 // accept assigns the next id to a post and commits it, or hands it to the
-// journal first.
+// journal first. A post whose key the room knows is answered at once with
+// the message the key stored (or a conflict), and one whose key belongs to
+// a post still waiting for the journal waits with it.
 func (cr *ChatRoom) accept(req *postRequest) {
+	if req.key != "" && cr.repeated(req) {
+		return
+	}
 	seq := cr.next + 1
 	req.seq = seq
 	req.msg = Message{
@@ -543,16 +687,74 @@ func (cr *ChatRoom) accept(req *postRequest) {
 	}
 	req.data = marshalMessage(req.msg)
 	if j := cr.cfg.Journal; j != nil {
-		if !j.Append(journal.Record{Epoch: cr.epoch, Seq: seq, Data: req.data}) {
+		data := req.data
+		if req.key != "" {
+			data = withKey(data, req.key)
+		}
+		if !j.Append(journal.Record{Epoch: cr.epoch, Seq: seq, Data: data}) {
 			req.reply <- errJournalBusy
 			return
 		}
 		cr.next = seq
 		cr.pending = append(cr.pending, req)
+		if req.key != "" {
+			cr.inflight[req.key] = req
+		}
 		return
 	}
 	cr.next = seq
 	cr.commit(req)
+}
+
+// repeated handles a keyed post whose key is known: it answers the post
+// with the message the key stored, or with errKeyConflict, or makes it wait
+// for the post with that key that the journal holds, and reports true. It
+// reports false for a key it does not know.
+func (cr *ChatRoom) repeated(req *postRequest) bool {
+	if orig, ok := cr.inflight[req.key]; ok {
+		if orig.fp != req.fp {
+			req.reply <- errKeyConflict
+			return true
+		}
+		orig.dups = append(orig.dups, req)
+		return true
+	}
+	e, ok := cr.keys.Get(req.key)
+	if !ok {
+		return false
+	}
+	if e.FP != req.fp {
+		req.reply <- errKeyConflict
+		return true
+	}
+	// Same fingerprint: the same username and content, so the message is
+	// rebuilt from them and the stored id and time, byte for byte.
+	req.msg = Message{ID: e.ID, Username: req.username, Content: req.content, Time: e.Time}
+	req.repeat = true
+	req.reply <- nil
+	return true
+}
+
+// answerDups gives the posts that waited on req its outcome.
+func answerDups(req *postRequest, err error) {
+	for _, d := range req.dups {
+		if err == nil {
+			d.msg, d.repeat = req.msg, true
+		}
+		d.reply <- err
+	}
+	req.dups = nil
+}
+
+// withKey returns data, a message's JSON object, with the key added as its
+// last member "key": the journal's form of a keyed message.
+func withKey(data []byte, key string) []byte {
+	k, _ := json.Marshal(key) // a string always marshals
+	out := make([]byte, 0, len(data)+len(k)+7)
+	out = append(out, data[:len(data)-1]...) // without the closing brace
+	out = append(out, `,"key":`...)
+	out = append(out, k...)
+	return append(out, '}')
 }
 
 // committed handles a journal report about the oldest pending posts.
@@ -560,7 +762,12 @@ func (cr *ChatRoom) committed(c journal.Commit) {
 	n := min(c.N, len(cr.pending))
 	for _, req := range cr.pending[:n] {
 		if c.Err != nil {
-			req.reply <- fmt.Errorf("store message: %w", c.Err)
+			err := fmt.Errorf("store message: %w", c.Err)
+			if req.key != "" {
+				delete(cr.inflight, req.key)
+			}
+			req.reply <- err
+			answerDups(req, err)
 			continue
 		}
 		cr.commit(req)
@@ -572,8 +779,9 @@ func (cr *ChatRoom) committed(c journal.Commit) {
 // commit adds an accepted message to history and to the batch, and answers
 // its poster.
 func (cr *ChatRoom) commit(req *postRequest) {
-	enc := sse.AppendEvent(nil, sse.Event{ID: req.msg.ID, Data: req.data})
-	cr.hist.add(entry{seq: req.seq, msg: req.msg, enc: enc})
+	e := newEntry(req.seq, req.msg, req.data)
+	enc := e.enc
+	cr.hist.add(e)
 	cr.last = req.seq
 	if cr.batch == nil {
 		cr.batch = &frame{at: req.msg.Time}
@@ -581,7 +789,47 @@ func (cr *ChatRoom) commit(req *postRequest) {
 	cr.batch.data = append(cr.batch.data, enc...)
 	cr.batch.n++
 	cr.stats.posted(cr.hist.n)
+	if req.key != "" {
+		delete(cr.inflight, req.key)
+		cr.keys.Add(idem.Entry{Key: req.key, FP: req.fp, Seq: req.seq, ID: req.msg.ID, Time: req.msg.Time})
+		cr.keys.Expire(req.msg.Time, cr.hist.evicted)
+	}
 	req.reply <- nil
+	answerDups(req, nil)
+}
+
+// page answers a history query from the ring.
+func (cr *ChatRoom) page(q historyQuery) (historyPage, error) {
+	h := &cr.hist
+	for _, p := range []*position{q.before, q.after} {
+		if p != nil && (p.epoch != cr.epoch || p.seq > cr.last) {
+			return historyPage{}, errUnknownID
+		}
+	}
+	var start, end int
+	var more bool
+	switch {
+	case q.after != nil:
+		start = h.after(q.after.seq)
+		end = min(h.n, start+q.limit)
+		more = end < h.n
+	case q.before != nil:
+		end = 0
+		if q.before.seq > 0 {
+			end = h.after(q.before.seq - 1)
+		}
+		start = max(0, end-q.limit)
+		more = start > 0
+	default:
+		end = h.n
+		start = max(0, end-q.limit)
+		more = start > 0
+	}
+	msgs := make([][]byte, 0, end-start)
+	for i := start; i < end; i++ {
+		msgs = append(msgs, h.at(i).data)
+	}
+	return historyPage{msgs: msgs, more: more}, nil
 }
 
 // deliver applies the batching rule to the batch: it leaves now if no
@@ -591,10 +839,10 @@ func (cr *ChatRoom) deliver() {
 	if cr.batch == nil {
 		return
 	}
-	if f := cr.inflight; f != nil && f.left.Load() <= f.slack {
-		cr.inflight = nil
+	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
+		cr.sending = nil
 	}
-	if cr.inflight == nil || cr.cfg.BatchWait <= 0 {
+	if cr.sending == nil || cr.cfg.BatchWait <= 0 {
 		cr.flush()
 		return
 	}
@@ -646,7 +894,7 @@ func (cr *ChatRoom) flush() {
 	}
 	f.release()
 	if cr.cfg.BatchWait > 0 {
-		cr.inflight, cr.sentAt = f, time.Now()
+		cr.sending, cr.sentAt = f, time.Now()
 	}
 }
 
@@ -657,7 +905,7 @@ func (cr *ChatRoom) join(req *joinRequest) {
 	case cr.cfg.MaxStreams > 0 && len(cr.clients) >= cr.cfg.MaxStreams:
 		req.reply <- joinResult{err: errRoomFull}
 		return
-	case cr.cfg.MaxStreamsPerAddr > 0 && cr.perAddr[c.addr] >= cr.cfg.MaxStreamsPerAddr:
+	case cr.overAddrLimit(c.addr):
 		req.reply <- joinResult{err: errTooManyStreams}
 		return
 	}
@@ -670,9 +918,26 @@ func (cr *ChatRoom) join(req *joinRequest) {
 	cr.clients[c] = struct{}{}
 	n := len(cr.clients)
 	cr.mu.Unlock()
-	cr.perAddr[c.addr]++
+	for _, sc := range limit.Scopes(c.addr) {
+		cr.perAddr[sc.Key]++
+	}
 	cr.stats.joined(n)
 	req.reply <- joinResult{head: head}
+}
+
+// overAddrLimit reports whether one more client from addr would pass
+// MaxStreamsPerAddr, for addr itself or (IPv6) for a wider prefix holding
+// it, whose limit is a multiple of it.
+func (cr *ChatRoom) overAddrLimit(addr string) bool {
+	if cr.cfg.MaxStreamsPerAddr <= 0 {
+		return false
+	}
+	for _, sc := range limit.Scopes(addr) {
+		if cr.perAddr[sc.Key] >= cr.cfg.MaxStreamsPerAddr*sc.Factor {
+			return true
+		}
+	}
+	return false
 }
 
 // head returns the start of a stream that resumes after from (nil: a new
@@ -730,8 +995,10 @@ func (cr *ChatRoom) remove(c *client) bool {
 	if !ok {
 		return false
 	}
-	if cr.perAddr[c.addr]--; cr.perAddr[c.addr] <= 0 {
-		delete(cr.perAddr, c.addr)
+	for _, sc := range limit.Scopes(c.addr) {
+		if cr.perAddr[sc.Key]--; cr.perAddr[sc.Key] <= 0 {
+			delete(cr.perAddr, sc.Key)
+		}
 	}
 	cr.stats.setClients(n)
 	return true
@@ -756,7 +1023,9 @@ func (cr *ChatRoom) shutdown() {
 	cr.flush()
 	for _, req := range cr.pending {
 		req.reply <- errRoomClosed
+		answerDups(req, errRoomClosed)
 	}
+	clear(cr.inflight)
 	cr.pending = nil
 	cr.mu.Lock()
 	for c := range cr.clients {
@@ -801,4 +1070,32 @@ func recoveredMessages(recs []journal.Record) ([]Message, error) {
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// keyRecord is the part of a journal record that carries an
+// Idempotency-Key: a message posted with one.
+type keyRecord struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Content  string    `json:"content"`
+	Time     time.Time `json:"time"`
+	Key      string    `json:"key"`
+}
+
+// recoveredKeys returns the Idempotency-Keys held by the records a journal
+// recovered, oldest first, for RoomConfig.RecoveredKeys. Records without a
+// key are skipped.
+func recoveredKeys(recs []journal.Record) []idem.Entry {
+	var keys []idem.Entry
+	for _, r := range recs {
+		if !bytes.Contains(r.Data, []byte(`"key":`)) {
+			continue
+		}
+		var k keyRecord
+		if err := json.Unmarshal(r.Data, &k); err != nil || k.Key == "" {
+			continue
+		}
+		keys = append(keys, idem.Entry{Key: k.Key, FP: idem.Sum(k.Username, k.Content), Seq: r.Seq, ID: k.ID, Time: k.Time})
+	}
+	return keys
 }

@@ -126,7 +126,7 @@ func startServer(t *testing.T, flags ...string) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &testServer{cancel: cancel, done: make(chan error, 1), logs: newLogWatcher()}
-	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0"}, flags...)
+	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0"}, flags...)
 	go func() { ts.done <- run(ctx, args, func(string) string { return "" }, io.Discard, ts.logs) }()
 	select {
 	case addr := <-ts.addrCh():

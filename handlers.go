@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"chat/internal/idem"
 	"chat/internal/limit"
+	"chat/internal/text"
 )
 
 // Tuning values of the HTTP side. Each of the defaults can be changed with a
@@ -46,6 +49,8 @@ const (
 	// probeWindow is how long a stream writer waits, at each probe, for its
 	// peer's end-of-file before deciding the peer is still there.
 	probeWindow = time.Millisecond
+	// hstsMaxAge is the max-age of Strict-Transport-Security over TLS.
+	hstsMaxAge = 24 * time.Hour
 	// probeInterval is how often an idle hijacked stream checks whether its
 	// peer has closed (a closed browser tab frees its slot within this
 	// time), when heartbeats are rarer than that.
@@ -64,8 +69,6 @@ type serverConfig struct {
 	writeTimeout time.Duration
 	maxContent   int
 	maxBody      int64
-	// pprof mounts net/http/pprof under /debug/pprof/.
-	pprof bool
 	// limiter rate-limits posts per address (nil: no limit).
 	limiter *limit.Limiter
 	// addrOf returns the address a request counts against for limits.
@@ -92,6 +95,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"GET", "/{$}", handleIndex(indexHTML)},
 		{"POST", "/post", crossOriginProtection(stats, handlePost(room, stats, cfg))},
 		{"GET", "/stream", handleStream(room, stats, streams, cfg, logger)},
+		{"GET", "/history", handleHistory(room)},
 		{"GET", "/stats", handleStats(stats)},
 		{"GET", "/healthz", handleHealth(health)},
 		{"GET", "/metrics", handleMetrics(stats)},
@@ -108,17 +112,37 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 	for path, methods := range allowed {
 		mux.Handle(path, handleMethodNotAllowed(strings.Join(methods, ", ")))
 	}
-	if cfg.pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	}
 	mux.Handle("/", handleNotFound())
 }
 
-// secureHeaders adds the headers every response carries.
+// handlePprof returns the profiling endpoints of net/http/pprof under
+// /debug/pprof/, for the separate -pprof-addr listener only: they expose
+// goroutine stacks and command lines and never go on the public listener.
+func handlePprof() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", handleNotFound())
+	return mux
+}
+
+// hsts is the Strict-Transport-Security value of responses over TLS: a
+// day, modest enough that a server which stops serving HTTPS strands its
+// users for a day at most, and no includeSubDomains, which is the
+// domain's call rather than this server's.
+var hsts = "max-age=" + strconv.Itoa(int(hstsMaxAge/time.Second))
+
+// secureHeaders adds the headers every response carries, and
+// Strict-Transport-Security to those served over TLS.
 func secureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if r.TLS != nil {
+			w.Header().Set("Strict-Transport-Security", hsts)
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -307,9 +331,17 @@ func parsePost(contentType string, body []byte, maxContent int) (postInput, *api
 	return validatePost(in, maxContent)
 }
 
-// decodeJSON decodes body, which must hold exactly one JSON object with no
-// unknown fields, into v.
+// decodeJSON decodes body, which must hold exactly one JSON object, into v,
+// a pointer to a struct: the strict decoder for every JSON input. Each
+// top-level key must be one of the struct's JSON field names spelt exactly
+// (encoding/json alone matches them case-insensitively, so
+// {"USERNAME":...} would pass) and may appear once (encoding/json alone
+// keeps the last of repeated keys); anything else is a 400, as in the form
+// path.
 func decodeJSON(body []byte, v any) *apiError {
+	if e := checkJSONKeys(body, jsonFieldNames(reflect.TypeOf(v))); e != nil {
+		return e
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -317,7 +349,7 @@ func decodeJSON(body []byte, v any) *apiError {
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.Is(err, io.EOF):
-			return badRequest("body is empty; send a JSON object with username and content")
+			return badRequest("body is empty; send a JSON object")
 		case errors.As(err, &syntax):
 			return badRequest("malformed JSON at byte %d", syntax.Offset)
 		case errors.Is(err, io.ErrUnexpectedEOF):
@@ -326,7 +358,7 @@ func decodeJSON(body []byte, v any) *apiError {
 			if typ.Field == "" {
 				return badRequest("body must be a JSON object")
 			}
-			return badRequest("%s must be a string", typ.Field)
+			return badRequest("%s must be %s", typ.Field, jsonKind(typ.Type))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			return badRequest("unknown field %s", truncate(strings.TrimPrefix(err.Error(), "json: unknown field "), 40))
 		default:
@@ -339,25 +371,126 @@ func decodeJSON(body []byte, v any) *apiError {
 	return nil
 }
 
+// checkJSONKeys walks the top-level keys of the object in body and refuses
+// any that is not in fields (compared exactly) or that appears twice.
+// Anything that is not a well-formed object is left to the decoder, which
+// says what is wrong with it.
+func checkJSONKeys(body []byte, fields map[string]bool) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := make(map[string]bool, len(fields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := tok.(string)
+		switch {
+		case !fields[key]:
+			return badRequest("unknown field %q", truncate(key, 40))
+		case seen[key]:
+			return badRequest("field %q given more than once", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// jsonFields caches jsonFieldNames by type.
+var jsonFields sync.Map // reflect.Type -> map[string]bool
+
+// jsonFieldNames returns the JSON names of the fields of the struct that t
+// (a struct or a pointer to one) describes: the name in its json tag, or
+// the Go name when the tag gives none.
+func jsonFieldNames(t reflect.Type) map[string]bool {
+	if m, ok := jsonFields.Load(t); ok {
+		return m.(map[string]bool)
+	}
+	st := t
+	for st.Kind() == reflect.Pointer {
+		st = st.Elem()
+	}
+	names := map[string]bool{}
+	if st.Kind() == reflect.Struct {
+		for f := range st.Fields() {
+			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			switch {
+			case !f.IsExported() || tag == "-":
+			case tag != "":
+				names[tag] = true
+			default:
+				names[f.Name] = true
+			}
+		}
+	}
+	jsonFields.Store(t, names)
+	return names
+}
+
+// jsonKind names the JSON type a Go type decodes from, for error messages.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "an object"
+	}
+}
+
 // validatePost trims and checks a message.
 func validatePost(in postInput, maxContent int) (postInput, *apiError) {
-	in.Username = strings.TrimSpace(in.Username)
+	var e *apiError
+	if in.Username, e = validateName("username", in.Username); e != nil {
+		return in, e
+	}
 	in.Content = strings.TrimSpace(newlines.Replace(in.Content))
 	switch {
-	case in.Username == "":
-		return in, badRequest("username is required")
-	case utf8.RuneCountInString(in.Username) > maxUsername:
-		return in, badRequest("username is longer than %d characters", maxUsername)
-	case strings.ContainsFunc(in.Username, unicode.IsControl):
-		return in, badRequest("username must not contain control characters")
 	case in.Content == "":
 		return in, badRequest("content is required")
 	case utf8.RuneCountInString(in.Content) > maxContent:
 		return in, &apiError{http.StatusBadRequest, fmt.Sprintf("content is longer than %d characters", maxContent)}
 	case strings.ContainsFunc(in.Content, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
 		return in, badRequest("content must not contain control characters other than newline and tab")
+	case !text.Visible(in.Content):
+		return in, badRequest("content must contain at least one visible character")
 	}
 	return in, nil
+}
+
+// validateName trims and checks a person's name, given in the named field:
+// the one rule for every name the server accepts (posts, and any other
+// input that carries a name). A name is 1 to maxUsername characters with
+// no control characters, no bidirectional controls and no zero-width
+// characters, and shows at least one visible character (package
+// internal/text), so that no name can pass itself off as another.
+func validateName(field, name string) (string, *apiError) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return name, badRequest("%s is required", field)
+	case utf8.RuneCountInString(name) > maxUsername:
+		return name, badRequest("%s is longer than %d characters", field, maxUsername)
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return name, badRequest("%s must not contain control characters", field)
+	}
+	if err := text.CheckName(field, name); err != nil {
+		return name, badRequest("%s", err.Error())
+	}
+	return name, nil
 }
 
 // handlePost accepts a message and answers 201 with it once every client
@@ -397,10 +530,22 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			fail(apiErr.status, apiErr.msg)
 			return
 		}
-		msg, err := room.Post(r.Context(), in.Username, in.Content)
+		key, apiErr := idempotencyKey(r.Header)
+		if apiErr != nil {
+			fail(apiErr.status, apiErr.msg)
+			return
+		}
+		msg, repeat, err := room.PostKeyed(r.Context(), in.Username, in.Content, key)
 		switch {
+		case err == nil && repeat:
+			// A retry of a post already stored: the same message, and
+			// nothing sent again.
+			w.Header().Set("Idempotent-Replayed", "true")
+			_ = encode(w, http.StatusOK, msg)
 		case err == nil:
 			_ = encode(w, http.StatusCreated, msg)
+		case errors.Is(err, errKeyConflict):
+			fail(http.StatusUnprocessableEntity, err.Error())
 		case errors.Is(err, errRoomClosed):
 			w.Header().Set("Retry-After", "2")
 			fail(http.StatusServiceUnavailable, "server is shutting down")
@@ -413,6 +558,121 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 		default:
 			fail(http.StatusInternalServerError, "could not store the message")
 		}
+	})
+}
+
+// idempotencyKey returns the request's Idempotency-Key header ("" if it has
+// none), or a 400 error if the header is repeated or not 1 to 128 visible
+// ASCII characters.
+func idempotencyKey(h http.Header) (string, *apiError) {
+	vals := h.Values("Idempotency-Key")
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", badRequest("Idempotency-Key given more than once")
+	}
+	if err := idem.CheckKey(vals[0]); err != nil {
+		return "", badRequest("%s", err.Error())
+	}
+	return vals[0], nil
+}
+
+// parseHistoryQuery reads the query of GET /history: at most one of before
+// and after (message ids), and limit (1 or more; capped at
+// maxHistoryLimit, defaultHistoryLimit if absent). Anything else, or any
+// parameter given twice, is a 400 error.
+func parseHistoryQuery(rawQuery string) (historyQuery, *apiError) {
+	q := historyQuery{limit: defaultHistoryLimit}
+	vals, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return q, badRequest("malformed query string")
+	}
+	for k, v := range vals {
+		if k != "before" && k != "after" && k != "limit" {
+			return q, badRequest("unknown parameter %q; use before, after and limit", truncate(k, 40))
+		}
+		if len(v) > 1 {
+			return q, badRequest("parameter %q given more than once", k)
+		}
+	}
+	if _, ok := vals["before"]; ok {
+		if _, ok := vals["after"]; ok {
+			return q, badRequest("give before or after, not both")
+		}
+	}
+	for _, name := range []string{"before", "after"} {
+		v, ok := vals[name]
+		if !ok {
+			continue
+		}
+		epoch, seq, err := parseID(v[0])
+		if err != nil {
+			return q, badRequest("%s: %s", name, err.Error())
+		}
+		p := &position{id: v[0], epoch: epoch, seq: seq}
+		if name == "before" {
+			q.before = p
+		} else {
+			q.after = p
+		}
+	}
+	if v, ok := vals["limit"]; ok {
+		n, err := strconv.ParseUint(v[0], 10, 32)
+		if err != nil || n == 0 {
+			return q, badRequest("limit must be a whole number from 1 to %d", maxHistoryLimit)
+		}
+		q.limit = int(min(n, maxHistoryLimit))
+	}
+	return q, nil
+}
+
+// handleHistory serves GET /history: one page of messages from history,
+// oldest first, as {"messages": [...], "more": bool}; each message is the
+// very JSON POST /post returned for it.
+func handleHistory(room *ChatRoom) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, apiErr := parseHistoryQuery(r.URL.RawQuery)
+		if apiErr != nil {
+			writeError(w, apiErr.status, apiErr.msg)
+			return
+		}
+		page, err := room.History(r.Context(), q)
+		switch {
+		case err == nil:
+		case errors.Is(err, errUnknownID):
+			writeError(w, http.StatusNotFound, "this server does not know that id (it is from another run of the server, or from the future)")
+			return
+		case errors.Is(err, errRoomClosed):
+			w.Header().Set("Retry-After", "2")
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			return
+		default:
+			return // the client has gone
+		}
+		size := len(`{"messages":[],"more":false}`) + 1
+		for _, m := range page.msgs {
+			size += len(m) + 1
+		}
+		body := make([]byte, 0, size)
+		body = append(body, `{"messages":[`...)
+		for i, m := range page.msgs {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, m...)
+		}
+		body = append(body, `],"more":`...)
+		body = strconv.AppendBool(body, page.more)
+		body = append(body, "}\n"...)
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		if r.Method == http.MethodHead {
+			return
+		}
+		_, _ = w.Write(body)
 	})
 }
 
@@ -440,6 +700,15 @@ func resumePosition(r *http.Request) (*position, error) {
 // itself is the writer.
 func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serverConfig, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A page on another site may open streams in its visitors'
+		// browsers, which drop them after the CORS check but hold the
+		// server's slot until its next probe: refuse them before they
+		// take one. The page itself sends same-origin; curl sends none.
+		if sfs := r.Header.Get("Sec-Fetch-Site"); sfs == "cross-site" || sfs == "same-site" {
+			stats.rejectedStream()
+			writeError(w, http.StatusForbidden, "cross-site stream refused; open the chat's own page")
+			return
+		}
 		from, err := resumePosition(r)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
@@ -570,35 +839,61 @@ func (c *rawConn) alive() bool {
 func (c *rawConn) close() { _ = c.Close() }
 
 // responseConn is a stream written through net/http (HTTP/2).
+//
+// Its write deadline is armed only while a write is in progress: on HTTP/2
+// a write deadline is a timer that resets the stream (INTERNAL_ERROR) when
+// it fires, even when nothing is being written, so a deadline left armed
+// between writes would cut every idle stream after -write-timeout.
 type responseConn struct {
 	w  http.ResponseWriter
 	rc *http.ResponseController
+	// deadline is the deadline the stream set for its writes; each write
+	// arms it and clears it again once the write is through.
+	deadline time.Time
 }
 
-// setWriteDeadline sets the response's write deadline.
+// setWriteDeadline sets the deadline of the writes that follow.
 func (c *responseConn) setWriteDeadline(t time.Time) error {
+	c.deadline = t
+	return nil
+}
+
+// arm sets the response's write deadline to t (zero: none).
+func (c *responseConn) arm(t time.Time) error {
 	if err := c.rc.SetWriteDeadline(t); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return err
 	}
 	return nil
 }
 
-// write writes and flushes p.
+// write writes and flushes p within the deadline.
 func (c *responseConn) write(p []byte) error {
+	if err := c.arm(c.deadline); err != nil {
+		return err
+	}
 	if _, err := c.w.Write(p); err != nil {
 		return err
 	}
-	return c.rc.Flush()
+	if err := c.rc.Flush(); err != nil {
+		return err
+	}
+	return c.arm(time.Time{})
 }
 
-// writeBuffers writes the buffers and flushes once.
+// writeBuffers writes the buffers and flushes once, within the deadline.
 func (c *responseConn) writeBuffers(bufs [][]byte) error {
+	if err := c.arm(c.deadline); err != nil {
+		return err
+	}
 	for _, b := range bufs {
 		if _, err := c.w.Write(b); err != nil {
 			return err
 		}
 	}
-	return c.rc.Flush()
+	if err := c.rc.Flush(); err != nil {
+		return err
+	}
+	return c.arm(time.Time{})
 }
 
 // alive reports true: net/http tells the handler when the peer goes.
@@ -858,4 +1153,16 @@ const (
 	defaultMaxStreams = 50000
 	// defaultMaxStreamsPerAddr caps the streams one address holds.
 	defaultMaxStreamsPerAddr = 64
+	// defaultMaxConnsPerAddr caps the TCP connections one address holds
+	// (streams, keep-alive connections and requests in flight): 20 000
+	// file descriptors then take at least 78 addresses, and a browser
+	// needs at most a handful.
+	defaultMaxConnsPerAddr = 256
+	// defaultMaxHeaderConnsPerAddr caps the connections of one address
+	// that are sending request headers at once. net/http spends about
+	// eight times the header bytes on headers of many small fields (122 KB
+	// for 15 KB of "X-1: 1" lines), so this bounds what one address can
+	// make the server hold to about 4 MB, where legitimate clients need a
+	// few (headers arrive in one round trip).
+	defaultMaxHeaderConnsPerAddr = 32
 )

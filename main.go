@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
 )
@@ -30,10 +32,13 @@ const (
 	readHeaderTimeout = 5 * time.Second
 	// readTimeout bounds reading a whole request, body included.
 	readTimeout = 15 * time.Second
-	// idleTimeout closes idle keep-alive connections.
-	idleTimeout = 2 * time.Minute
-	// maxHeaderBytes bounds request headers.
-	maxHeaderBytes = 64 << 10
+	// idleTimeout closes idle keep-alive connections: long enough for a
+	// page's next post, short enough that idle connections do not pile up
+	// (each holds a file descriptor and about 15 KiB).
+	idleTimeout = 30 * time.Second
+	// maxHeaderBytes bounds request headers (net/http allows 4 KiB more
+	// for the request line). Browsers send 1-2 KiB.
+	maxHeaderBytes = 16 << 10
 	// streamDrain is how long shutdown lets streams finish their queued
 	// writes before it cuts them.
 	streamDrain = 2 * time.Second
@@ -52,9 +57,11 @@ func main() {
 type config struct {
 	addr, data, logFormat, logLevel string
 	tlsCert, tlsKey, trustedProxies string
+	pprofAddr                       string
 	history, backlog, clientBuffer  int
 	maxContent, maxBody             int
 	maxStreams, maxStreamsPerAddr   int
+	maxConnsPerAddr, maxHeaderConns int
 	postBurst                       int
 	postRate                        float64
 	heartbeat, statsInterval        time.Duration
@@ -89,7 +96,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.BoolVar(&c.pprof, "pprof", false, "serve profiles under /debug/pprof/")
+	fs.IntVar(&c.maxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "most TCP connections per client address, closed at accept (0: no limit; trusted proxies are exempt)")
+	fs.IntVar(&c.maxHeaderConns, "max-header-conns-per-addr", defaultMaxHeaderConnsPerAddr, "most connections per client address sending request headers at once (0: no limit)")
+	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve profiles under /debug/pprof/ on this separate address, e.g. 127.0.0.1:6060 (empty: off)")
+	fs.BoolVar(&c.pprof, "pprof", false, "removed: use -pprof-addr")
 	fs.VisitAll(func(f *flag.Flag) {
 		f.Usage += " (env " + envName(f.Name) + ")"
 	})
@@ -121,10 +131,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	switch {
 	case c.history < 0, c.backlog < 0, c.clientBuffer < 1, c.maxContent < 1, c.maxBody < 64,
-		c.maxStreams < 0, c.maxStreamsPerAddr < 0, c.postRate < 0, c.postBurst < 0:
+		c.maxStreams < 0, c.maxStreamsPerAddr < 0, c.postRate < 0, c.postBurst < 0,
+		c.maxConnsPerAddr < 0, c.maxHeaderConns < 0:
 		return c, errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
 	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.batchWait < 0:
 		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
+	case c.pprof:
+		return c, errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")
 	case c.data != "" && c.history < 1:
 		return c, errors.New("-data needs -history of at least 1: the journal keeps the history")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
@@ -220,6 +233,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
 		roomCfg.Journal, roomCfg.Recovered, roomCfg.Epoch = store, recovered, epoch
+		roomCfg.RecoveredKeys = recoveredKeys(records)
 		wg.Go(func() {
 			store.Run(storeCtx)
 			close(storeDone)
@@ -242,13 +256,27 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		writeTimeout: cfg.writeTimeout,
 		maxContent:   cfg.maxContent,
 		maxBody:      int64(cfg.maxBody),
-		pprof:        cfg.pprof,
 		limiter:      limit.New(cfg.postRate, cfg.postBurst),
 		addrOf:       limit.ClientAddr(trusted),
 	}, logger)
 
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	}
+	// The per-address caps: at accept only the peer is known, so trusted
+	// proxies are exempt (they carry many clients; cap those at the
+	// proxy, see contrib/nginx.conf).
+	counted := connlimit.New(ln, connlimit.Config{
+		PerAddr: cfg.maxConnsPerAddr,
+		Parsing: cfg.maxHeaderConns,
+		Exempt:  trusted,
+	})
+	stats.countConnections(counted)
 	srv := &http.Server{
-		Handler:           handler,
+		Handler:           counted.Handler(handler),
+		ConnState:         counted.ConnState,
+		ConnContext:       counted.ConnContext,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
@@ -258,9 +286,14 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		// stream write has its own deadline instead, and other responses
 		// are small.
 	}
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
+	if cfg.pprofAddr != "" {
+		stopPprof, err := servePprof(cfg.pprofAddr, logger)
+		if err != nil {
+			_ = ln.Close()
+			stopRoom()
+			return err
+		}
+		defer stopPprof()
 	}
 	scheme := "http"
 	if cfg.tlsCert != "" {
@@ -271,9 +304,9 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	serveErr := make(chan error, 1)
 	go func() {
 		if cfg.tlsCert != "" {
-			serveErr <- srv.ServeTLS(ln, cfg.tlsCert, cfg.tlsKey)
+			serveErr <- srv.ServeTLS(counted, cfg.tlsCert, cfg.tlsKey)
 		} else {
-			serveErr <- srv.Serve(ln)
+			serveErr <- srv.Serve(counted)
 		}
 	}()
 
@@ -312,6 +345,35 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	stopMonitor()
 	logger.Info("stopped", "messages", stats.Snapshot().MessagesPosted)
 	return nil
+}
+
+// servePprof serves the profiling endpoints on their own listener at addr
+// until the returned function is called, which closes it and waits for its
+// goroutine. A non-loopback addr is allowed (a private network's, say) but
+// logged as a warning: the profiles are unauthenticated.
+func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof: listen on %s: %w", addr, err)
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err != nil || !ap.Addr().IsLoopback() {
+		logger.Warn("profiles are served on a non-loopback address, without authentication", "addr", ln.Addr().String())
+	}
+	logger.Info("pprof listening", "addr", ln.Addr().String())
+	srv := &http.Server{
+		Handler:           handlePprof(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = srv.Serve(ln)
+		close(done)
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }
 
 // displayAddr returns addr in a form a browser accepts ("localhost:6969"

@@ -53,7 +53,22 @@ type Stats struct {
 	deliveryLatency *histogram
 	// postLatency is the time POST /post takes to answer.
 	postLatency *histogram
+
+	// conns reports the connections the listener counts, set by
+	// countConnections before serving starts (nil: none).
+	conns connCounter
 }
+
+// connCounter is what the listener reports about connections: how many are
+// open and how many its per-address caps refused.
+type connCounter interface {
+	Open() int
+	Refused() uint64
+}
+
+// countConnections makes the statistics report c's figures. Call it before
+// the server starts serving.
+func (s *Stats) countConnections(c connCounter) { s.conns = c }
 
 // NewStats returns zeroed statistics whose uptime starts now.
 func NewStats() *Stats {
@@ -139,6 +154,11 @@ type StatsSnapshot struct {
 	CPUSeconds       float64 `json:"cpu_seconds"`
 	RSSBytes         uint64  `json:"rss_bytes"`
 	HeapBytes        uint64  `json:"heap_bytes"`
+	// ConnectionsOpen and ConnectionsRefused are the listener's: TCP
+	// connections open now that count against the per-address caps, and
+	// those the caps closed at accept.
+	ConnectionsOpen    int    `json:"connections_open"`
+	ConnectionsRefused uint64 `json:"connections_refused"`
 }
 
 // Snapshot returns the current statistics, including the process's
@@ -159,6 +179,9 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	}
 	s.mu.Unlock()
 	snap.Deliveries = s.deliveries.Load()
+	if s.conns != nil {
+		snap.ConnectionsOpen, snap.ConnectionsRefused = s.conns.Open(), s.conns.Refused()
+	}
 	snap.Goroutines = runtime.NumGoroutine()
 	snap.CPUSeconds, snap.RSSBytes = processUsage()
 	snap.HeapBytes = heapBytes()
@@ -312,7 +335,9 @@ func handleMetrics(stats *Stats) http.Handler {
 		metric("chat_slow_dropped_messages_total", "counter", "Messages that did not fit a slow client's queue (the client was disconnected and resumes from history).", float64(s.SlowDropped))
 		metric("chat_slow_disconnects_total", "counter", "Clients disconnected for being slow.", float64(s.SlowDisconnects))
 		metric("chat_posts_rejected_total", "counter", "Posts answered with an error.", float64(s.PostsRejected))
-		metric("chat_streams_rejected_total", "counter", "Streams refused by a limit.", float64(s.StreamsRejected))
+		metric("chat_streams_rejected_total", "counter", "Streams refused by a limit or as cross-site.", float64(s.StreamsRejected))
+		metric("chat_tcp_connections", "gauge", "TCP connections open that count against the per-address caps.", float64(s.ConnectionsOpen))
+		metric("chat_tcp_connections_refused_total", "counter", "TCP connections closed at accept by the per-address caps.", float64(s.ConnectionsRefused))
 		metric("chat_history_messages", "gauge", "Messages held in history.", float64(s.HistorySize))
 		metric("chat_uptime_seconds", "gauge", "Seconds since the server started.", s.UptimeSeconds)
 		metric("chat_goroutines", "gauge", "Goroutines in the process.", float64(s.Goroutines))

@@ -1203,6 +1203,8 @@ func TestMetricsExposition(t *testing.T) {
 		"cpu_seconds":           {"process_cpu_seconds_total", false},
 		"rss_bytes":             {"process_resident_memory_bytes", false},
 		"heap_bytes":            {"chat_heap_bytes", false},
+		"connections_open":      {"chat_tcp_connections", false},
+		"connections_refused":   {"chat_tcp_connections_refused_total", true},
 	}
 	for key, want := range stats {
 		fig, ok := figures[key]
