@@ -273,6 +273,7 @@ func TestBatchingStreamWriter(t *testing.T) {
 		if fmt.Sprint(got) != "[m1 m2+m3]" {
 			t.Errorf("writes carried %v, want [m1 m2+m3]", got)
 		}
+		synctest.Wait() // the writer has returned from its write
 		if n := room.stats.Snapshot().Deliveries; n != 3 {
 			t.Errorf("deliveries = %d, want 3", n)
 		}
