@@ -75,6 +75,7 @@ type config struct {
 	cpuProfile  string
 	floor       bool
 	serveFloor  string
+	names       bool
 }
 
 // loadRun is the shared state of one run.
@@ -150,6 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file")
 	fs.BoolVar(&cfg.floor, "floor", false, "after the run, run the same load against the raw floor (a child process writing pre-encoded events to every stream from one goroutine) and report the server's CPU per delivery as a ratio to the floor's")
 	fs.StringVar(&cfg.serveFloor, "serve-floor", "", "serve the raw floor on this address instead of running load")
+	fs.BoolVar(&cfg.names, "names", false, "give every stream its own name (GET /stream?name=load-<run>-<n>), so that each one joins the presence roster")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chatload [flags]\n\nLoad tool of the chat server: SSE subscribers plus paced posters.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -344,6 +346,7 @@ func (r *loadRun) execute(ctx context.Context, client *http.Client) *report {
 		Duration: r.cfg.duration.Seconds(),
 		Posters:  r.cfg.posters,
 		HoldSecs: r.cfg.hold.Seconds(),
+		Names:    r.cfg.names,
 	}
 	r.newSubscribers()
 	progressDone := make(chan struct{})
