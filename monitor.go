@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,9 @@ type Stats struct {
 	streamsRejected uint64
 	// historySize is the number of messages in history.
 	historySize int
+	// people is the number of names on the roster; anonymous the number
+	// of streams without a name.
+	people, anonymous int
 
 	// deliveries counts messages written to clients. It is updated by
 	// every stream writer after every write, so it is an atomic rather than
@@ -53,6 +57,9 @@ type Stats struct {
 	// postLatency is the time POST /post takes to answer.
 	postLatency *histogram
 
+	// conns reports the connections the listener counts, set by
+	// countConnections before serving starts (nil: none).
+	conns connCounter
 	// journalErr reports the journal's state: nil while it works, or the
 	// error that failed it. It is nil when there is no journal (no -data).
 	// watchJournal sets it before the server serves; it is not changed
@@ -62,6 +69,17 @@ type Stats struct {
 	// is the number of fsyncs.
 	journalSyncs *histogram
 }
+
+// connCounter is what the listener reports about connections: how many are
+// open and how many its per-address caps refused.
+type connCounter interface {
+	Open() int
+	Refused() uint64
+}
+
+// countConnections makes the statistics report c's figures. Call it before
+// the server starts serving.
+func (s *Stats) countConnections(c connCounter) { s.conns = c }
 
 // NewStats returns zeroed statistics whose uptime starts now.
 func NewStats() *Stats {
@@ -122,6 +140,13 @@ func (s *Stats) setClients(n int) {
 	s.mu.Unlock()
 }
 
+// setPresence records the people online and the anonymous streams.
+func (s *Stats) setPresence(people, anonymous int) {
+	s.mu.Lock()
+	s.people, s.anonymous = people, anonymous
+	s.mu.Unlock()
+}
+
 // slowClient records a client disconnected because a frame of n messages
 // did not fit in its queue.
 func (s *Stats) slowClient(n int) {
@@ -152,6 +177,8 @@ func (s *Stats) delivered(n int) { s.deliveries.Add(uint64(n)) }
 // returns it.
 type StatsSnapshot struct {
 	Clients          int     `json:"clients"`
+	People           int     `json:"people"`
+	Anonymous        int     `json:"anonymous"`
 	PeakClients      int     `json:"peak_clients"`
 	ConnectionsTotal uint64  `json:"connections_total"`
 	MessagesPosted   uint64  `json:"messages_posted"`
@@ -166,6 +193,11 @@ type StatsSnapshot struct {
 	CPUSeconds       float64 `json:"cpu_seconds"`
 	RSSBytes         uint64  `json:"rss_bytes"`
 	HeapBytes        uint64  `json:"heap_bytes"`
+	// ConnectionsOpen and ConnectionsRefused are the listener's: TCP
+	// connections open now that count against the per-address caps, and
+	// those the caps closed at accept.
+	ConnectionsOpen    int    `json:"connections_open"`
+	ConnectionsRefused uint64 `json:"connections_refused"`
 	// Journal is "ok", or "failed" once a write or fsync of the journal has
 	// failed; it is absent without a journal, and so is JournalFsyncs, the
 	// number of fsyncs of the journal.
@@ -179,6 +211,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	s.mu.Lock()
 	snap := StatsSnapshot{
 		Clients:          s.clients,
+		People:           s.people,
+		Anonymous:        s.anonymous,
 		PeakClients:      s.peakClients,
 		ConnectionsTotal: s.connectionsTotal,
 		MessagesPosted:   s.messagesPosted,
@@ -191,11 +225,12 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	}
 	s.mu.Unlock()
 	snap.Deliveries = s.deliveries.Load()
+	if s.conns != nil {
+		snap.ConnectionsOpen, snap.ConnectionsRefused = s.conns.Open(), s.conns.Refused()
+	}
 	snap.Goroutines = runtime.NumGoroutine()
 	snap.CPUSeconds, snap.RSSBytes = processUsage()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	snap.HeapBytes = ms.HeapAlloc
+	snap.HeapBytes = heapBytes()
 	if s.journalErr != nil {
 		snap.Journal = "ok"
 		if s.journalErr() != nil {
@@ -205,6 +240,23 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		snap.JournalFsyncs = &n
 	}
 	return snap
+}
+
+// heapMetric is the runtime/metrics name of the bytes in allocated heap
+// objects: MemStats.HeapAlloc.
+const heapMetric = "/memory/classes/heap/objects:bytes"
+
+// heapBytes returns the bytes of allocated heap objects (what
+// runtime.MemStats.HeapAlloc reports) from runtime/metrics, which reads it
+// without stopping the world, unlike runtime.ReadMemStats: /stats and
+// /metrics are polled, and must not pause every goroutine each time.
+func heapBytes() uint64 {
+	s := [1]metrics.Sample{{Name: heapMetric}}
+	metrics.Read(s[:])
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // processUsage returns the CPU time (user and system) and the resident set
@@ -249,6 +301,7 @@ func runMonitor(ctx context.Context, interval time.Duration, stats *Stats, logge
 			s := stats.Snapshot()
 			logger.Info("stats",
 				"clients", s.Clients,
+				"people", s.People,
 				"peak_clients", s.PeakClients,
 				"messages", s.MessagesPosted,
 				"deliveries", s.Deliveries,
@@ -343,6 +396,8 @@ func handleMetrics(stats *Stats) http.Handler {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, help, name, typ, name, formatValue(v))
 		}
 		metric("chat_clients", "gauge", "Streams connected now.", float64(s.Clients))
+		metric("chat_people", "gauge", "Distinct names on the streams connected now.", float64(s.People))
+		metric("chat_anonymous_streams", "gauge", "Streams connected now without a name.", float64(s.Anonymous))
 		metric("chat_clients_peak", "gauge", "Most streams connected at once.", float64(s.PeakClients))
 		metric("chat_connections_total", "counter", "Streams opened.", float64(s.ConnectionsTotal))
 		metric("chat_messages_total", "counter", "Messages accepted and sent out.", float64(s.MessagesPosted))
@@ -350,7 +405,9 @@ func handleMetrics(stats *Stats) http.Handler {
 		metric("chat_slow_dropped_messages_total", "counter", "Messages that did not fit a slow client's queue (the client was disconnected and resumes from history).", float64(s.SlowDropped))
 		metric("chat_slow_disconnects_total", "counter", "Clients disconnected for being slow.", float64(s.SlowDisconnects))
 		metric("chat_posts_rejected_total", "counter", "Posts answered with an error.", float64(s.PostsRejected))
-		metric("chat_streams_rejected_total", "counter", "Streams refused by a limit.", float64(s.StreamsRejected))
+		metric("chat_streams_rejected_total", "counter", "Streams refused by a limit or as cross-site.", float64(s.StreamsRejected))
+		metric("chat_tcp_connections", "gauge", "TCP connections open that count against the per-address caps.", float64(s.ConnectionsOpen))
+		metric("chat_tcp_connections_refused_total", "counter", "TCP connections closed at accept by the per-address caps.", float64(s.ConnectionsRefused))
 		metric("chat_history_messages", "gauge", "Messages held in history.", float64(s.HistorySize))
 		metric("chat_uptime_seconds", "gauge", "Seconds since the server started.", s.UptimeSeconds)
 		metric("chat_goroutines", "gauge", "Goroutines in the process.", float64(s.Goroutines))

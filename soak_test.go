@@ -149,7 +149,7 @@ func TestSoak(t *testing.T) {
 	}
 	steadyN := clients - churners
 	t.Logf("soak: %d streams (%d churning) for %v, %.1f posts/s", clients, churners, duration, rate)
-	ts := startServer(t, "-post-rate", "0", "-max-streams-per-addr", "0")
+	ts := startServer(t, "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0")
 	addr := strings.TrimPrefix(ts.URL, "http://")
 	goroutinesBefore := baselineGoroutines()
 	var failures soakFailures

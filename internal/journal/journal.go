@@ -32,6 +32,17 @@
 // follow the previous one) means the file was damaged or edited, and Open
 // refuses it with an error that names the file and the line.
 //
+// Epoch marker: a record whose seq is 0 and whose line is exactly
+// {"id":"<epoch>-0"} marks the start of an epoch. MarkEpoch writes one (and
+// fsyncs it) into a journal that holds no record, so that a new journal's
+// epoch is durable before anything is appended: a server restarted on a
+// journal that never received a record keeps its epoch. Recovery checks a
+// marker like any record (it sets the id the next record must follow) but
+// does not return it among the records; Epoch reports it. Since ids increase
+// strictly, a marker can only be the first record of its epoch, and
+// compaction drops it once keep later records exist. Journals without a
+// marker open as they are: their epoch is that of their last record.
+//
 // Compaction: when the file holds more than 2*keep lines, Run rewrites it with
 // the last keep records. It writes them to path+".tmp", fsyncs that file,
 // renames it over path and fsyncs the directory, so a crash at any point
@@ -156,6 +167,9 @@ type Journal struct {
 	lastEpoch int64
 	lastSeq   uint64
 	hasLast   bool
+	// sync, when SetSync installed one, makes a group commit durable in
+	// place of w's Sync.
+	sync func(*os.File) error
 	// failed is the error of the write or fsync that failed the journal, or
 	// nil. Only fail sets it.
 	failed error
@@ -171,12 +185,13 @@ type Journal struct {
 
 // Open opens (creating if needed) the journal at path and recovers it: it
 // returns the last keep records in order (oldest first), each with Data
-// holding its line without the newline. It first takes the journal's lock
-// (see the package comment): if another journal holds it, the error wraps
-// ErrLocked and names the holder. A torn last line is logged at warn level and
-// truncated away; any other bad line is an error that names the file and the
-// line. keep must be at least 1. A nil logger discards the logs. The file and
-// the lock stay open until Run returns; to release them without running the
+// holding its line without the newline, epoch markers left out. It first
+// takes the journal's lock (see the package comment): if another journal
+// holds it, the error wraps ErrLocked and names the holder. A torn last line
+// is logged at warn level and truncated away; any other bad line is an error
+// that names the file and the line. keep must be at least 1. A nil logger
+// discards the logs. The file and the lock stay open until Run returns; to
+// release them without running the
 // journal, call Run with a context that is already done.
 func Open(path string, keep int, logger *slog.Logger, opts ...Option) (*Journal, []Record, error) {
 	if keep < 1 {
@@ -268,7 +283,9 @@ func (j *Journal) recover() ([]Record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read journal %s: %w", j.path, err)
 		}
-		recs.push(Record{Epoch: epoch, Seq: seq, Data: line[: len(line)-1 : len(line)-1]})
+		if seq != 0 { // seq 0 is an epoch marker, not a record to return
+			recs.push(Record{Epoch: epoch, Seq: seq, Data: line[: len(line)-1 : len(line)-1]})
+		}
 		j.recent.push(line)
 		j.lines++
 	}
@@ -287,6 +304,10 @@ type LineError struct {
 	// line of JSON: what a crash in the middle of a write leaves. It was never
 	// acknowledged, and recovery drops it.
 	Torn bool
+	// OutOfOrder is set when the line is whole JSON with a well-formed id
+	// that does not follow the line before it (a repeated or lower seq, or
+	// another epoch): what two servers appending to one file leave.
+	OutOfOrder bool
 	// Err is what is wrong with the line.
 	Err error
 }
@@ -351,10 +372,39 @@ func (s *scanner) next() (line []byte, epoch int64, seq uint64, err error) {
 	}
 	if s.hasLast && (epoch != s.lastEpoch || seq <= s.lastSeq) {
 		le.Err = fmt.Errorf("id %s does not follow %d-%d", head.ID, s.lastEpoch, s.lastSeq)
+		le.OutOfOrder = true
 		return line, epoch, seq, le
 	}
 	s.lastEpoch, s.lastSeq, s.hasLast = epoch, seq, true
 	return line, epoch, seq, nil
+}
+
+// Epoch returns the epoch of the journal's last record (an epoch marker
+// included), and false if the journal holds none. Call it before Run.
+func (j *Journal) Epoch() (int64, bool) { return j.lastEpoch, j.hasLast }
+
+// MarkEpoch writes the epoch marker of epoch, the record {"id":"<epoch>-0"},
+// to a journal that holds no record, and fsyncs it, so that the epoch
+// survives a restart before any record is appended. Records appended next
+// must have this epoch. Call it before Run.
+func (j *Journal) MarkEpoch(epoch int64) error {
+	if j.hasLast {
+		return fmt.Errorf("mark epoch %d in journal %s: it already holds records", epoch, j.path)
+	}
+	if epoch < 0 {
+		return fmt.Errorf("mark epoch %d in journal %s: negative epoch", epoch, j.path)
+	}
+	j.buf.Reset()
+	j.buf.WriteString(`{"id":"`)
+	j.buf.WriteString(strconv.FormatInt(epoch, 10))
+	j.buf.WriteString("-0\"}\n")
+	if err := j.writeGroup(); err != nil {
+		return fmt.Errorf("mark epoch: %w", err)
+	}
+	j.recent.push(bytes.Clone(j.buf.Bytes()))
+	j.lines++
+	j.lastEpoch, j.lastSeq, j.hasLast = epoch, 0, true
+	return nil
 }
 
 // parseID splits an id of the form "<epoch>-<seq>" (both decimal, without
@@ -385,7 +435,7 @@ func (j *Journal) dropTornTail(n int, off int64, size int, reason error) error {
 	if err := j.f.Truncate(off); err != nil {
 		return fmt.Errorf("truncate torn tail of journal %s: %w", j.path, err)
 	}
-	if err := j.sync(j.w); err != nil {
+	if err := j.syncFile(j.w); err != nil {
 		return fmt.Errorf("sync journal %s: %w", j.path, err)
 	}
 	return nil
@@ -612,11 +662,17 @@ func (j *Journal) writeGroup() error {
 	if _, err := j.w.Write(j.buf.Bytes()); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
-	if err := j.sync(j.w); err != nil {
+	if err := j.syncGroup(); err != nil {
 		return fmt.Errorf("sync journal %s: %w", j.path, err)
 	}
 	return nil
 }
+
+// SetSync replaces the fsync of every later group commit (and epoch marker)
+// with sync, which receives the journal file and must make it durable. It
+// exists for tests that hold a commit inside its fsync, as a slow disk
+// would. Call it before Run.
+func (j *Journal) SetSync(sync func(*os.File) error) { j.sync = sync }
 
 // maybeCompact compacts the journal when it holds more than compactAt lines.
 // After a failure it logs and sets compactAt to try again after keep more lines.
@@ -679,7 +735,7 @@ func (j *Journal) writeCompacted(w File, data []byte, tmp string) error {
 	if _, err := w.Write(data); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
-	if err := j.sync(w); err != nil {
+	if err := j.syncFile(w); err != nil {
 		return fmt.Errorf("sync %s: %w", tmp, err)
 	}
 	return os.Rename(tmp, j.path)

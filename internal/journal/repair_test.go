@@ -105,7 +105,7 @@ func TestRepair(t *testing.T) {
 	if rep.Good != 3 || rep.GoodBytes != int64(len(good)) || rep.First != recID(a, 1) || rep.Last != recID(a, 3) {
 		t.Errorf("report: %d good lines, %d bytes, ids %s to %s", rep.Good, rep.GoodBytes, rep.First, rep.Last)
 	}
-	if rep.Bad == nil || rep.Bad.Line != 4 || rep.Bad.Offset != int64(len(good)) || rep.Bad.Torn {
+	if rep.Bad == nil || rep.Bad.Line != 4 || rep.Bad.Offset != int64(len(good)) || rep.Bad.Torn || !rep.Bad.OutOfOrder {
 		t.Errorf("report: bad line %+v, want line 4 at %d", rep.Bad, len(good))
 	}
 	if r := rep.Rest; r.Lines != 6 || r.Bytes != int64(len(rest)) || r.Epochs[a] != 2 || r.Epochs[b] != 2 || len(r.Epochs) != 2 || r.NoID != 2 {

@@ -119,7 +119,9 @@ func (l *Limiter) lastSweepTime() time.Time {
 }
 
 // ParseTrustedProxies parses a comma-separated list of addresses and
-// prefixes ("10.0.0.1,192.168.0.0/16").
+// prefixes ("10.0.0.1,192.168.0.0/16"). A prefix written in the IPv4-mapped
+// IPv6 form with at least 96 bits ("::ffff:10.0.0.0/104") means the IPv4
+// prefix it maps ("10.0.0.0/8"), since addresses are compared unmapped.
 func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for f := range strings.SplitSeq(s, ",") {
@@ -128,6 +130,9 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 			continue
 		}
 		if p, err := netip.ParsePrefix(f); err == nil {
+			if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+			}
 			out = append(out, p.Masked())
 			continue
 		}
@@ -174,7 +179,9 @@ func PeerHost(r *http.Request) string {
 // against for limits (see Key). Without trusted proxies it is the peer's
 // address. When the peer is a trusted proxy, it is the right-most address in
 // X-Forwarded-For that is not itself a trusted proxy, so a client cannot
-// choose its own address by sending the header.
+// choose its own address by sending the header. Empty elements are skipped,
+// and an entry may carry a port or brackets (see parseHop); an entry that is
+// not an address at all makes the request count as the peer.
 func ClientAddr(trusted []netip.Prefix) func(*http.Request) string {
 	if len(trusted) == 0 {
 		return func(r *http.Request) string { return Key(PeerHost(r)) }
@@ -196,8 +203,12 @@ func ClientAddr(trusted []netip.Prefix) func(*http.Request) string {
 		}
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 		for i := len(hops) - 1; i >= 0; i-- {
-			h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-			if err != nil {
+			hop := strings.TrimSpace(hops[i])
+			if hop == "" {
+				continue
+			}
+			h, ok := parseHop(hop)
+			if !ok {
 				return Key(peer)
 			}
 			if !isTrusted(h) {
@@ -206,4 +217,23 @@ func ClientAddr(trusted []netip.Prefix) func(*http.Request) string {
 		}
 		return Key(peer)
 	}
+}
+
+// parseHop parses one X-Forwarded-For entry: an address ("198.51.100.7",
+// "2001:db8::1"), an address with a port ("198.51.100.7:5555",
+// "[2001:db8::1]:443"), or an IPv6 address in brackets ("[2001:db8::1]"),
+// as proxies write them.
+func parseHop(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a, true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr(), true
+	}
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		if a, err := netip.ParseAddr(s[1 : len(s)-1]); err == nil {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
 }
