@@ -303,12 +303,15 @@ func repairJournal(path string, write bool, now time.Time, out io.Writer) error 
 		keep = fmt.Sprintf("lines 1-%d", rep.Good)
 		fmt.Fprintf(out, "  lines 1-%d are good (%d bytes): ids %s to %s\n", rep.Good, rep.GoodBytes, rep.First, rep.Last)
 	}
-	fmt.Fprintf(out, "  lines %d-%d (%d bytes) from there on:", bad.Line, lines, rep.Rest.Bytes)
+	var parts []string
 	epochs := slices.Sorted(maps.Keys(rep.Rest.Epochs))
 	for _, e := range epochs {
-		fmt.Fprintf(out, " %d with ids of epoch %d,", rep.Rest.Epochs[e], e)
+		parts = append(parts, fmt.Sprintf("%d with ids of epoch %d", rep.Rest.Epochs[e], e))
 	}
-	fmt.Fprintf(out, " %d without an id\n", rep.Rest.NoID)
+	if rep.Rest.NoID > 0 {
+		parts = append(parts, fmt.Sprintf("%d without an id", rep.Rest.NoID))
+	}
+	fmt.Fprintf(out, "  lines %d-%d (%d bytes) from there on: %s\n", bad.Line, lines, rep.Rest.Bytes, strings.Join(parts, ", "))
 	if bad.OutOfOrder || len(epochs) > 1 {
 		fmt.Fprintf(out, "  ids out of order: two servers may have written into this journal at once\n")
 	}

@@ -73,7 +73,8 @@ func lock(path string) (*os.File, error) {
 	}
 	// The holder's pid is only for the error message of the next server
 	// that tries, so it is not synced.
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	if err != nil {
