@@ -641,7 +641,7 @@ func TestScreenshot(t *testing.T) {
 	srv.post(t, "Grace", "Nice. Long words wrap too: Pneumonoultramicroscopicsilicovolcanoconiosis.")
 	waitFor(t, shortWait, "4 messages, the form empty", func() (bool, string) {
 		st := tb.mustState()
-		return len(st.Msgs) == 4 && st.Message == "" && st.Online == "1 online", fmt.Sprintf("%d msgs, online %q", len(st.Msgs), st.Online)
+		return len(st.Msgs) == 4 && st.Message == "" && st.Online == "1 person", fmt.Sprintf("%d msgs, online %q", len(st.Msgs), st.Online)
 	})
 	mustEval[chromedp.Void](tb, `document.activeElement.blur()`)
 

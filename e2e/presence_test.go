@@ -115,7 +115,8 @@ func TestPresenceNameChangeResumes(t *testing.T) {
 	other.do(setField("#name", "zed"))
 	tabs[1].do(setField("#name", "carol")) // a follower: the leader's stream takes the name
 	waitPeople(t, other, "2 people", "carol", "zed (you)")
-	waitPeople(t, tabs[0], "2 people", "carol", "zed")
+	// tab00's own name was empty: it takes the name entered in tab01.
+	waitPeople(t, tabs[0], "2 people", "carol (you)", "zed")
 	waitPeople(t, tabs[1], "2 people", "carol (you)", "zed")
 
 	var want []message
