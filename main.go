@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"chat/internal/auth"
+	"chat/internal/ban"
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
@@ -307,6 +308,13 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			"sessions_kept", cfg.data != "", "session_lifetime", cfg.sessionLifetime.String())
 	}
 
+	bans := ban.New()
+	if cfg.data != "" {
+		if bans, err = ban.Open(cfg.data+".bans", time.Now()); err != nil {
+			return err
+		}
+	}
+
 	streams := newStreamTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
@@ -317,6 +325,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		limiter:      limit.New(cfg.postRate, cfg.postBurst),
 		addrOf:       limit.ClientAddr(trusted),
 		gate:         gate,
+		bans:         bans,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.addr)
