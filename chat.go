@@ -17,6 +17,7 @@ import (
 	"chat/internal/idem"
 	"chat/internal/journal"
 	"chat/internal/limit"
+	"chat/internal/presence"
 	"chat/internal/sse"
 )
 
@@ -51,6 +52,40 @@ const (
 	// it fans the batch out, so that one burst cannot delay delivery
 	// without limit.
 	maxDrain = 256
+	// defaultBatchWait bounds how long the hub holds new messages while
+	// the frame before them is still being written (see ChatRoom): a
+	// batch leaves at the latest this long after that frame did.
+	defaultBatchWait = 100 * time.Millisecond
+	// stragglerShare sets how many writers a frame in flight may still
+	// wait for and count as written: one in stragglerShare of the
+	// clients it went to (none below that many clients). The slowest few
+	// writers then batch on their own, from their queues, instead of
+	// holding back the room.
+	stragglerShare = 64
+)
+
+// Tuning values of presence and typing.
+const (
+	// defaultPresenceInterval is the least time between two presence
+	// events on a stream: a burst of joins and leaves costs each stream
+	// one or two events, not one per change.
+	defaultPresenceInterval = time.Second
+	// defaultPresenceNames is how many names a presence event lists at
+	// most; it always carries the totals, and GET /presence lists everyone.
+	defaultPresenceNames = 200
+	// typingInterval is the least time between two typing events on a
+	// stream.
+	typingInterval = time.Second
+	// typingTTL is how long a name stays in the typing set after its last
+	// POST /typing (its message removes it at once).
+	typingTTL = 5 * time.Second
+	// maxTyping bounds the names in the typing set, however many
+	// addresses post /typing; new names beyond it are ignored until some
+	// expire.
+	maxTyping = 1000
+	// typingQueue is the capacity of the channel that carries POST
+	// /typing to the hub.
+	typingQueue = 64
 )
 
 // Errors returned by ChatRoom methods.
@@ -130,7 +165,8 @@ func truncate(s string, n int) string {
 
 // frame is one or more encoded chat events that the hub hands to every
 // client at once. Its bytes are shared by all clients and never change after
-// the hub sends it.
+// the hub sends it. Whoever receives a frame from a client's queue (the
+// stream writer, or Leave) calls release once it is done with it.
 type frame struct {
 	// data holds the events exactly as they go on the wire.
 	data []byte
@@ -138,6 +174,30 @@ type frame struct {
 	n int
 	// at is when the oldest message in data was accepted.
 	at time.Time
+	// left counts the queues the frame is in whose reader has not
+	// released it yet, plus one while the hub is still queueing it.
+	left atomic.Int32
+	// slack is how many writers may still hold the frame when the hub
+	// counts it as written (stragglerShare); set before it is queued.
+	slack int32
+	// written is the room's signal that a frame has come down to its
+	// slack; set before the frame is queued.
+	written chan<- struct{}
+}
+
+// release records that one reader is done with f: it has written it, or
+// copied it into a write, or discarded it because its client left. The
+// release that brings f down to its slack tells the hub.
+func (f *frame) release() {
+	if f.written == nil {
+		return // a frame without chat messages (presence, typing): not counted
+	}
+	if f.left.Add(-1) == f.slack {
+		select {
+		case f.written <- struct{}{}:
+		default: // a signal is pending already; the hub reads left
+		}
+	}
 }
 
 // client is one subscriber of the room.
@@ -147,6 +207,16 @@ type client struct {
 	send chan *frame
 	// addr is the client's address, for the per-address stream limit.
 	addr string
+	// name is the name the stream carries on the roster ("" for an
+	// anonymous watcher).
+	name string
+	// headEvents is how many presence and typing events the hub put at
+	// the end of the client's head (they are not chat messages).
+	headEvents int
+	// rosterSeen is the roster version the client's head carried; the
+	// hub skips it in a presence broadcast of that same version. Only the
+	// hub uses it.
+	rosterSeen uint64
 }
 
 // frames returns the client's queue, receive-only.
@@ -336,10 +406,11 @@ type RoomConfig struct {
 	// ClientBuffer is the capacity of each client's queue
 	// (defaultClientBuffer).
 	ClientBuffer int
-	// Coalesce, when positive, makes the hub wait up to this long after a
-	// message before fanning it out, so that messages arriving meanwhile
-	// share one write per client. Zero fans out at once.
-	Coalesce time.Duration
+	// BatchWait, when positive, lets the hub hold new messages while the
+	// frame before them is still being written, for at most this long
+	// after that frame left (adaptive batching, see ChatRoom). Zero fans
+	// every message out at once.
+	BatchWait time.Duration
 	// Retry is the reconnection delay sent in the "retry:" field.
 	Retry time.Duration
 	// MaxStreams caps the clients in the room (0: no cap).
@@ -352,6 +423,16 @@ type RoomConfig struct {
 	// Recovered is the history to start with, oldest first (from the
 	// journal). The epoch and sequence numbers continue from its last id.
 	Recovered []Message
+	// PresenceInterval, when positive, makes the hub send presence and
+	// typing events: the roster after every stream's backlog, then at
+	// most one presence event per PresenceInterval when the roster
+	// changes, and at most one typing event per typingInterval when the
+	// typing set does. Zero sends none (the roster is still kept for
+	// Presence and the statistics).
+	PresenceInterval time.Duration
+	// PresenceNames caps the names a presence event lists (the totals are
+	// always there).
+	PresenceNames int
 	// RecoveredKeys are the Idempotency-Keys of recovered messages, oldest
 	// first (from the journal).
 	RecoveredKeys []idem.Entry
@@ -374,6 +455,16 @@ type RoomConfig struct {
 // already queued) and counts it; the client resumes with Last-Event-ID and
 // receives everything after its last message from history, or a reset
 // event when history no longer holds it. No message is dropped silently.
+//
+// Batching (group commit applied to fan-out): messages committed while the
+// room is idle leave at once, one frame each. Messages committed while the
+// last frame is still being written (its writers have not all released it,
+// but for a few stragglers) wait and collect into one frame, which leaves
+// as soon as that frame has been written, and at the latest BatchWait after
+// it left. A quiet room therefore sees no added delay, and a busy one sends
+// as many messages per write as it takes the room to write one frame,
+// without a flag to tune. A slow client holds nobody back: it counts among
+// the stragglers, its queue fills and it is disconnected as before.
 type ChatRoom struct {
 	// broadcast carries posts from POST handlers to Run (producer-consumer).
 	broadcast chan *postRequest
@@ -381,6 +472,16 @@ type ChatRoom struct {
 	register chan *joinRequest
 	// unregister carries leaving clients to Run.
 	unregister chan *client
+	// written carries the stream writers' signal that a frame has been
+	// written (frame.release) to Run. Buffered (1): writers never block
+	// on it, and one pending signal is enough, since Run reads the
+	// frame's count itself.
+	written chan struct{}
+	// typing carries names from POST /typing to Run.
+	typing chan string
+	// presenceReq carries GET /presence's requests to Run, which answers
+	// each with the whole roster's JSON.
+	presenceReq chan chan []byte
 	// histories carries GET /history queries to Run.
 	histories chan *historyRequest
 	// kicks carries requests to disconnect clients (a new ban) to Run.
@@ -414,11 +515,32 @@ type ChatRoom struct {
 	pending []*postRequest
 	// batch holds committed messages not yet fanned out.
 	batch *frame
+	// sending is the last frame fanned out while it may still be being
+	// written (nil once written).
+	sending *frame
+	// sentAt is when sending left.
+	sentAt time.Time
 	// perAddr counts clients per address key, and for IPv6 also per
 	// wider prefix (see limit.Scopes).
 	perAddr map[string]int
-	// timer fires when a coalesced batch is due.
+	// timer fires when a held batch is due (BatchWait after sending
+	// left); armed says it is set.
 	timer *time.Timer
+	armed bool
+
+	// roster is who is connected: the names of the streams, and how many
+	// carry none.
+	roster *presence.Roster
+	// typers is the set of names typing now.
+	typers *presence.Typing
+	// rosterGate and typingGate space out the presence and typing events.
+	rosterGate, typingGate *presence.Gate
+	// presenceTimer fires when a presence or typing event may go out or a
+	// typing name expires; presenceDue is when it is set to fire, if
+	// presenceArmed.
+	presenceTimer *time.Timer
+	presenceDue   time.Time
+	presenceArmed bool
 	// keys remembers the Idempotency-Keys of committed messages.
 	keys *idem.Table
 	// inflight holds the keyed posts waiting for the journal, by key.
@@ -440,21 +562,28 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		cfg.Retry = defaultRetry
 	}
 	cr := &ChatRoom{
-		broadcast:  make(chan *postRequest, maxDrain),
-		register:   make(chan *joinRequest),
-		unregister: make(chan *client),
-		histories:  make(chan *historyRequest),
-		kicks:      make(chan *kickRequest),
-		deleting:   make(map[uint64]bool),
-		done:       make(chan struct{}),
-		clients:    make(map[*client]struct{}),
-		cfg:        cfg,
-		stats:      stats,
-		epoch:      time.Now().UnixMilli(),
-		hist:       history{buf: make([]entry, cfg.History)},
-		perAddr:    make(map[string]int),
-		keys:       idem.New(cfg.MaxKeys, cfg.KeyTTL),
-		inflight:   make(map[string]*postRequest),
+		broadcast:   make(chan *postRequest, maxDrain),
+		register:    make(chan *joinRequest),
+		unregister:  make(chan *client),
+		written:     make(chan struct{}, 1),
+		histories:   make(chan *historyRequest),
+		kicks:       make(chan *kickRequest),
+		deleting:    make(map[uint64]bool),
+		typing:      make(chan string, typingQueue),
+		presenceReq: make(chan chan []byte),
+		done:        make(chan struct{}),
+		clients:     make(map[*client]struct{}),
+		cfg:         cfg,
+		stats:       stats,
+		epoch:       time.Now().UnixMilli(),
+		hist:        history{buf: make([]entry, cfg.History)},
+		perAddr:     make(map[string]int),
+		keys:        idem.New(cfg.MaxKeys, cfg.KeyTTL),
+		inflight:    make(map[string]*postRequest),
+		roster:      presence.NewRoster(),
+		typers:      presence.NewTyping(typingTTL, maxTyping),
+		rosterGate:  presence.NewGate(cfg.PresenceInterval),
+		typingGate:  presence.NewGate(typingInterval),
 	}
 	if cfg.Epoch > 0 {
 		cr.epoch = cfg.Epoch
@@ -618,10 +747,20 @@ func (cr *ChatRoom) Kick(ctx context.Context, match func(addr string) bool) (int
 // Join adds a new client from addr to the room. It returns the client and
 // the bytes it must be sent before anything from its queue: the preamble, a
 // reset event if from cannot be resumed, and the backlog. From then on every
+// Join adds a new anonymous client from addr to the room (see JoinAs).
+func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, [][]byte, error) {
+	return cr.JoinAs(ctx, addr, "", from)
+}
+
+// JoinAs adds a new client from addr to the room, on the roster as name (""
+// for an anonymous watcher). It returns the client and the bytes it must be
+// sent before anything from its queue: the preamble, a reset event if from
+// cannot be resumed, the backlog and, when the room sends presence, the
+// roster (and the typing set, if anyone is typing). From then on every
 // committed message arrives in the client's queue, with no gap and no
 // duplicate after the backlog. A nil from means a new client.
-func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, [][]byte, error) {
-	c := &client{send: make(chan *frame, cr.cfg.ClientBuffer), addr: addr}
+func (cr *ChatRoom) JoinAs(ctx context.Context, addr, name string, from *position) (*client, [][]byte, error) {
+	c := &client{send: make(chan *frame, cr.cfg.ClientBuffer), addr: addr, name: name}
 	req := &joinRequest{c: c, from: from, reply: make(chan joinResult, 1)}
 	select {
 	case cr.register <- req:
@@ -654,17 +793,58 @@ func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*cli
 	}
 }
 
-// Leave removes c from the room and closes its queue. It is safe to call
-// more than once and after the room has shut down.
+// Leave removes c from the room, closes its queue and releases the frames
+// still in it, unwritten. Only the queue's reader (the client's stream
+// writer, or whoever holds the client before one starts) calls it. It is
+// safe to call more than once and after the room has shut down.
 func (cr *ChatRoom) Leave(c *client) {
 	select {
 	case cr.unregister <- c:
 	case <-cr.done:
 	}
+	// The hub closes the queue as it removes c (or has closed it
+	// already), so this ends.
+	for f := range c.send {
+		f.release()
+	}
+}
+
+// Typing tells the room that name is typing. It returns errRoomClosed once
+// the room has shut down, or ctx's error.
+func (cr *ChatRoom) Typing(ctx context.Context, name string) error {
+	select {
+	case cr.typing <- name:
+		return nil
+	case <-cr.done:
+		return errRoomClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Presence returns the whole roster as JSON (see presence.Roster.JSON). The
+// bytes are shared and must not be modified.
+func (cr *ChatRoom) Presence(ctx context.Context) ([]byte, error) {
+	reply := make(chan []byte, 1) // buffered: the hub never waits for us
+	select {
+	case cr.presenceReq <- reply:
+	case <-cr.done:
+		return nil, errRoomClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case b := <-reply:
+		return b, nil
+	case <-cr.done:
+		return nil, errRoomClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Run is the hub. It is the only goroutine that changes the client map, the
-// history and the ids. It returns when ctx ends, after closing every
+// history, the ids and the roster. It returns when ctx ends, after closing every
 // client's queue. A room runs once.
 func (cr *ChatRoom) Run(ctx context.Context) {
 	if cr.running.Swap(true) {
@@ -672,6 +852,8 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	}
 	cr.timer = time.NewTimer(time.Hour)
 	cr.timer.Stop()
+	cr.presenceTimer = time.NewTimer(time.Hour)
+	cr.presenceTimer.Stop()
 	defer cr.shutdown()
 
 	var commits <-chan journal.Commit
@@ -680,7 +862,7 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	}
 	for {
 		var due <-chan time.Time
-		if cr.batch != nil {
+		if cr.armed {
 			due = cr.timer.C
 		}
 		select {
@@ -693,20 +875,25 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 			for i := 1; i < maxDrain && len(cr.broadcast) > 0; i++ {
 				cr.accept(<-cr.broadcast)
 			}
-			if cr.cfg.Coalesce <= 0 {
-				cr.flush()
-			}
+			cr.deliver()
 		case c := <-commits:
 			cr.committed(c)
-			if cr.cfg.Coalesce <= 0 {
-				cr.flush()
-			}
+			cr.deliver()
+		case <-cr.written:
+			cr.deliver()
 		case <-due:
+			cr.armed = false
 			cr.flush()
 		case req := <-cr.register:
 			cr.join(req)
 		case c := <-cr.unregister:
 			cr.remove(c)
+		case name := <-cr.typing:
+			cr.typed(name)
+		case reply := <-cr.presenceReq:
+			reply <- cr.roster.JSON(-1)
+		case <-cr.presenceTimer.C:
+			cr.presenceTick()
 		case req := <-cr.histories:
 			page, err := cr.page(req.q)
 			req.reply <- historyResult{page: page, err: err}
@@ -921,13 +1108,13 @@ func (cr *ChatRoom) commit(req *postRequest) {
 	cr.last = req.seq
 	if cr.batch == nil {
 		cr.batch = &frame{at: req.msg.Time}
-		if cr.cfg.Coalesce > 0 {
-			cr.timer.Reset(cr.cfg.Coalesce)
-		}
 	}
 	cr.batch.data = append(cr.batch.data, enc...)
 	cr.batch.n++
 	cr.stats.posted(cr.hist.n)
+	if cr.typers.Stop(req.msg.Username) {
+		cr.typingGate.Changed()
+	}
 	if req.key != "" {
 		delete(cr.inflight, req.key)
 		cr.keys.Add(idem.Entry{Key: req.key, FP: req.fp, Seq: req.seq, ID: req.msg.ID, Time: req.msg.Time})
@@ -945,9 +1132,6 @@ func (cr *ChatRoom) commitDeletion(req *postRequest) {
 	cr.last = req.seq
 	if cr.batch == nil {
 		cr.batch = &frame{at: req.msg.Time}
-		if cr.cfg.Coalesce > 0 {
-			cr.timer.Reset(cr.cfg.Coalesce)
-		}
 	}
 	cr.batch.data = append(cr.batch.data, enc...)
 	cr.batch.n++
@@ -1003,17 +1187,63 @@ func (cr *ChatRoom) visibleIn(from, to int) bool {
 	return false
 }
 
+// deliver applies the batching rule to the batch: it leaves now if no
+// frame is in flight (the room is idle) or the one in flight left
+// BatchWait ago; otherwise it waits, and the timer is set for that bound.
+func (cr *ChatRoom) deliver() {
+	if cr.batch == nil {
+		return
+	}
+	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
+		cr.sending = nil
+	}
+	if cr.sending == nil || cr.cfg.BatchWait <= 0 {
+		cr.flush()
+		return
+	}
+	if cr.armed {
+		return
+	}
+	wait := cr.cfg.BatchWait - time.Since(cr.sentAt)
+	if wait <= 0 {
+		cr.flush()
+		return
+	}
+	cr.timer.Reset(wait)
+	cr.armed = true
+}
+
 // flush fans the batch out to every client without blocking: a client whose
-// queue is full is disconnected (fan-out, non-blocking send).
+// queue is full is disconnected (fan-out, non-blocking send). The frame is
+// then in flight until its writers release it.
 func (cr *ChatRoom) flush() {
 	f := cr.batch
 	if f == nil {
 		return
 	}
 	cr.batch = nil
-	cr.timer.Stop()
+	if cr.armed {
+		cr.timer.Stop()
+		cr.armed = false
+	}
+	if cr.typingGate.Pending() {
+		// A sender stopped typing: say so in the same write as the
+		// message, when the typing interval allows, or soon after.
+		if now := time.Now(); cr.cfg.PresenceInterval > 0 && cr.typingGate.Ready(now) {
+			f.data = sse.AppendEvent(f.data, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})
+			cr.typingGate.Sent(now)
+		} else {
+			cr.schedulePresence()
+		}
+	}
 	var slow []*client
 	cr.mu.RLock()
+	n := len(cr.clients)
+	// Every queue the frame may enter counts before the first does, and
+	// the hub holds one more until it is done queueing.
+	f.left.Store(int32(n) + 1)
+	f.slack = int32(n / stragglerShare)
+	f.written = cr.written
 	for c := range cr.clients {
 		select {
 		case c.send <- f:
@@ -1023,8 +1253,13 @@ func (cr *ChatRoom) flush() {
 	}
 	cr.mu.RUnlock()
 	for _, c := range slow {
+		f.release()
 		cr.remove(c)
 		cr.stats.slowClient(f.n)
+	}
+	f.release()
+	if cr.cfg.BatchWait > 0 {
+		cr.sending, cr.sentAt = f, time.Now()
 	}
 }
 
@@ -1052,6 +1287,17 @@ func (cr *ChatRoom) join(req *joinRequest) {
 		cr.perAddr[sc.Key]++
 	}
 	cr.stats.joined(n)
+	cr.roster.Add(c.name)
+	cr.rosterChanged()
+	if cr.cfg.PresenceInterval > 0 {
+		head = append(head, sse.AppendEvent(nil, sse.Event{Type: "presence", Data: cr.roster.JSON(cr.cfg.PresenceNames)}))
+		c.rosterSeen = cr.roster.Version()
+		c.headEvents = 1
+		if cr.typers.Len() > 0 {
+			head = append(head, sse.AppendEvent(nil, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)}))
+			c.headEvents++
+		}
+	}
 	req.reply <- joinResult{head: head}
 }
 
@@ -1137,7 +1383,107 @@ func (cr *ChatRoom) remove(c *client) bool {
 		}
 	}
 	cr.stats.setClients(n)
+	cr.roster.Remove(c.name)
+	cr.rosterChanged()
 	return true
+}
+
+// rosterChanged records a change of the roster: in the statistics, and as
+// a presence event to send.
+func (cr *ChatRoom) rosterChanged() {
+	cr.stats.setPresence(cr.roster.People(), cr.roster.Anonymous())
+	if cr.cfg.PresenceInterval > 0 {
+		cr.rosterGate.Changed()
+		cr.schedulePresence()
+	}
+}
+
+// typed records that name is typing.
+func (cr *ChatRoom) typed(name string) {
+	if cr.cfg.PresenceInterval <= 0 {
+		return
+	}
+	if cr.typers.Start(name, time.Now()) {
+		cr.typingGate.Changed()
+	}
+	cr.schedulePresence()
+}
+
+// schedulePresence sets the presence timer for the earliest of: the
+// pending presence event, the pending typing event, the next expiry in the
+// typing set. It stops the timer when there is none.
+func (cr *ChatRoom) schedulePresence() {
+	var next time.Time
+	found := false
+	earliest := func(t time.Time) {
+		if !found || t.Before(next) {
+			next, found = t, true
+		}
+	}
+	if cr.rosterGate.Pending() {
+		earliest(cr.rosterGate.Due())
+	}
+	if cr.typingGate.Pending() {
+		earliest(cr.typingGate.Due())
+	}
+	if t, ok := cr.typers.Next(); ok {
+		earliest(t)
+	}
+	switch {
+	case !found:
+		if cr.presenceArmed {
+			cr.presenceTimer.Stop()
+			cr.presenceArmed = false
+		}
+	case !cr.presenceArmed || !next.Equal(cr.presenceDue):
+		cr.presenceTimer.Reset(max(0, time.Until(next)))
+		cr.presenceDue, cr.presenceArmed = next, true
+	}
+}
+
+// presenceTick expires typing names whose time is up and sends the
+// presence and typing events that are due.
+func (cr *ChatRoom) presenceTick() {
+	cr.presenceArmed = false
+	now := time.Now()
+	if cr.typers.Expire(now) {
+		cr.typingGate.Changed()
+	}
+	if cr.rosterGate.Ready(now) {
+		cr.rosterGate.Sent(now)
+		f := &frame{data: sse.AppendEvent(nil, sse.Event{Type: "presence", Data: cr.roster.JSON(cr.cfg.PresenceNames)})}
+		cr.sendAll(f, cr.roster.Version())
+	}
+	if cr.typingGate.Ready(now) {
+		cr.typingGate.Sent(now)
+		f := &frame{data: sse.AppendEvent(nil, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})}
+		cr.sendAll(f, 0)
+	}
+	cr.schedulePresence()
+}
+
+// sendAll queues f, a frame with no chat message, for every client but
+// those whose head carried roster version skip (0: none), with the same
+// slow-client policy as messages: a client whose queue is full is
+// disconnected.
+func (cr *ChatRoom) sendAll(f *frame, skip uint64) {
+	var slow []*client
+	cr.mu.RLock()
+	for c := range cr.clients {
+		if skip != 0 && c.rosterSeen == skip {
+			continue
+		}
+		select {
+		case c.send <- f:
+		default:
+			slow = append(slow, c)
+		}
+	}
+	cr.mu.RUnlock()
+	for _, c := range slow {
+		cr.remove(c)
+		cr.stats.slowClient(0)
+	}
 }
 
 // shutdown takes the journal's last reports, fans out what is committed,
@@ -1172,6 +1518,8 @@ func (cr *ChatRoom) shutdown() {
 	cr.mu.Unlock()
 	clear(cr.perAddr)
 	cr.stats.setClients(0)
+	cr.stats.setPresence(0, 0)
+	cr.presenceTimer.Stop()
 	close(cr.done)
 }
 

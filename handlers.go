@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +47,14 @@ const (
 	defaultMaxBody = 16 << 10
 	// maxUsername is the longest name, in characters.
 	maxUsername = 32
+	// maxTypingBody is the largest POST /typing body, in bytes.
+	maxTypingBody = 1 << 10
+	// defaultTypingRate is how many POST /typing one address may make per
+	// second (the page sends one every 3 s at most while its person types).
+	defaultTypingRate = 1
+	// defaultTypingBurst is how many POST /typing one address may make at
+	// once.
+	defaultTypingBurst = 5
 	// maxWriteBatch bounds how many bytes of queued frames one write takes.
 	maxWriteBatch = 64 << 10
 	// probeWindow is how long a stream writer waits, at each probe, for its
@@ -73,6 +82,9 @@ type serverConfig struct {
 	maxBody      int64
 	// limiter rate-limits posts per address (nil: no limit).
 	limiter *limit.Limiter
+	// typingLimiter rate-limits POST /typing per address, apart from
+	// posts (nil: no limit).
+	typingLimiter *limit.Limiter
 	// addrOf returns the address a request counts against for limits.
 	addrOf func(*http.Request) string
 	// gate decides who may use the room and who may moderate it (nil: an
@@ -138,6 +150,8 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"POST", "/post", accessRoom, crossOriginProtection(stats, handlePost(room, stats, cfg))},
 		{"GET", "/stream", accessRoom, handleStream(room, stats, streams, cfg, logger)},
 		{"GET", "/history", accessRoom, handleHistory(room)},
+		{"GET", "/presence", accessRoom, handlePresence(room)},
+		{"POST", "/typing", accessRoom, crossOriginProtection(nil, handleTyping(room, cfg))},
 		{"GET", "/session", accessOpen, handleSession(cfg)},
 		{"POST", "/login", accessLogin, crossOriginProtection(nil, handleLogin(cfg))},
 		{"POST", "/logout", accessLogin, crossOriginProtection(nil, handleLogout())},
@@ -146,7 +160,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"POST", "/bans", accessAdmin, crossOriginProtection(nil, handleAddBan(room, cfg))},
 		{"DELETE", "/bans/{addr...}", accessAdmin, crossOriginProtection(nil, handleLiftBan(cfg))},
 		{"GET", "/stats", accessOpen, handleStats(stats)},
-		{"GET", "/healthz", accessOpen, handleHealth(health)},
+		{"GET", "/healthz", accessOpen, handleHealth(health, stats)},
 		{"GET", "/metrics", accessOpen, handleMetrics(stats)},
 	}
 	allowed := map[string][]string{}
@@ -311,19 +325,27 @@ func handleStats(stats *Stats) http.Handler {
 	})
 }
 
-// handleHealth answers 200 while the server is serving and 503 once
-// shutdown has begun (health is set).
-func handleHealth(shuttingDown *atomic.Bool) http.Handler {
+// handleHealth answers 200 while the server can take posts, and 503 once
+// its journal has failed (every post would get 500 until a restart), with the
+// error that failed it, or once shutdown has begun (shuttingDown is set). A
+// load balancer that checks it sends nobody to a server that cannot store a
+// message.
+func handleHealth(shuttingDown *atomic.Bool, stats *Stats) http.Handler {
 	type response struct {
 		Status string `json:"status"`
+		Error  string `json:"error,omitempty"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if shuttingDown.Load() {
-			_ = encode(w, http.StatusServiceUnavailable, response{"shutting down"})
+		if err := stats.journalFailure(); err != nil {
+			_ = encode(w, http.StatusServiceUnavailable, response{Status: "journal failed", Error: err.Error()})
 			return
 		}
-		_ = encode(w, http.StatusOK, response{"ok"})
+		if shuttingDown.Load() {
+			_ = encode(w, http.StatusServiceUnavailable, response{Status: "shutting down"})
+			return
+		}
+		_ = encode(w, http.StatusOK, response{Status: "ok"})
 	})
 }
 
@@ -353,12 +375,9 @@ var newlines = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 // given Content-Type. It accepts a JSON object or a form with the fields
 // username and content.
 func parsePost(contentType string, body []byte, maxContent int) (postInput, *apiError) {
-	mediaType, params, err := mime.ParseMediaType(contentType)
-	if err != nil && contentType != "" {
-		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "charset must be utf-8"}
+	mediaType, e := bodyMediaType(contentType)
+	if e != nil {
+		return postInput{}, e
 	}
 	var in postInput
 	switch mediaType {
@@ -374,27 +393,53 @@ func parsePost(contentType string, body []byte, maxContent int) (postInput, *api
 			return postInput{}, e
 		}
 		in = postInput(fields)
-	case "application/x-www-form-urlencoded":
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return postInput{}, badRequest("malformed form body")
-		}
-		for k, v := range form {
-			if k != "username" && k != "content" {
-				return postInput{}, badRequest("unknown field %q", truncate(k, 40))
-			}
-			if len(v) > 1 {
-				return postInput{}, badRequest("field %q given more than once", k)
-			}
+	default:
+		form, e := parseFormFields(body, "username", "content")
+		if e != nil {
+			return postInput{}, e
 		}
 		in = postInput{Username: form.Get("username"), Content: form.Get("content")}
-		if !utf8.ValidString(in.Username) || !utf8.ValidString(in.Content) {
-			return postInput{}, badRequest("body is not valid UTF-8")
-		}
-	default:
-		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
 	}
 	return validatePost(in, maxContent)
+}
+
+// bodyMediaType checks the Content-Type of a POST body and returns its
+// media type: application/json or application/x-www-form-urlencoded, in
+// UTF-8.
+func bodyMediaType(contentType string) (string, *apiError) {
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if err != nil && contentType != "" {
+		return "", &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return "", &apiError{http.StatusUnsupportedMediaType, "charset must be utf-8"}
+	}
+	switch mediaType {
+	case "application/json", "application/x-www-form-urlencoded":
+		return mediaType, nil
+	}
+	return "", &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
+}
+
+// parseFormFields parses a form body that may hold only the given fields,
+// each at most once, in valid UTF-8.
+func parseFormFields(body []byte, allowed ...string) (url.Values, *apiError) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, badRequest("malformed form body")
+	}
+	for k, v := range form {
+		if !slices.Contains(allowed, k) {
+			return nil, badRequest("unknown field %q", truncate(k, 40))
+		}
+		if len(v) > 1 {
+			return nil, badRequest("field %q given more than once", k)
+		}
+		if !utf8.ValidString(v[0]) {
+			return nil, badRequest("body is not valid UTF-8")
+		}
+	}
+	return form, nil
 }
 
 // decodeJSON decodes body, which must hold exactly one JSON object, into v,
@@ -753,6 +798,100 @@ func handleHistory(room *ChatRoom) http.Handler {
 	})
 }
 
+// handlePresence serves GET /presence: the whole roster as JSON, from the
+// hub.
+func handlePresence(room *ChatRoom) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		b, err := room.Presence(r.Context())
+		if err != nil {
+			if errors.Is(err, errRoomClosed) {
+				w.Header().Set("Retry-After", "2")
+				writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(append(b[:len(b):len(b)], '\n'))
+		}
+	})
+}
+
+// parseTyping decodes and validates the body of POST /typing: a JSON object
+// or a form with the one field username.
+func parseTyping(contentType string, body []byte) (string, *apiError) {
+	mediaType, e := bodyMediaType(contentType)
+	if e != nil {
+		return "", e
+	}
+	var name string
+	switch mediaType {
+	case "application/json":
+		if !utf8.Valid(body) {
+			return "", badRequest("body is not valid UTF-8")
+		}
+		var fields struct {
+			Username string `json:"username"`
+		}
+		if e := decodeJSON(body, &fields); e != nil {
+			return "", e
+		}
+		name = fields.Username
+	default:
+		form, e := parseFormFields(body, "username")
+		if e != nil {
+			return "", e
+		}
+		name = form.Get("username")
+	}
+	return validateName("username", name)
+}
+
+// handleTyping serves POST /typing: the person named in the body is typing.
+// It answers 204 once the hub has the name. Nothing is stored or counted as
+// a message.
+func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.typingLimiter != nil {
+			if ok, wait := cfg.typingLimiter.Allow(cfg.addrOf(r), time.Now()); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+				writeError(w, http.StatusTooManyRequests, "too many typing notices; slow down")
+				return
+			}
+		}
+		if r.ContentLength > maxTypingBody {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxTypingBody))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTypingBody))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxTypingBody))
+				return
+			}
+			writeError(w, http.StatusBadRequest, "could not read body")
+			return
+		}
+		name, e := parseTyping(r.Header.Get("Content-Type"), body)
+		if e != nil {
+			writeError(w, e.status, e.msg)
+			return
+		}
+		switch err := room.Typing(r.Context(), name); {
+		case err == nil:
+			w.WriteHeader(http.StatusNoContent)
+		case errors.Is(err, errRoomClosed):
+			w.Header().Set("Retry-After", "2")
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+		}
+	})
+}
+
 // resumePosition returns where a stream request wants to resume: the
 // Last-Event-ID header, or else the lastEventId query parameter (which a
 // page uses on its first connection). It returns nil for a new client.
@@ -769,6 +908,22 @@ func resumePosition(r *http.Request) (*position, error) {
 		return nil, fmt.Errorf("invalid Last-Event-ID: %w", err)
 	}
 	return &position{id: id, epoch: epoch, seq: seq}, nil
+}
+
+// streamName returns the name a stream request carries in its name query
+// parameter, validated like a post's username, or "" for an anonymous
+// watcher (no name parameter).
+func streamName(r *http.Request) (string, *apiError) {
+	v, ok := r.URL.Query()["name"]
+	switch {
+	case !ok:
+		return "", nil
+	case len(v) > 1:
+		return "", badRequest("name given more than once")
+	case !utf8.ValidString(v[0]):
+		return "", badRequest("name is not valid UTF-8")
+	}
+	return validateName("name", v[0])
 }
 
 // handleStream serves GET /stream as Server-Sent Events. On HTTP/1.x it
@@ -791,6 +946,11 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		name, e := streamName(r)
+		if e != nil {
+			writeError(w, e.status, e.msg)
+			return
+		}
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
@@ -805,7 +965,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			writeError(w, http.StatusForbidden, bannedMsg)
 			return
 		}
-		c, head, err := room.Join(r.Context(), addr, from)
+		c, head, err := room.JoinAs(r.Context(), addr, name, from)
 		if err != nil {
 			h.Del("Content-Type")
 			switch {
@@ -823,9 +983,10 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			}
 			return
 		}
-		logger.Debug("stream opened", "addr", addr, "resume", from != nil)
-		// The head's first buffer is the preamble; each other is a message.
-		backlog := len(head) - 1
+		logger.Debug("stream opened", "addr", addr, "resume", from != nil, "named", name != "")
+		// The head's first buffer is the preamble; each other is a
+		// message, except the presence and typing events at its end.
+		backlog := len(head) - 1 - c.headEvents
 		s := &stream{room: room, c: c, stats: stats, heartbeat: cfg.heartbeat, writeTimeout: cfg.writeTimeout}
 		rc := http.NewResponseController(w)
 		if r.ProtoMajor == 1 {
@@ -1005,8 +1166,10 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 
 // run writes head (which holds backlog messages; nil if already
 // written), then everything from the client's queue, until the
-// client goes (gone, or a failed write), the room shuts down or the hub
-// closes the queue. It is one select over those and the heartbeat ticker.
+// client goes (gone, or a failed write), or the hub closes the queue (it
+// does when the client is removed and when the room shuts down; what is
+// still queued goes out first). It is one select over the queue, the
+// heartbeat ticker and gone.
 func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	defer s.out.close()
 	defer s.room.Leave(s.c)
@@ -1015,27 +1178,19 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	}
 	t := time.NewTicker(s.tickEvery())
 	defer t.Stop()
+	queue := s.c.frames()
 	for {
 		select {
-		case <-gone:
-			return
-		case <-s.room.Done():
-			// The hub has closed the queue: send what is in it, then end.
-			for f := range s.c.frames() {
-				if s.send(f) != nil {
-					return
-				}
+		case f, ok := <-queue:
+			if !ok || s.send(f) != nil {
+				return
 			}
-			return
 		case <-t.C:
 			if !s.tick() {
 				return
 			}
-		case f, ok := <-s.c.frames():
-			if !ok || s.send(f) != nil {
-				return
-			}
-			s.lastWrite = time.Now()
+		case <-gone:
+			return
 		}
 	}
 }
@@ -1057,11 +1212,12 @@ func (s *stream) serveHijacked(streams *streamTracker, conn net.Conn, logger *sl
 //
 //go:noinline
 func (s *stream) open(head [][]byte, backlog int) bool {
-	if s.extendDeadline() != nil || s.out.writeBuffers(head) != nil {
+	now := time.Now()
+	if s.extendDeadline(now) != nil || s.out.writeBuffers(head) != nil {
 		return false
 	}
 	s.stats.delivered(backlog)
-	s.lastWrite = time.Now()
+	s.lastWrite = now
 	return true
 }
 
@@ -1091,38 +1247,44 @@ func (s *stream) tick() bool {
 		return false
 	}
 	if s.heartbeat > 0 && idle >= s.heartbeat-s.heartbeat/8 {
-		if s.write(heartbeat, 0) != nil {
+		if _, err := s.write(heartbeat, 0); err != nil {
 			return false
 		}
-		s.lastWrite = now
 	}
 	return true
 }
 
 // send writes f and whatever else is already queued (up to maxWriteBatch
-// bytes) with one write.
+// bytes) with one write, and releases the frames (frame.release): f once
+// written, the others as they are copied into the write.
 func (s *stream) send(f *frame) error {
 	queue := s.c.frames()
 	if len(queue) == 0 {
-		if err := s.write(f.data, f.n); err != nil {
-			return err
+		now, err := s.write(f.data, f.n)
+		f.release()
+		if err == nil {
+			s.stats.deliveryLatency.observe(now.Sub(f.at), f.n)
 		}
-		s.stats.deliveryLatency.observe(time.Since(f.at), f.n)
-		return nil
+		return err
 	}
 	bp := batchPool.Get().(*[]byte)
 	buf, n := append((*bp)[:0], f.data...), f.n
 	oldest := f.at
+	f.release()
 	for len(queue) > 0 && len(buf) < maxWriteBatch {
 		next, ok := <-queue
 		if !ok {
 			break
 		}
 		buf, n = append(buf, next.data...), n+next.n
+		next.release()
+		if oldest.IsZero() { // f held no message (presence, typing)
+			oldest = next.at
+		}
 	}
-	err := s.write(buf, n)
+	now, err := s.write(buf, n)
 	if err == nil {
-		s.stats.deliveryLatency.observe(time.Since(oldest), n)
+		s.stats.deliveryLatency.observe(now.Sub(oldest), n)
 	}
 	*bp = buf[:0]
 	batchPool.Put(bp)
@@ -1130,23 +1292,26 @@ func (s *stream) send(f *frame) error {
 }
 
 // write writes p, which holds n chat messages, within the write timeout.
-func (s *stream) write(p []byte, n int) error {
-	if err := s.extendDeadline(); err != nil {
-		return err
+// It reads the clock once, before the write, and returns that time, which
+// is also the stream's last write for the heartbeat.
+func (s *stream) write(p []byte, n int) (time.Time, error) {
+	now := time.Now()
+	if err := s.extendDeadline(now); err != nil {
+		return now, err
 	}
 	if err := s.out.write(p); err != nil {
-		return err
+		return now, err
 	}
+	s.lastWrite = now
 	s.stats.delivered(n)
-	return nil
+	return now, nil
 }
 
 // extendDeadline moves the write deadline to writeTimeout from now, but
 // only when a quarter of the timeout has passed since it last did: moving
 // it costs a timer update, and a busy stream writes many times a second.
 // Every write therefore has between 3/4 of writeTimeout and all of it.
-func (s *stream) extendDeadline() error {
-	now := time.Now()
+func (s *stream) extendDeadline(now time.Time) error {
 	if now.Sub(s.deadlineSet) < s.writeTimeout/4 {
 		return nil
 	}

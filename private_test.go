@@ -36,6 +36,14 @@ var roomRoutes = []struct {
 	{"GET", "/history?limit=5", "", "", http.StatusOK},
 	{"GET", "/history?after=1-1", "", "", http.StatusNotFound}, // an id from another run
 	{"GET", "/history?before=garbage", "", "", http.StatusBadRequest},
+	{"GET", "/stream?name=alice", "", "", http.StatusOK},
+	{"GET", "/stream?name=%07", "", "", http.StatusBadRequest},
+	{"GET", "/presence", "", "", http.StatusOK},
+	{"HEAD", "/presence", "", "", http.StatusOK},
+	{"POST", "/typing", "application/json", `{"username":"u"}`, http.StatusNoContent},
+	{"POST", "/typing", "application/x-www-form-urlencoded", "username=u", http.StatusNoContent},
+	{"POST", "/typing", "application/json", `{"username":""}`, http.StatusBadRequest},
+	{"POST", "/typing", "text/plain", "junk", http.StatusUnsupportedMediaType},
 }
 
 // openRoutes lists the endpoints that answer without credentials even in
