@@ -16,6 +16,7 @@ import (
 	"chat/internal/idem"
 	"chat/internal/journal"
 	"chat/internal/limit"
+	"chat/internal/presence"
 	"chat/internal/sse"
 )
 
@@ -50,6 +51,30 @@ const (
 	// it fans the batch out, so that one burst cannot delay delivery
 	// without limit.
 	maxDrain = 256
+)
+
+// Tuning values of presence and typing.
+const (
+	// defaultPresenceInterval is the least time between two presence
+	// events on a stream: a burst of joins and leaves costs each stream
+	// one or two events, not one per change.
+	defaultPresenceInterval = time.Second
+	// defaultPresenceNames is how many names a presence event lists at
+	// most; it always carries the totals, and GET /presence lists everyone.
+	defaultPresenceNames = 200
+	// typingInterval is the least time between two typing events on a
+	// stream.
+	typingInterval = time.Second
+	// typingTTL is how long a name stays in the typing set after its last
+	// POST /typing (its message removes it at once).
+	typingTTL = 5 * time.Second
+	// maxTyping bounds the names in the typing set, however many
+	// addresses post /typing; new names beyond it are ignored until some
+	// expire.
+	maxTyping = 1000
+	// typingQueue is the capacity of the channel that carries POST
+	// /typing to the hub.
+	typingQueue = 64
 )
 
 // Errors returned by ChatRoom methods.
@@ -139,6 +164,16 @@ type client struct {
 	send chan *frame
 	// addr is the client's address, for the per-address stream limit.
 	addr string
+	// name is the name the stream carries on the roster ("" for an
+	// anonymous watcher).
+	name string
+	// headEvents is how many presence and typing events the hub put at
+	// the end of the client's head (they are not chat messages).
+	headEvents int
+	// rosterSeen is the roster version the client's head carried; the
+	// hub skips it in a presence broadcast of that same version. Only the
+	// hub uses it.
+	rosterSeen uint64
 }
 
 // frames returns the client's queue, receive-only.
@@ -313,6 +348,16 @@ type RoomConfig struct {
 	// Recovered is the history to start with, oldest first (from the
 	// journal). The epoch and sequence numbers continue from its last id.
 	Recovered []Message
+	// PresenceInterval, when positive, makes the hub send presence and
+	// typing events: the roster after every stream's backlog, then at
+	// most one presence event per PresenceInterval when the roster
+	// changes, and at most one typing event per typingInterval when the
+	// typing set does. Zero sends none (the roster is still kept for
+	// Presence and the statistics).
+	PresenceInterval time.Duration
+	// PresenceNames caps the names a presence event lists (the totals are
+	// always there).
+	PresenceNames int
 	// RecoveredKeys are the Idempotency-Keys of recovered messages, oldest
 	// first (from the journal).
 	RecoveredKeys []idem.Entry
@@ -342,6 +387,11 @@ type ChatRoom struct {
 	register chan *joinRequest
 	// unregister carries leaving clients to Run.
 	unregister chan *client
+	// typing carries names from POST /typing to Run.
+	typing chan string
+	// presenceReq carries GET /presence's requests to Run, which answers
+	// each with the whole roster's JSON.
+	presenceReq chan chan []byte
 	// histories carries GET /history queries to Run.
 	histories chan *historyRequest
 	// done is closed when Run returns.
@@ -378,6 +428,20 @@ type ChatRoom struct {
 	perAddr map[string]int
 	// timer fires when a coalesced batch is due.
 	timer *time.Timer
+
+	// roster is who is connected: the names of the streams, and how many
+	// carry none.
+	roster *presence.Roster
+	// typers is the set of names typing now.
+	typers *presence.Typing
+	// rosterGate and typingGate space out the presence and typing events.
+	rosterGate, typingGate *presence.Gate
+	// presenceTimer fires when a presence or typing event may go out or a
+	// typing name expires; presenceDue is when it is set to fire, if
+	// presenceArmed.
+	presenceTimer *time.Timer
+	presenceDue   time.Time
+	presenceArmed bool
 	// keys remembers the Idempotency-Keys of committed messages.
 	keys *idem.Table
 	// inflight holds the keyed posts waiting for the journal, by key.
@@ -396,19 +460,25 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		cfg.Retry = defaultRetry
 	}
 	cr := &ChatRoom{
-		broadcast:  make(chan *postRequest, maxDrain),
-		register:   make(chan *joinRequest),
-		unregister: make(chan *client),
-		histories:  make(chan *historyRequest),
-		done:       make(chan struct{}),
-		clients:    make(map[*client]struct{}),
-		cfg:        cfg,
-		stats:      stats,
-		epoch:      time.Now().UnixMilli(),
-		hist:       history{buf: make([]entry, cfg.History)},
-		perAddr:    make(map[string]int),
-		keys:       idem.New(cfg.MaxKeys, cfg.KeyTTL),
-		inflight:   make(map[string]*postRequest),
+		broadcast:   make(chan *postRequest, maxDrain),
+		register:    make(chan *joinRequest),
+		unregister:  make(chan *client),
+		histories:   make(chan *historyRequest),
+		typing:      make(chan string, typingQueue),
+		presenceReq: make(chan chan []byte),
+		done:        make(chan struct{}),
+		clients:     make(map[*client]struct{}),
+		cfg:         cfg,
+		stats:       stats,
+		epoch:       time.Now().UnixMilli(),
+		hist:        history{buf: make([]entry, cfg.History)},
+		perAddr:     make(map[string]int),
+		keys:        idem.New(cfg.MaxKeys, cfg.KeyTTL),
+		inflight:    make(map[string]*postRequest),
+		roster:      presence.NewRoster(),
+		typers:      presence.NewTyping(typingTTL, maxTyping),
+		rosterGate:  presence.NewGate(cfg.PresenceInterval),
+		typingGate:  presence.NewGate(typingInterval),
 	}
 	if cfg.Epoch > 0 {
 		cr.epoch = cfg.Epoch
@@ -512,13 +582,20 @@ func (cr *ChatRoom) History(ctx context.Context, q historyQuery) (historyPage, e
 	}
 }
 
-// Join adds a new client from addr to the room. It returns the client and
-// the bytes it must be sent before anything from its queue: the preamble, a
-// reset event if from cannot be resumed, and the backlog. From then on every
+// Join adds a new anonymous client from addr to the room (see JoinAs).
+func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, [][]byte, error) {
+	return cr.JoinAs(ctx, addr, "", from)
+}
+
+// JoinAs adds a new client from addr to the room, on the roster as name (""
+// for an anonymous watcher). It returns the client and the bytes it must be
+// sent before anything from its queue: the preamble, a reset event if from
+// cannot be resumed, the backlog and, when the room sends presence, the
+// roster (and the typing set, if anyone is typing). From then on every
 // committed message arrives in the client's queue, with no gap and no
 // duplicate after the backlog. A nil from means a new client.
-func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, [][]byte, error) {
-	c := &client{send: make(chan *frame, cr.cfg.ClientBuffer), addr: addr}
+func (cr *ChatRoom) JoinAs(ctx context.Context, addr, name string, from *position) (*client, [][]byte, error) {
+	c := &client{send: make(chan *frame, cr.cfg.ClientBuffer), addr: addr, name: name}
 	req := &joinRequest{c: c, from: from, reply: make(chan joinResult, 1)}
 	select {
 	case cr.register <- req:
@@ -560,8 +637,42 @@ func (cr *ChatRoom) Leave(c *client) {
 	}
 }
 
+// Typing tells the room that name is typing. It returns errRoomClosed once
+// the room has shut down, or ctx's error.
+func (cr *ChatRoom) Typing(ctx context.Context, name string) error {
+	select {
+	case cr.typing <- name:
+		return nil
+	case <-cr.done:
+		return errRoomClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Presence returns the whole roster as JSON (see presence.Roster.JSON). The
+// bytes are shared and must not be modified.
+func (cr *ChatRoom) Presence(ctx context.Context) ([]byte, error) {
+	reply := make(chan []byte, 1) // buffered: the hub never waits for us
+	select {
+	case cr.presenceReq <- reply:
+	case <-cr.done:
+		return nil, errRoomClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case b := <-reply:
+		return b, nil
+	case <-cr.done:
+		return nil, errRoomClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // Run is the hub. It is the only goroutine that changes the client map, the
-// history and the ids. It returns when ctx ends, after closing every
+// history, the ids and the roster. It returns when ctx ends, after closing every
 // client's queue. A room runs once.
 func (cr *ChatRoom) Run(ctx context.Context) {
 	if cr.running.Swap(true) {
@@ -569,6 +680,8 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	}
 	cr.timer = time.NewTimer(time.Hour)
 	cr.timer.Stop()
+	cr.presenceTimer = time.NewTimer(time.Hour)
+	cr.presenceTimer.Stop()
 	defer cr.shutdown()
 
 	var commits <-chan journal.Commit
@@ -604,6 +717,12 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 			cr.join(req)
 		case c := <-cr.unregister:
 			cr.remove(c)
+		case name := <-cr.typing:
+			cr.typed(name)
+		case reply := <-cr.presenceReq:
+			reply <- cr.roster.JSON(-1)
+		case <-cr.presenceTimer.C:
+			cr.presenceTick()
 		case req := <-cr.histories:
 			page, err := cr.page(req.q)
 			req.reply <- historyResult{page: page, err: err}
@@ -734,6 +853,9 @@ func (cr *ChatRoom) commit(req *postRequest) {
 	cr.batch.data = append(cr.batch.data, enc...)
 	cr.batch.n++
 	cr.stats.posted(cr.hist.n)
+	if cr.typers.Stop(req.msg.Username) {
+		cr.typingGate.Changed()
+	}
 	if req.key != "" {
 		delete(cr.inflight, req.key)
 		cr.keys.Add(idem.Entry{Key: req.key, FP: req.fp, Seq: req.seq, ID: req.msg.ID, Time: req.msg.Time})
@@ -786,6 +908,16 @@ func (cr *ChatRoom) flush() {
 	}
 	cr.batch = nil
 	cr.timer.Stop()
+	if cr.typingGate.Pending() {
+		// A sender stopped typing: say so in the same write as the
+		// message, when the typing interval allows, or soon after.
+		if now := time.Now(); cr.cfg.PresenceInterval > 0 && cr.typingGate.Ready(now) {
+			f.data = sse.AppendEvent(f.data, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})
+			cr.typingGate.Sent(now)
+		} else {
+			cr.schedulePresence()
+		}
+	}
 	var slow []*client
 	cr.mu.RLock()
 	for c := range cr.clients {
@@ -826,6 +958,17 @@ func (cr *ChatRoom) join(req *joinRequest) {
 		cr.perAddr[sc.Key]++
 	}
 	cr.stats.joined(n)
+	cr.roster.Add(c.name)
+	cr.rosterChanged()
+	if cr.cfg.PresenceInterval > 0 {
+		head = append(head, sse.AppendEvent(nil, sse.Event{Type: "presence", Data: cr.roster.JSON(cr.cfg.PresenceNames)}))
+		c.rosterSeen = cr.roster.Version()
+		c.headEvents = 1
+		if cr.typers.Len() > 0 {
+			head = append(head, sse.AppendEvent(nil, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)}))
+			c.headEvents++
+		}
+	}
 	req.reply <- joinResult{head: head}
 }
 
@@ -905,7 +1048,107 @@ func (cr *ChatRoom) remove(c *client) bool {
 		}
 	}
 	cr.stats.setClients(n)
+	cr.roster.Remove(c.name)
+	cr.rosterChanged()
 	return true
+}
+
+// rosterChanged records a change of the roster: in the statistics, and as
+// a presence event to send.
+func (cr *ChatRoom) rosterChanged() {
+	cr.stats.setPresence(cr.roster.People(), cr.roster.Anonymous())
+	if cr.cfg.PresenceInterval > 0 {
+		cr.rosterGate.Changed()
+		cr.schedulePresence()
+	}
+}
+
+// typed records that name is typing.
+func (cr *ChatRoom) typed(name string) {
+	if cr.cfg.PresenceInterval <= 0 {
+		return
+	}
+	if cr.typers.Start(name, time.Now()) {
+		cr.typingGate.Changed()
+	}
+	cr.schedulePresence()
+}
+
+// schedulePresence sets the presence timer for the earliest of: the
+// pending presence event, the pending typing event, the next expiry in the
+// typing set. It stops the timer when there is none.
+func (cr *ChatRoom) schedulePresence() {
+	var next time.Time
+	found := false
+	earliest := func(t time.Time) {
+		if !found || t.Before(next) {
+			next, found = t, true
+		}
+	}
+	if cr.rosterGate.Pending() {
+		earliest(cr.rosterGate.Due())
+	}
+	if cr.typingGate.Pending() {
+		earliest(cr.typingGate.Due())
+	}
+	if t, ok := cr.typers.Next(); ok {
+		earliest(t)
+	}
+	switch {
+	case !found:
+		if cr.presenceArmed {
+			cr.presenceTimer.Stop()
+			cr.presenceArmed = false
+		}
+	case !cr.presenceArmed || !next.Equal(cr.presenceDue):
+		cr.presenceTimer.Reset(max(0, time.Until(next)))
+		cr.presenceDue, cr.presenceArmed = next, true
+	}
+}
+
+// presenceTick expires typing names whose time is up and sends the
+// presence and typing events that are due.
+func (cr *ChatRoom) presenceTick() {
+	cr.presenceArmed = false
+	now := time.Now()
+	if cr.typers.Expire(now) {
+		cr.typingGate.Changed()
+	}
+	if cr.rosterGate.Ready(now) {
+		cr.rosterGate.Sent(now)
+		f := &frame{data: sse.AppendEvent(nil, sse.Event{Type: "presence", Data: cr.roster.JSON(cr.cfg.PresenceNames)})}
+		cr.sendAll(f, cr.roster.Version())
+	}
+	if cr.typingGate.Ready(now) {
+		cr.typingGate.Sent(now)
+		f := &frame{data: sse.AppendEvent(nil, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})}
+		cr.sendAll(f, 0)
+	}
+	cr.schedulePresence()
+}
+
+// sendAll queues f, a frame with no chat message, for every client but
+// those whose head carried roster version skip (0: none), with the same
+// slow-client policy as messages: a client whose queue is full is
+// disconnected.
+func (cr *ChatRoom) sendAll(f *frame, skip uint64) {
+	var slow []*client
+	cr.mu.RLock()
+	for c := range cr.clients {
+		if skip != 0 && c.rosterSeen == skip {
+			continue
+		}
+		select {
+		case c.send <- f:
+		default:
+			slow = append(slow, c)
+		}
+	}
+	cr.mu.RUnlock()
+	for _, c := range slow {
+		cr.remove(c)
+		cr.stats.slowClient(0)
+	}
 }
 
 // shutdown takes the journal's last reports, fans out what is committed,
@@ -940,6 +1183,8 @@ func (cr *ChatRoom) shutdown() {
 	cr.mu.Unlock()
 	clear(cr.perAddr)
 	cr.stats.setClients(0)
+	cr.stats.setPresence(0, 0)
+	cr.presenceTimer.Stop()
 	close(cr.done)
 }
 

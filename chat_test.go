@@ -126,7 +126,9 @@ func startServer(t *testing.T, flags ...string) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &testServer{cancel: cancel, done: make(chan error, 1), logs: newLogWatcher()}
-	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0"}, flags...)
+	// Presence events are off unless a test asks for them (presence_test.go
+	// does): the other tests read streams that hold only messages.
+	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0", "-presence-interval", "0", "-typing-rate", "0"}, flags...)
 	go func() { ts.done <- run(ctx, args, func(string) string { return "" }, io.Discard, ts.logs) }()
 	select {
 	case addr := <-ts.addrCh():

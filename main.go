@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"chat/internal/auth"
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
@@ -67,11 +68,18 @@ type config struct {
 	maxContent, maxBody             int
 	maxStreams, maxStreamsPerAddr   int
 	maxConnsPerAddr, maxHeaderConns int
-	postBurst                       int
-	postRate                        float64
+	postBurst, typingBurst          int
+	postRate, typingRate            float64
+	presenceInterval                time.Duration
+	presenceNames                   int
 	heartbeat, statsInterval        time.Duration
 	writeTimeout, coalesce          time.Duration
 	pprof                           bool
+	// roomKey and adminKey are the keys themselves, from the flag, the
+	// environment or the key file. Never log them.
+	roomKey, roomKeyFile   string
+	adminKey, adminKeyFile string
+	sessionLifetime        time.Duration
 	// journalWait, when positive, replaces journalDrain (tests shorten
 	// it).
 	journalWait time.Duration
@@ -101,11 +109,20 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.maxStreamsPerAddr, "max-streams-per-addr", defaultMaxStreamsPerAddr, "most streams per client address (0: no limit)")
 	fs.Float64Var(&c.postRate, "post-rate", defaultPostRate, "posts per second per client address (0: no limit)")
 	fs.IntVar(&c.postBurst, "post-burst", defaultPostBurst, "posts one client address may make at once")
+	fs.Float64Var(&c.typingRate, "typing-rate", defaultTypingRate, "POST /typing per second per client address (0: no limit)")
+	fs.IntVar(&c.typingBurst, "typing-burst", defaultTypingBurst, "POST /typing one client address may make at once")
+	fs.DurationVar(&c.presenceInterval, "presence-interval", defaultPresenceInterval, "least time between two presence events on a stream (0: no presence or typing events)")
+	fs.IntVar(&c.presenceNames, "presence-names", defaultPresenceNames, "most names listed in a presence event (the totals are always sent)")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated proxy addresses or prefixes whose X-Forwarded-For is believed")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (serves HTTPS and HTTP/2 with -tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.roomKey, "room-key", "", "key that makes the room private (prefer -room-key-file: arguments are visible to other users)")
+	fs.StringVar(&c.roomKeyFile, "room-key-file", "", "file holding the room key, read once at start")
+	fs.StringVar(&c.adminKey, "admin-key", "", "key that enables moderation: deleting messages and banning addresses")
+	fs.StringVar(&c.adminKeyFile, "admin-key-file", "", "file holding the admin key, read once at start")
+	fs.DurationVar(&c.sessionLifetime, "session-lifetime", auth.DefaultLifetime, "how long a login lasts")
 	fs.IntVar(&c.maxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "most TCP connections per client address, closed at accept (0: no limit; trusted proxies are exempt)")
 	fs.IntVar(&c.maxHeaderConns, "max-header-conns-per-addr", defaultMaxHeaderConnsPerAddr, "most connections per client address sending request headers at once (0: no limit)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve profiles under /debug/pprof/ on this separate address, e.g. 127.0.0.1:6060 (empty: off)")
@@ -135,9 +152,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	switch {
 	case c.history < 0, c.backlog < 0, c.clientBuffer < 1, c.maxContent < 1, c.maxBody < 64,
 		c.maxStreams < 0, c.maxStreamsPerAddr < 0, c.postRate < 0, c.postBurst < 0,
-		c.maxConnsPerAddr < 0, c.maxHeaderConns < 0:
+		c.maxConnsPerAddr < 0, c.maxHeaderConns < 0,
+		c.typingRate < 0, c.typingBurst < 0, c.presenceNames < 0:
 		return c, errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
-	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.coalesce < 0:
+	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.coalesce < 0, c.presenceInterval < 0:
 		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
 	case c.pprof:
 		return c, errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")
@@ -147,8 +165,40 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("-tls-cert and -tls-key go together")
 	case c.logFormat != "text" && c.logFormat != "json":
 		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	case c.sessionLifetime <= 0:
+		return c, errors.New("-session-lifetime must be positive")
+	}
+	if c.roomKey, err = readKey("room-key", c.roomKey, c.roomKeyFile); err != nil {
+		return c, err
+	}
+	if c.adminKey, err = readKey("admin-key", c.adminKey, c.adminKeyFile); err != nil {
+		return c, err
+	}
+	if c.roomKey != "" && auth.KeyEqual(c.adminKey, c.roomKey) {
+		return c, errors.New("-admin-key must differ from -room-key")
 	}
 	return c, nil
+}
+
+// readKey returns the key that the flag -name (its value is key) or the
+// flag -name-file (the file's contents, surrounding white space removed)
+// gives, or "" for none. Giving both is an error. Errors never hold the key.
+func readKey(name, key, file string) (string, error) {
+	switch {
+	case file == "":
+		return key, nil
+	case key != "":
+		return "", fmt.Errorf("-%s and -%s-file: give one of them", name, name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("-%s-file: %w", name, err)
+	}
+	key = strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("-%s-file %s is empty", name, file)
+	}
+	return key, nil
 }
 
 // envName returns the environment variable that backs a flag.
@@ -205,6 +255,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		Coalesce:          cfg.coalesce,
 		MaxStreams:        cfg.maxStreams,
 		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
+		PresenceInterval:  cfg.presenceInterval,
+		PresenceNames:     cfg.presenceNames,
 	}
 	var wg sync.WaitGroup
 	storeCtx, stopStore := context.WithCancel(context.Background())
@@ -255,15 +307,26 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	defer stopMonitor()
 	wg.Go(func() { runMonitor(monCtx, cfg.statsInterval, stats, logger) })
 
+	gate, err := newGate(cfg)
+	if err != nil {
+		return err
+	}
+	if gate.Private() || gate.Moderated() {
+		logger.Info("access", "room_key", gate.Private(), "moderation", gate.Moderated(),
+			"sessions_kept", cfg.data != "", "session_lifetime", cfg.sessionLifetime.String())
+	}
+
 	streams := newStreamTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
-		heartbeat:    cfg.heartbeat,
-		writeTimeout: cfg.writeTimeout,
-		maxContent:   cfg.maxContent,
-		maxBody:      int64(cfg.maxBody),
-		limiter:      limit.New(cfg.postRate, cfg.postBurst),
-		addrOf:       limit.ClientAddr(trusted),
+		heartbeat:     cfg.heartbeat,
+		writeTimeout:  cfg.writeTimeout,
+		maxContent:    cfg.maxContent,
+		maxBody:       int64(cfg.maxBody),
+		limiter:       limit.New(cfg.postRate, cfg.postBurst),
+		typingLimiter: limit.New(cfg.typingRate, cfg.typingBurst),
+		addrOf:        limit.ClientAddr(trusted),
+		gate:          gate,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -354,6 +417,31 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	stopMonitor()
 	logger.Info("stopped", "messages", stats.Snapshot().MessagesPosted)
 	return nil
+}
+
+// newGate returns the gate for the keys in cfg. Sessions are signed with a
+// secret kept beside the journal (PATH.secret, mode 0600) with -data, so
+// they survive restarts, or else with a random one.
+func newGate(cfg config) (*auth.Gate, error) {
+	g := &auth.Gate{Keys: auth.Keys{Room: cfg.roomKey, Admin: cfg.adminKey}}
+	if !g.Private() && !g.Moderated() {
+		return g, nil
+	}
+	var secret []byte
+	var err error
+	if cfg.data != "" {
+		secret, err = auth.LoadSecret(cfg.data + ".secret")
+	} else {
+		secret, err = auth.NewSecret()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if g.Sessions, err = auth.NewSessions(secret, g.Keys, cfg.sessionLifetime); err != nil {
+		return nil, err
+	}
+	g.Failures = auth.NewThrottle(loginFailures, loginWindow)
+	return g, nil
 }
 
 // servePprof serves the profiling endpoints on their own listener at addr

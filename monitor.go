@@ -43,6 +43,9 @@ type Stats struct {
 	streamsRejected uint64
 	// historySize is the number of messages in history.
 	historySize int
+	// people is the number of names on the roster; anonymous the number
+	// of streams without a name.
+	people, anonymous int
 
 	// deliveries counts messages written to clients. It is updated by
 	// every stream writer after every write, so it is an atomic rather than
@@ -110,6 +113,13 @@ func (s *Stats) setClients(n int) {
 	s.mu.Unlock()
 }
 
+// setPresence records the people online and the anonymous streams.
+func (s *Stats) setPresence(people, anonymous int) {
+	s.mu.Lock()
+	s.people, s.anonymous = people, anonymous
+	s.mu.Unlock()
+}
+
 // slowClient records a client disconnected because a frame of n messages
 // did not fit in its queue.
 func (s *Stats) slowClient(n int) {
@@ -140,6 +150,8 @@ func (s *Stats) delivered(n int) { s.deliveries.Add(uint64(n)) }
 // returns it.
 type StatsSnapshot struct {
 	Clients          int     `json:"clients"`
+	People           int     `json:"people"`
+	Anonymous        int     `json:"anonymous"`
 	PeakClients      int     `json:"peak_clients"`
 	ConnectionsTotal uint64  `json:"connections_total"`
 	MessagesPosted   uint64  `json:"messages_posted"`
@@ -167,6 +179,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	s.mu.Lock()
 	snap := StatsSnapshot{
 		Clients:          s.clients,
+		People:           s.people,
+		Anonymous:        s.anonymous,
 		PeakClients:      s.peakClients,
 		ConnectionsTotal: s.connectionsTotal,
 		MessagesPosted:   s.messagesPosted,
@@ -247,6 +261,7 @@ func runMonitor(ctx context.Context, interval time.Duration, stats *Stats, logge
 			s := stats.Snapshot()
 			logger.Info("stats",
 				"clients", s.Clients,
+				"people", s.People,
 				"peak_clients", s.PeakClients,
 				"messages", s.MessagesPosted,
 				"deliveries", s.Deliveries,
@@ -328,6 +343,8 @@ func handleMetrics(stats *Stats) http.Handler {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, help, name, typ, name, formatValue(v))
 		}
 		metric("chat_clients", "gauge", "Streams connected now.", float64(s.Clients))
+		metric("chat_people", "gauge", "Distinct names on the streams connected now.", float64(s.People))
+		metric("chat_anonymous_streams", "gauge", "Streams connected now without a name.", float64(s.Anonymous))
 		metric("chat_clients_peak", "gauge", "Most streams connected at once.", float64(s.PeakClients))
 		metric("chat_connections_total", "counter", "Streams opened.", float64(s.ConnectionsTotal))
 		metric("chat_messages_total", "counter", "Messages accepted and sent out.", float64(s.MessagesPosted))

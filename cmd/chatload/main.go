@@ -73,6 +73,7 @@ type config struct {
 	insecure    bool
 	strict      bool
 	cpuProfile  string
+	names       bool
 }
 
 // loadRun is the shared state of one run.
@@ -146,6 +147,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	fs.BoolVar(&cfg.insecure, "insecure", false, "skip TLS certificate verification for https URLs")
 	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 if any delivery was lost, duplicated or out of order")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file")
+	fs.BoolVar(&cfg.names, "names", false, "give every stream its own name (GET /stream?name=load-<run>-<n>), so that each one joins the presence roster")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chatload [flags]\n\nLoad tool of the chat server: SSE subscribers plus paced posters.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -298,6 +300,7 @@ func (r *loadRun) execute(ctx context.Context, client *http.Client) *report {
 		Duration: r.cfg.duration.Seconds(),
 		Posters:  r.cfg.posters,
 		HoldSecs: r.cfg.hold.Seconds(),
+		Names:    r.cfg.names,
 	}
 	r.newSubscribers()
 	progressDone := make(chan struct{})
