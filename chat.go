@@ -51,6 +51,16 @@ const (
 	// it fans the batch out, so that one burst cannot delay delivery
 	// without limit.
 	maxDrain = 256
+	// defaultBatchWait bounds how long the hub holds new messages while
+	// the frame before them is still being written (see ChatRoom): a
+	// batch leaves at the latest this long after that frame did.
+	defaultBatchWait = 100 * time.Millisecond
+	// stragglerShare sets how many writers a frame in flight may still
+	// wait for and count as written: one in stragglerShare of the
+	// clients it went to (none below that many clients). The slowest few
+	// writers then batch on their own, from their queues, instead of
+	// holding back the room.
+	stragglerShare = 64
 )
 
 // Tuning values of presence and typing.
@@ -147,7 +157,8 @@ func truncate(s string, n int) string {
 
 // frame is one or more encoded chat events that the hub hands to every
 // client at once. Its bytes are shared by all clients and never change after
-// the hub sends it.
+// the hub sends it. Whoever receives a frame from a client's queue (the
+// stream writer, or Leave) calls release once it is done with it.
 type frame struct {
 	// data holds the events exactly as they go on the wire.
 	data []byte
@@ -155,6 +166,30 @@ type frame struct {
 	n int
 	// at is when the oldest message in data was accepted.
 	at time.Time
+	// left counts the queues the frame is in whose reader has not
+	// released it yet, plus one while the hub is still queueing it.
+	left atomic.Int32
+	// slack is how many writers may still hold the frame when the hub
+	// counts it as written (stragglerShare); set before it is queued.
+	slack int32
+	// written is the room's signal that a frame has come down to its
+	// slack; set before the frame is queued.
+	written chan<- struct{}
+}
+
+// release records that one reader is done with f: it has written it, or
+// copied it into a write, or discarded it because its client left. The
+// release that brings f down to its slack tells the hub.
+func (f *frame) release() {
+	if f.written == nil {
+		return // a frame without chat messages (presence, typing): not counted
+	}
+	if f.left.Add(-1) == f.slack {
+		select {
+		case f.written <- struct{}{}:
+		default: // a signal is pending already; the hub reads left
+		}
+	}
 }
 
 // client is one subscriber of the room.
@@ -332,10 +367,11 @@ type RoomConfig struct {
 	// ClientBuffer is the capacity of each client's queue
 	// (defaultClientBuffer).
 	ClientBuffer int
-	// Coalesce, when positive, makes the hub wait up to this long after a
-	// message before fanning it out, so that messages arriving meanwhile
-	// share one write per client. Zero fans out at once.
-	Coalesce time.Duration
+	// BatchWait, when positive, lets the hub hold new messages while the
+	// frame before them is still being written, for at most this long
+	// after that frame left (adaptive batching, see ChatRoom). Zero fans
+	// every message out at once.
+	BatchWait time.Duration
 	// Retry is the reconnection delay sent in the "retry:" field.
 	Retry time.Duration
 	// MaxStreams caps the clients in the room (0: no cap).
@@ -380,6 +416,16 @@ type RoomConfig struct {
 // already queued) and counts it; the client resumes with Last-Event-ID and
 // receives everything after its last message from history, or a reset
 // event when history no longer holds it. No message is dropped silently.
+//
+// Batching (group commit applied to fan-out): messages committed while the
+// room is idle leave at once, one frame each. Messages committed while the
+// last frame is still being written (its writers have not all released it,
+// but for a few stragglers) wait and collect into one frame, which leaves
+// as soon as that frame has been written, and at the latest BatchWait after
+// it left. A quiet room therefore sees no added delay, and a busy one sends
+// as many messages per write as it takes the room to write one frame,
+// without a flag to tune. A slow client holds nobody back: it counts among
+// the stragglers, its queue fills and it is disconnected as before.
 type ChatRoom struct {
 	// broadcast carries posts from POST handlers to Run (producer-consumer).
 	broadcast chan *postRequest
@@ -387,6 +433,11 @@ type ChatRoom struct {
 	register chan *joinRequest
 	// unregister carries leaving clients to Run.
 	unregister chan *client
+	// written carries the stream writers' signal that a frame has been
+	// written (frame.release) to Run. Buffered (1): writers never block
+	// on it, and one pending signal is enough, since Run reads the
+	// frame's count itself.
+	written chan struct{}
 	// typing carries names from POST /typing to Run.
 	typing chan string
 	// presenceReq carries GET /presence's requests to Run, which answers
@@ -423,11 +474,18 @@ type ChatRoom struct {
 	pending []*postRequest
 	// batch holds committed messages not yet fanned out.
 	batch *frame
+	// sending is the last frame fanned out while it may still be being
+	// written (nil once written).
+	sending *frame
+	// sentAt is when sending left.
+	sentAt time.Time
 	// perAddr counts clients per address key, and for IPv6 also per
 	// wider prefix (see limit.Scopes).
 	perAddr map[string]int
-	// timer fires when a coalesced batch is due.
+	// timer fires when a held batch is due (BatchWait after sending
+	// left); armed says it is set.
 	timer *time.Timer
+	armed bool
 
 	// roster is who is connected: the names of the streams, and how many
 	// carry none.
@@ -463,6 +521,7 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		broadcast:   make(chan *postRequest, maxDrain),
 		register:    make(chan *joinRequest),
 		unregister:  make(chan *client),
+		written:     make(chan struct{}, 1),
 		histories:   make(chan *historyRequest),
 		typing:      make(chan string, typingQueue),
 		presenceReq: make(chan chan []byte),
@@ -628,12 +687,19 @@ func (cr *ChatRoom) JoinAs(ctx context.Context, addr, name string, from *positio
 	}
 }
 
-// Leave removes c from the room and closes its queue. It is safe to call
-// more than once and after the room has shut down.
+// Leave removes c from the room, closes its queue and releases the frames
+// still in it, unwritten. Only the queue's reader (the client's stream
+// writer, or whoever holds the client before one starts) calls it. It is
+// safe to call more than once and after the room has shut down.
 func (cr *ChatRoom) Leave(c *client) {
 	select {
 	case cr.unregister <- c:
 	case <-cr.done:
+	}
+	// The hub closes the queue as it removes c (or has closed it
+	// already), so this ends.
+	for f := range c.send {
+		f.release()
 	}
 }
 
@@ -690,7 +756,7 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	}
 	for {
 		var due <-chan time.Time
-		if cr.batch != nil {
+		if cr.armed {
 			due = cr.timer.C
 		}
 		select {
@@ -703,15 +769,14 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 			for i := 1; i < maxDrain && len(cr.broadcast) > 0; i++ {
 				cr.accept(<-cr.broadcast)
 			}
-			if cr.cfg.Coalesce <= 0 {
-				cr.flush()
-			}
+			cr.deliver()
 		case c := <-commits:
 			cr.committed(c)
-			if cr.cfg.Coalesce <= 0 {
-				cr.flush()
-			}
+			cr.deliver()
+		case <-cr.written:
+			cr.deliver()
 		case <-due:
+			cr.armed = false
 			cr.flush()
 		case req := <-cr.register:
 			cr.join(req)
@@ -846,9 +911,6 @@ func (cr *ChatRoom) commit(req *postRequest) {
 	cr.last = req.seq
 	if cr.batch == nil {
 		cr.batch = &frame{at: req.msg.Time}
-		if cr.cfg.Coalesce > 0 {
-			cr.timer.Reset(cr.cfg.Coalesce)
-		}
 	}
 	cr.batch.data = append(cr.batch.data, enc...)
 	cr.batch.n++
@@ -899,15 +961,45 @@ func (cr *ChatRoom) page(q historyQuery) (historyPage, error) {
 	return historyPage{msgs: msgs, more: more}, nil
 }
 
+// deliver applies the batching rule to the batch: it leaves now if no
+// frame is in flight (the room is idle) or the one in flight left
+// BatchWait ago; otherwise it waits, and the timer is set for that bound.
+func (cr *ChatRoom) deliver() {
+	if cr.batch == nil {
+		return
+	}
+	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
+		cr.sending = nil
+	}
+	if cr.sending == nil || cr.cfg.BatchWait <= 0 {
+		cr.flush()
+		return
+	}
+	if cr.armed {
+		return
+	}
+	wait := cr.cfg.BatchWait - time.Since(cr.sentAt)
+	if wait <= 0 {
+		cr.flush()
+		return
+	}
+	cr.timer.Reset(wait)
+	cr.armed = true
+}
+
 // flush fans the batch out to every client without blocking: a client whose
-// queue is full is disconnected (fan-out, non-blocking send).
+// queue is full is disconnected (fan-out, non-blocking send). The frame is
+// then in flight until its writers release it.
 func (cr *ChatRoom) flush() {
 	f := cr.batch
 	if f == nil {
 		return
 	}
 	cr.batch = nil
-	cr.timer.Stop()
+	if cr.armed {
+		cr.timer.Stop()
+		cr.armed = false
+	}
 	if cr.typingGate.Pending() {
 		// A sender stopped typing: say so in the same write as the
 		// message, when the typing interval allows, or soon after.
@@ -920,6 +1012,12 @@ func (cr *ChatRoom) flush() {
 	}
 	var slow []*client
 	cr.mu.RLock()
+	n := len(cr.clients)
+	// Every queue the frame may enter counts before the first does, and
+	// the hub holds one more until it is done queueing.
+	f.left.Store(int32(n) + 1)
+	f.slack = int32(n / stragglerShare)
+	f.written = cr.written
 	for c := range cr.clients {
 		select {
 		case c.send <- f:
@@ -929,8 +1027,13 @@ func (cr *ChatRoom) flush() {
 	}
 	cr.mu.RUnlock()
 	for _, c := range slow {
+		f.release()
 		cr.remove(c)
 		cr.stats.slowClient(f.n)
+	}
+	f.release()
+	if cr.cfg.BatchWait > 0 {
+		cr.sending, cr.sentAt = f, time.Now()
 	}
 }
 

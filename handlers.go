@@ -1128,8 +1128,10 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 
 // run writes head (which holds backlog messages; nil if already
 // written), then everything from the client's queue, until the
-// client goes (gone, or a failed write), the room shuts down or the hub
-// closes the queue. It is one select over those and the heartbeat ticker.
+// client goes (gone, or a failed write), or the hub closes the queue (it
+// does when the client is removed and when the room shuts down; what is
+// still queued goes out first). It is one select over the queue, the
+// heartbeat ticker and gone.
 func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	defer s.out.close()
 	defer s.room.Leave(s.c)
@@ -1138,27 +1140,19 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	}
 	t := time.NewTicker(s.tickEvery())
 	defer t.Stop()
+	queue := s.c.frames()
 	for {
 		select {
-		case <-gone:
-			return
-		case <-s.room.Done():
-			// The hub has closed the queue: send what is in it, then end.
-			for f := range s.c.frames() {
-				if s.send(f) != nil {
-					return
-				}
+		case f, ok := <-queue:
+			if !ok || s.send(f) != nil {
+				return
 			}
-			return
 		case <-t.C:
 			if !s.tick() {
 				return
 			}
-		case f, ok := <-s.c.frames():
-			if !ok || s.send(f) != nil {
-				return
-			}
-			s.lastWrite = time.Now()
+		case <-gone:
+			return
 		}
 	}
 }
@@ -1180,11 +1174,12 @@ func (s *stream) serveHijacked(streams *streamTracker, conn net.Conn, logger *sl
 //
 //go:noinline
 func (s *stream) open(head [][]byte, backlog int) bool {
-	if s.extendDeadline() != nil || s.out.writeBuffers(head) != nil {
+	now := time.Now()
+	if s.extendDeadline(now) != nil || s.out.writeBuffers(head) != nil {
 		return false
 	}
 	s.stats.delivered(backlog)
-	s.lastWrite = time.Now()
+	s.lastWrite = now
 	return true
 }
 
@@ -1214,41 +1209,44 @@ func (s *stream) tick() bool {
 		return false
 	}
 	if s.heartbeat > 0 && idle >= s.heartbeat-s.heartbeat/8 {
-		if s.write(heartbeat, 0) != nil {
+		if _, err := s.write(heartbeat, 0); err != nil {
 			return false
 		}
-		s.lastWrite = now
 	}
 	return true
 }
 
 // send writes f and whatever else is already queued (up to maxWriteBatch
-// bytes) with one write.
+// bytes) with one write, and releases the frames (frame.release): f once
+// written, the others as they are copied into the write.
 func (s *stream) send(f *frame) error {
 	queue := s.c.frames()
 	if len(queue) == 0 {
-		if err := s.write(f.data, f.n); err != nil {
-			return err
+		now, err := s.write(f.data, f.n)
+		f.release()
+		if err == nil {
+			s.stats.deliveryLatency.observe(now.Sub(f.at), f.n)
 		}
-		s.stats.deliveryLatency.observe(time.Since(f.at), f.n)
-		return nil
+		return err
 	}
 	bp := batchPool.Get().(*[]byte)
 	buf, n := append((*bp)[:0], f.data...), f.n
 	oldest := f.at
+	f.release()
 	for len(queue) > 0 && len(buf) < maxWriteBatch {
 		next, ok := <-queue
 		if !ok {
 			break
 		}
 		buf, n = append(buf, next.data...), n+next.n
+		next.release()
 		if oldest.IsZero() { // f held no message (presence, typing)
 			oldest = next.at
 		}
 	}
-	err := s.write(buf, n)
+	now, err := s.write(buf, n)
 	if err == nil {
-		s.stats.deliveryLatency.observe(time.Since(oldest), n)
+		s.stats.deliveryLatency.observe(now.Sub(oldest), n)
 	}
 	*bp = buf[:0]
 	batchPool.Put(bp)
@@ -1256,23 +1254,26 @@ func (s *stream) send(f *frame) error {
 }
 
 // write writes p, which holds n chat messages, within the write timeout.
-func (s *stream) write(p []byte, n int) error {
-	if err := s.extendDeadline(); err != nil {
-		return err
+// It reads the clock once, before the write, and returns that time, which
+// is also the stream's last write for the heartbeat.
+func (s *stream) write(p []byte, n int) (time.Time, error) {
+	now := time.Now()
+	if err := s.extendDeadline(now); err != nil {
+		return now, err
 	}
 	if err := s.out.write(p); err != nil {
-		return err
+		return now, err
 	}
+	s.lastWrite = now
 	s.stats.delivered(n)
-	return nil
+	return now, nil
 }
 
 // extendDeadline moves the write deadline to writeTimeout from now, but
 // only when a quarter of the timeout has passed since it last did: moving
 // it costs a timer update, and a busy stream writes many times a second.
 // Every write therefore has between 3/4 of writeTimeout and all of it.
-func (s *stream) extendDeadline() error {
-	now := time.Now()
+func (s *stream) extendDeadline(now time.Time) error {
 	if now.Sub(s.deadlineSet) < s.writeTimeout/4 {
 		return nil
 	}

@@ -73,7 +73,7 @@ type config struct {
 	presenceInterval                time.Duration
 	presenceNames                   int
 	heartbeat, statsInterval        time.Duration
-	writeTimeout, coalesce          time.Duration
+	writeTimeout, batchWait         time.Duration
 	pprof                           bool
 	// roomKey and adminKey are the keys themselves, from the flag, the
 	// environment or the key file. Never log them.
@@ -103,7 +103,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.maxContent, "max-content", defaultMaxContent, "longest message, in characters")
 	fs.IntVar(&c.maxBody, "max-body", defaultMaxBody, "largest POST body, in bytes")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", defaultWriteTimeout, "time a stream client has to accept one write")
-	fs.DurationVar(&c.coalesce, "coalesce", 0, "wait up to this long to send several messages in one write (0: send at once)")
+	fs.DurationVar(&c.batchWait, "batch-wait", defaultBatchWait, "longest a message waits to share a write while the previous one is being written (0: no batching)")
+	fs.DurationVar(&c.batchWait, "coalesce", defaultBatchWait, "old name of -batch-wait")
 	fs.StringVar(&c.data, "data", "", "journal file that keeps history across restarts (empty: memory only)")
 	fs.IntVar(&c.maxStreams, "max-streams", defaultMaxStreams, "most streams open at once (0: no limit)")
 	fs.IntVar(&c.maxStreamsPerAddr, "max-streams-per-addr", defaultMaxStreamsPerAddr, "most streams per client address (0: no limit)")
@@ -138,6 +139,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	// -coalesce is the old name of -batch-wait: either flag given wins
+	// over both variables, and CHAT_BATCH_WAIT over CHAT_COALESCE.
+	if given["batch-wait"] || given["coalesce"] {
+		given["batch-wait"], given["coalesce"] = true, true
+	} else if getenv(envName("batch-wait")) != "" {
+		given["coalesce"] = true
+	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(envName(f.Name)); v != "" && !given[f.Name] && err == nil {
@@ -155,7 +163,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		c.maxConnsPerAddr < 0, c.maxHeaderConns < 0,
 		c.typingRate < 0, c.typingBurst < 0, c.presenceNames < 0:
 		return c, errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
-	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.coalesce < 0, c.presenceInterval < 0:
+	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.batchWait < 0, c.presenceInterval < 0:
 		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
 	case c.pprof:
 		return c, errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")
@@ -252,7 +260,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		History:           cfg.history,
 		Backlog:           cfg.backlog,
 		ClientBuffer:      cfg.clientBuffer,
-		Coalesce:          cfg.coalesce,
+		BatchWait:         cfg.batchWait,
 		MaxStreams:        cfg.maxStreams,
 		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
 		PresenceInterval:  cfg.presenceInterval,
