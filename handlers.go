@@ -140,7 +140,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"POST", "/login", accessLogin, crossOriginProtection(nil, handleLogin(cfg))},
 		{"POST", "/logout", accessLogin, crossOriginProtection(nil, handleLogout())},
 		{"GET", "/stats", accessOpen, handleStats(stats)},
-		{"GET", "/healthz", accessOpen, handleHealth(health)},
+		{"GET", "/healthz", accessOpen, handleHealth(health, stats)},
 		{"GET", "/metrics", accessOpen, handleMetrics(stats)},
 	}
 	allowed := map[string][]string{}
@@ -305,19 +305,27 @@ func handleStats(stats *Stats) http.Handler {
 	})
 }
 
-// handleHealth answers 200 while the server is serving and 503 once
-// shutdown has begun (health is set).
-func handleHealth(shuttingDown *atomic.Bool) http.Handler {
+// handleHealth answers 200 while the server can take posts, and 503 once
+// its journal has failed (every post would get 500 until a restart), with the
+// error that failed it, or once shutdown has begun (shuttingDown is set). A
+// load balancer that checks it sends nobody to a server that cannot store a
+// message.
+func handleHealth(shuttingDown *atomic.Bool, stats *Stats) http.Handler {
 	type response struct {
 		Status string `json:"status"`
+		Error  string `json:"error,omitempty"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if shuttingDown.Load() {
-			_ = encode(w, http.StatusServiceUnavailable, response{"shutting down"})
+		if err := stats.journalFailure(); err != nil {
+			_ = encode(w, http.StatusServiceUnavailable, response{Status: "journal failed", Error: err.Error()})
 			return
 		}
-		_ = encode(w, http.StatusOK, response{"ok"})
+		if shuttingDown.Load() {
+			_ = encode(w, http.StatusServiceUnavailable, response{Status: "shutting down"})
+			return
+		}
+		_ = encode(w, http.StatusOK, response{Status: "ok"})
 	})
 }
 
