@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"chat/internal/auth"
+	"chat/internal/ban"
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
@@ -344,6 +345,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		Backlog:           cfg.backlog,
 		ClientBuffer:      cfg.clientBuffer,
 		BatchWait:         cfg.batchWait,
+		Tick:              tickInterval(cfg.heartbeat),
 		MaxStreams:        cfg.maxStreams,
 		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
 		PresenceInterval:  cfg.presenceInterval,
@@ -409,6 +411,13 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			"sessions_kept", cfg.data != "", "session_lifetime", cfg.sessionLifetime.String())
 	}
 
+	bans := ban.New()
+	if cfg.data != "" {
+		if bans, err = ban.Open(cfg.data+".bans", time.Now()); err != nil {
+			return err
+		}
+	}
+
 	streams := newStreamTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
@@ -420,6 +429,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		typingLimiter: limit.New(cfg.typingRate, cfg.typingBurst),
 		addrOf:        limit.ClientAddr(trusted),
 		gate:          gate,
+		bans:          bans,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.addr)
