@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,6 +52,16 @@ const (
 	// it fans the batch out, so that one burst cannot delay delivery
 	// without limit.
 	maxDrain = 256
+	// defaultBatchWait bounds how long the hub holds new messages while
+	// the frame before them is still being written (see ChatRoom): a
+	// batch leaves at the latest this long after that frame did.
+	defaultBatchWait = 100 * time.Millisecond
+	// stragglerShare sets how many writers a frame in flight may still
+	// wait for and count as written: one in stragglerShare of the
+	// clients it went to (none below that many clients). The slowest few
+	// writers then batch on their own, from their queues, instead of
+	// holding back the room.
+	stragglerShare = 64
 )
 
 // Tuning values of presence and typing.
@@ -98,6 +109,9 @@ var (
 	// errUnknownID means a history request named an id from another epoch
 	// or one the room has not assigned.
 	errUnknownID = errors.New("unknown message id")
+	// errNoSuchMessage means a deletion named a message that history does
+	// not hold (never posted, gone from history, or already deleted).
+	errNoSuchMessage = errors.New("no such message")
 )
 
 // Message is one chat message as stored, sent to clients and returned by
@@ -112,6 +126,10 @@ type Message struct {
 	Content string `json:"content"`
 	// Time is when the hub accepted the message.
 	Time time.Time `json:"time"`
+	// deletes is set only on a deletion (a moderator's removal of a
+	// message, which takes its own place in the sequence): the id of the
+	// message it removed. A deletion is never marshalled as a message.
+	deletes string
 }
 
 // formatID returns the id of message seq in the history that began at epoch.
@@ -147,7 +165,8 @@ func truncate(s string, n int) string {
 
 // frame is one or more encoded chat events that the hub hands to every
 // client at once. Its bytes are shared by all clients and never change after
-// the hub sends it.
+// the hub sends it. Whoever receives a frame from a client's queue (the
+// stream writer, or Leave) calls release once it is done with it.
 type frame struct {
 	// data holds the events exactly as they go on the wire.
 	data []byte
@@ -155,6 +174,37 @@ type frame struct {
 	n int
 	// at is when the oldest message in data was accepted.
 	at time.Time
+	// left counts the queues the frame is in whose reader has not
+	// released it yet, plus one while the hub is still queueing it.
+	left atomic.Int32
+	// slack is how many writers may still hold the frame when the hub
+	// counts it as written (stragglerShare); set before it is queued.
+	slack int32
+	// written is the room's signal that a frame has come down to its
+	// slack; set before the frame is queued.
+	written chan<- struct{}
+	// tick marks the hub's tick (tickFrame): no bytes, it asks an idle
+	// writer to probe its peer and write a heartbeat when one is due.
+	tick bool
+}
+
+// tickFrame is the frame the hub queues for every client when the room has
+// been quiet for a tick (RoomConfig.Tick). It is shared and never changes.
+var tickFrame = &frame{tick: true}
+
+// release records that one reader is done with f: it has written it, or
+// copied it into a write, or discarded it because its client left. The
+// release that brings f down to its slack tells the hub.
+func (f *frame) release() {
+	if f.written == nil {
+		return // a frame without chat messages (presence, typing): not counted
+	}
+	if f.left.Add(-1) == f.slack {
+		select {
+		case f.written <- struct{}{}:
+		default: // a signal is pending already; the hub reads left
+		}
+	}
 }
 
 // client is one subscriber of the room.
@@ -209,6 +259,10 @@ type postRequest struct {
 	// dups holds the posts with the same key that arrived while this one
 	// was waiting for the journal; they get its outcome.
 	dups []*postRequest
+	// deletes, when set, makes the request a deletion of the message with
+	// that id rather than a post; target is that message's sequence number.
+	deletes string
+	target  uint64
 	// reply receives nil once the message is committed, or the reason it
 	// was not. Buffered (1) so that neither the hub nor the journal ever
 	// blocks on a poster that has gone away.
@@ -248,6 +302,15 @@ type historyResult struct {
 	err  error
 }
 
+// kickRequest asks the hub to disconnect the clients whose address
+// matches.
+type kickRequest struct {
+	match func(addr string) bool
+	// reply receives how many clients were disconnected. Buffered (1) so
+	// the hub never blocks on a handler that has gone away.
+	reply chan int
+}
+
 // joinRequest asks the hub to add a client to the room.
 type joinRequest struct {
 	c *client
@@ -267,7 +330,10 @@ type joinResult struct {
 	err  error
 }
 
-// entry is one message kept in history, with its encoded event.
+// entry is one message kept in history, with its encoded event, or a
+// deletion (msg.deletes is set, enc is its "delete" event and data is nil).
+// A message that was deleted keeps its place with enc and data nil and
+// nothing of its text.
 type entry struct {
 	seq uint64
 	msg Message
@@ -275,6 +341,9 @@ type entry struct {
 	// data is the message's JSON: the data line of enc, shared with it.
 	data []byte
 }
+
+// visible reports whether e is a message that has not been deleted.
+func (e *entry) visible() bool { return e.data != nil && e.msg.deletes == "" }
 
 // newEntry returns the history entry of message seq, msg, whose JSON is
 // data.
@@ -323,6 +392,18 @@ func (h *history) after(seq uint64) int {
 	return sort.Search(h.n, func(i int) bool { return h.at(i).seq > seq })
 }
 
+// find returns the entry with sequence number seq, or nil if the ring does
+// not hold it.
+func (h *history) find(seq uint64) *entry {
+	if seq == 0 {
+		return nil
+	}
+	if i := h.after(seq - 1); i < h.n && h.at(i).seq == seq {
+		return h.at(i)
+	}
+	return nil
+}
+
 // RoomConfig holds the settings of a ChatRoom.
 type RoomConfig struct {
 	// History is how many messages are kept (defaultHistory).
@@ -332,10 +413,16 @@ type RoomConfig struct {
 	// ClientBuffer is the capacity of each client's queue
 	// (defaultClientBuffer).
 	ClientBuffer int
-	// Coalesce, when positive, makes the hub wait up to this long after a
-	// message before fanning it out, so that messages arriving meanwhile
-	// share one write per client. Zero fans out at once.
-	Coalesce time.Duration
+	// Tick, when positive, is how often the hub asks the stream writers
+	// of a quiet room to check their peer and heartbeat (tickFrame):
+	// after a tick with no frame for everyone. The writers have no timer
+	// of their own.
+	Tick time.Duration
+	// BatchWait, when positive, lets the hub hold new messages while the
+	// frame before them is still being written, for at most this long
+	// after that frame left (adaptive batching, see ChatRoom). Zero fans
+	// every message out at once.
+	BatchWait time.Duration
 	// Retry is the reconnection delay sent in the "retry:" field.
 	Retry time.Duration
 	// MaxStreams caps the clients in the room (0: no cap).
@@ -380,6 +467,16 @@ type RoomConfig struct {
 // already queued) and counts it; the client resumes with Last-Event-ID and
 // receives everything after its last message from history, or a reset
 // event when history no longer holds it. No message is dropped silently.
+//
+// Batching (group commit applied to fan-out): messages committed while the
+// room is idle leave at once, one frame each. Messages committed while the
+// last frame is still being written (its writers have not all released it,
+// but for a few stragglers) wait and collect into one frame, which leaves
+// as soon as that frame has been written, and at the latest BatchWait after
+// it left. A quiet room therefore sees no added delay, and a busy one sends
+// as many messages per write as it takes the room to write one frame,
+// without a flag to tune. A slow client holds nobody back: it counts among
+// the stragglers, its queue fills and it is disconnected as before.
 type ChatRoom struct {
 	// broadcast carries posts from POST handlers to Run (producer-consumer).
 	broadcast chan *postRequest
@@ -387,6 +484,11 @@ type ChatRoom struct {
 	register chan *joinRequest
 	// unregister carries leaving clients to Run.
 	unregister chan *client
+	// written carries the stream writers' signal that a frame has been
+	// written (frame.release) to Run. Buffered (1): writers never block
+	// on it, and one pending signal is enough, since Run reads the
+	// frame's count itself.
+	written chan struct{}
 	// typing carries names from POST /typing to Run.
 	typing chan string
 	// presenceReq carries GET /presence's requests to Run, which answers
@@ -394,6 +496,8 @@ type ChatRoom struct {
 	presenceReq chan chan []byte
 	// histories carries GET /history queries to Run.
 	histories chan *historyRequest
+	// kicks carries requests to disconnect clients (a new ban) to Run.
+	kicks chan *kickRequest
 	// done is closed when Run returns.
 	done chan struct{}
 
@@ -423,11 +527,20 @@ type ChatRoom struct {
 	pending []*postRequest
 	// batch holds committed messages not yet fanned out.
 	batch *frame
+	// sending is the last frame fanned out while it may still be being
+	// written (nil once written).
+	sending *frame
+	// sentAt is when sending left.
+	sentAt time.Time
+	// lastAll is when the hub last queued a frame for every client.
+	lastAll time.Time
 	// perAddr counts clients per address key, and for IPv6 also per
 	// wider prefix (see limit.Scopes).
 	perAddr map[string]int
-	// timer fires when a coalesced batch is due.
+	// timer fires when a held batch is due (BatchWait after sending
+	// left); armed says it is set.
 	timer *time.Timer
+	armed bool
 
 	// roster is who is connected: the names of the streams, and how many
 	// carry none.
@@ -446,6 +559,9 @@ type ChatRoom struct {
 	keys *idem.Table
 	// inflight holds the keyed posts waiting for the journal, by key.
 	inflight map[string]*postRequest
+	// deleting holds the sequence numbers of messages whose deletion waits
+	// for the journal, so that a second deletion of one is refused.
+	deleting map[uint64]bool
 }
 
 // NewChatRoom returns a room that is ready to Run.
@@ -463,7 +579,10 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		broadcast:   make(chan *postRequest, maxDrain),
 		register:    make(chan *joinRequest),
 		unregister:  make(chan *client),
+		written:     make(chan struct{}, 1),
 		histories:   make(chan *historyRequest),
+		kicks:       make(chan *kickRequest),
+		deleting:    make(map[uint64]bool),
 		typing:      make(chan string, typingQueue),
 		presenceReq: make(chan chan []byte),
 		done:        make(chan struct{}),
@@ -492,6 +611,10 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 			cr.hist.evicted = seq - 1
 		}
 		cr.epoch, cr.next, cr.last = epoch, seq, seq
+		if m.deletes != "" {
+			cr.applyDeletion(seq, m)
+			continue
+		}
 		cr.hist.add(newEntry(seq, m, marshalMessage(m)))
 	}
 	for _, e := range cfg.RecoveredKeys {
@@ -582,6 +705,62 @@ func (cr *ChatRoom) History(ctx context.Context, q historyQuery) (historyPage, e
 	}
 }
 
+// Delete removes the message with id from the room: the hub gives the
+// deletion the next id, makes it durable (with a journal), marks the
+// message deleted in history and sends every client a "delete" event. It
+// returns the deletion (its ID, the id it deletes, its time), or
+// errNoSuchMessage if history does not hold that message or it is already
+// deleted (or being deleted), or an error if ctx ends, the room closes or
+// the journal fails.
+func (cr *ChatRoom) Delete(ctx context.Context, id string) (Message, error) {
+	req := &postRequest{deletes: id, reply: make(chan error, 1)}
+	select {
+	case cr.broadcast <- req:
+	case <-cr.done:
+		return Message{}, errRoomClosed
+	case <-ctx.Done():
+		return Message{}, ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return req.msg, err
+	case <-cr.done:
+		select {
+		case err := <-req.reply:
+			return req.msg, err
+		default:
+			return Message{}, errRoomClosed
+		}
+	case <-ctx.Done():
+		return Message{}, ctx.Err()
+	}
+}
+
+// Kick disconnects every client whose address (its per-address key)
+// match reports true, as a new ban asks, and returns how many it cut.
+// Their writers send what is already queued and close the streams.
+func (cr *ChatRoom) Kick(ctx context.Context, match func(addr string) bool) (int, error) {
+	req := &kickRequest{match: match, reply: make(chan int, 1)}
+	select {
+	case cr.kicks <- req:
+	case <-cr.done:
+		return 0, errRoomClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case n := <-req.reply:
+		return n, nil
+	case <-cr.done:
+		return 0, errRoomClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Join adds a new client from addr to the room. It returns the client and
+// the bytes it must be sent before anything from its queue: the preamble, a
+// reset event if from cannot be resumed, and the backlog. From then on every
 // Join adds a new anonymous client from addr to the room (see JoinAs).
 func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, [][]byte, error) {
 	return cr.JoinAs(ctx, addr, "", from)
@@ -628,12 +807,19 @@ func (cr *ChatRoom) JoinAs(ctx context.Context, addr, name string, from *positio
 	}
 }
 
-// Leave removes c from the room and closes its queue. It is safe to call
-// more than once and after the room has shut down.
+// Leave removes c from the room, closes its queue and releases the frames
+// still in it, unwritten. Only the queue's reader (the client's stream
+// writer, or whoever holds the client before one starts) calls it. It is
+// safe to call more than once and after the room has shut down.
 func (cr *ChatRoom) Leave(c *client) {
 	select {
 	case cr.unregister <- c:
 	case <-cr.done:
+	}
+	// The hub closes the queue as it removes c (or has closed it
+	// already), so this ends.
+	for f := range c.send {
+		f.release()
 	}
 }
 
@@ -682,6 +868,12 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	cr.timer.Stop()
 	cr.presenceTimer = time.NewTimer(time.Hour)
 	cr.presenceTimer.Stop()
+	var ticks <-chan time.Time
+	if cr.cfg.Tick > 0 {
+		t := time.NewTicker(cr.cfg.Tick)
+		defer t.Stop()
+		ticks = t.C
+	}
 	defer cr.shutdown()
 
 	var commits <-chan journal.Commit
@@ -690,7 +882,7 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	}
 	for {
 		var due <-chan time.Time
-		if cr.batch != nil {
+		if cr.armed {
 			due = cr.timer.C
 		}
 		select {
@@ -703,16 +895,17 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 			for i := 1; i < maxDrain && len(cr.broadcast) > 0; i++ {
 				cr.accept(<-cr.broadcast)
 			}
-			if cr.cfg.Coalesce <= 0 {
-				cr.flush()
-			}
+			cr.deliver()
 		case c := <-commits:
 			cr.committed(c)
-			if cr.cfg.Coalesce <= 0 {
-				cr.flush()
-			}
+			cr.deliver()
+		case <-cr.written:
+			cr.deliver()
 		case <-due:
+			cr.armed = false
 			cr.flush()
+		case <-ticks:
+			cr.tick()
 		case req := <-cr.register:
 			cr.join(req)
 		case c := <-cr.unregister:
@@ -726,6 +919,8 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 		case req := <-cr.histories:
 			page, err := cr.page(req.q)
 			req.reply <- historyResult{page: page, err: err}
+		case req := <-cr.kicks:
+			req.reply <- cr.kick(req.match)
 		}
 	}
 }
@@ -735,6 +930,10 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 // the message the key stored (or a conflict), and one whose key belongs to
 // a post still waiting for the journal waits with it.
 func (cr *ChatRoom) accept(req *postRequest) {
+	if req.deletes != "" {
+		cr.acceptDeletion(req)
+		return
+	}
 	if req.key != "" && cr.repeated(req) {
 		return
 	}
@@ -765,6 +964,84 @@ func (cr *ChatRoom) accept(req *postRequest) {
 	}
 	cr.next = seq
 	cr.commit(req)
+}
+
+// acceptDeletion checks that history holds the message a deletion names,
+// not deleted and not being deleted, gives the deletion the next id and
+// commits it, or hands it to the journal first.
+func (cr *ChatRoom) acceptDeletion(req *postRequest) {
+	epoch, seq, err := parseID(req.deletes)
+	var t *entry
+	if err == nil && epoch == cr.epoch {
+		t = cr.hist.find(seq)
+	}
+	if t == nil || !t.visible() || cr.deleting[seq] {
+		req.reply <- errNoSuchMessage
+		return
+	}
+	req.target = seq
+	req.seq = cr.next + 1
+	req.msg = Message{ID: formatID(cr.epoch, req.seq), Time: time.Now().UTC(), deletes: t.msg.ID}
+	req.data = marshalDeletion(req.msg)
+	if j := cr.cfg.Journal; j != nil {
+		if !j.Append(journal.Record{Epoch: cr.epoch, Seq: req.seq, Data: req.data}) {
+			req.reply <- errJournalBusy
+			return
+		}
+		cr.next = req.seq
+		cr.deleting[seq] = true
+		cr.pending = append(cr.pending, req)
+		return
+	}
+	cr.next = req.seq
+	cr.commit(req)
+}
+
+// deletionRecord is a deletion as the journal keeps it, and as DELETE
+// /messages/{id} answers it: its own id, the id it deleted, its time.
+type deletionRecord struct {
+	ID     string    `json:"id"`
+	Delete string    `json:"delete"`
+	Time   time.Time `json:"time"`
+}
+
+// marshalDeletion returns the deletion d as one line of JSON.
+func marshalDeletion(d Message) []byte {
+	b, _ := json.Marshal(deletionRecord{ID: d.ID, Delete: d.deletes, Time: d.Time})
+	return b
+}
+
+// applyDeletion marks the message that deletion d (sequence number seq)
+// names as deleted, dropping its text from history, and adds d to history.
+// It returns d's encoded "delete" event.
+func (cr *ChatRoom) applyDeletion(seq uint64, d Message) []byte {
+	if epoch, tseq, err := parseID(d.deletes); err == nil && epoch == cr.epoch {
+		if t := cr.hist.find(tseq); t != nil && t.msg.deletes == "" {
+			*t = entry{seq: t.seq, msg: Message{ID: t.msg.ID}}
+		}
+	}
+	data, _ := json.Marshal(struct {
+		ID string `json:"id"`
+	}{d.deletes})
+	enc := sse.AppendEvent(nil, sse.Event{Type: "delete", ID: d.ID, Data: data})
+	cr.hist.add(entry{seq: seq, msg: d, enc: enc})
+	return enc
+}
+
+// kick disconnects the clients whose address matches and returns how many.
+func (cr *ChatRoom) kick(match func(addr string) bool) int {
+	var gone []*client
+	cr.mu.RLock()
+	for c := range cr.clients {
+		if match(c.addr) {
+			gone = append(gone, c)
+		}
+	}
+	cr.mu.RUnlock()
+	for _, c := range gone {
+		cr.remove(c)
+	}
+	return len(gone)
 }
 
 // repeated handles a keyed post whose key is known: it answers the post
@@ -827,6 +1104,9 @@ func (cr *ChatRoom) committed(c journal.Commit) {
 			if req.key != "" {
 				delete(cr.inflight, req.key)
 			}
+			if req.deletes != "" {
+				delete(cr.deleting, req.target)
+			}
 			req.reply <- err
 			answerDups(req, err)
 			continue
@@ -840,15 +1120,16 @@ func (cr *ChatRoom) committed(c journal.Commit) {
 // commit adds an accepted message to history and to the batch, and answers
 // its poster.
 func (cr *ChatRoom) commit(req *postRequest) {
+	if req.deletes != "" {
+		cr.commitDeletion(req)
+		return
+	}
 	e := newEntry(req.seq, req.msg, req.data)
 	enc := e.enc
 	cr.hist.add(e)
 	cr.last = req.seq
 	if cr.batch == nil {
 		cr.batch = &frame{at: req.msg.Time}
-		if cr.cfg.Coalesce > 0 {
-			cr.timer.Reset(cr.cfg.Coalesce)
-		}
 	}
 	cr.batch.data = append(cr.batch.data, enc...)
 	cr.batch.n++
@@ -865,6 +1146,21 @@ func (cr *ChatRoom) commit(req *postRequest) {
 	answerDups(req, nil)
 }
 
+// commitDeletion applies an accepted deletion, adds its event to the batch
+// and answers the moderator.
+func (cr *ChatRoom) commitDeletion(req *postRequest) {
+	delete(cr.deleting, req.target)
+	enc := cr.applyDeletion(req.seq, req.msg)
+	cr.last = req.seq
+	if cr.batch == nil {
+		cr.batch = &frame{at: req.msg.Time}
+	}
+	cr.batch.data = append(cr.batch.data, enc...)
+	cr.batch.n++
+	cr.stats.setHistory(cr.hist.n)
+	req.reply <- nil
+}
+
 // page answers a history query from the ring.
 func (cr *ChatRoom) page(q historyQuery) (historyPage, error) {
 	h := &cr.hist
@@ -873,41 +1169,85 @@ func (cr *ChatRoom) page(q historyQuery) (historyPage, error) {
 			return historyPage{}, errUnknownID
 		}
 	}
-	var start, end int
-	var more bool
-	switch {
-	case q.after != nil:
-		start = h.after(q.after.seq)
-		end = min(h.n, start+q.limit)
-		more = end < h.n
-	case q.before != nil:
+	// Deleted messages and deletions are skipped: a page holds up to
+	// limit messages that are still there.
+	var msgs [][]byte
+	if q.after != nil {
+		i := h.after(q.after.seq)
+		for ; i < h.n && len(msgs) < q.limit; i++ {
+			if e := h.at(i); e.visible() {
+				msgs = append(msgs, e.data)
+			}
+		}
+		return historyPage{msgs: msgs, more: cr.visibleIn(i, h.n)}, nil
+	}
+	end := h.n
+	if q.before != nil {
 		end = 0
 		if q.before.seq > 0 {
 			end = h.after(q.before.seq - 1)
 		}
-		start = max(0, end-q.limit)
-		more = start > 0
-	default:
-		end = h.n
-		start = max(0, end-q.limit)
-		more = start > 0
 	}
-	msgs := make([][]byte, 0, end-start)
-	for i := start; i < end; i++ {
-		msgs = append(msgs, h.at(i).data)
+	i := end - 1
+	for ; i >= 0 && len(msgs) < q.limit; i-- {
+		if e := h.at(i); e.visible() {
+			msgs = append(msgs, e.data)
+		}
 	}
-	return historyPage{msgs: msgs, more: more}, nil
+	slices.Reverse(msgs)
+	return historyPage{msgs: msgs, more: cr.visibleIn(0, i+1)}, nil
+}
+
+// visibleIn reports whether history entries [from, to) hold a message that
+// is still there.
+func (cr *ChatRoom) visibleIn(from, to int) bool {
+	for i := from; i < to; i++ {
+		if cr.hist.at(i).visible() {
+			return true
+		}
+	}
+	return false
+}
+
+// deliver applies the batching rule to the batch: it leaves now if no
+// frame is in flight (the room is idle) or the one in flight left
+// BatchWait ago; otherwise it waits, and the timer is set for that bound.
+func (cr *ChatRoom) deliver() {
+	if cr.batch == nil {
+		return
+	}
+	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
+		cr.sending = nil
+	}
+	if cr.sending == nil || cr.cfg.BatchWait <= 0 {
+		cr.flush()
+		return
+	}
+	if cr.armed {
+		return
+	}
+	wait := cr.cfg.BatchWait - time.Since(cr.sentAt)
+	if wait <= 0 {
+		cr.flush()
+		return
+	}
+	cr.timer.Reset(wait)
+	cr.armed = true
 }
 
 // flush fans the batch out to every client without blocking: a client whose
-// queue is full is disconnected (fan-out, non-blocking send).
+// queue is full is disconnected (fan-out, non-blocking send). The frame is
+// then in flight until its writers release it.
 func (cr *ChatRoom) flush() {
 	f := cr.batch
 	if f == nil {
 		return
 	}
 	cr.batch = nil
-	cr.timer.Stop()
+	if cr.armed {
+		cr.timer.Stop()
+		cr.armed = false
+	}
 	if cr.typingGate.Pending() {
 		// A sender stopped typing: say so in the same write as the
 		// message, when the typing interval allows, or soon after.
@@ -920,6 +1260,12 @@ func (cr *ChatRoom) flush() {
 	}
 	var slow []*client
 	cr.mu.RLock()
+	n := len(cr.clients)
+	// Every queue the frame may enter counts before the first does, and
+	// the hub holds one more until it is done queueing.
+	f.left.Store(int32(n) + 1)
+	f.slack = int32(n / stragglerShare)
+	f.written = cr.written
 	for c := range cr.clients {
 		select {
 		case c.send <- f:
@@ -929,9 +1275,28 @@ func (cr *ChatRoom) flush() {
 	}
 	cr.mu.RUnlock()
 	for _, c := range slow {
+		f.release()
 		cr.remove(c)
 		cr.stats.slowClient(f.n)
 	}
+	f.release()
+	now := time.Now()
+	cr.lastAll = now
+	if cr.cfg.BatchWait > 0 {
+		cr.sending, cr.sentAt = f, now
+	}
+}
+
+// tick queues tickFrame for every client, unless the room has queued a
+// frame for everyone within the last tick (less an eighth, for jitter):
+// then every writer has written or is writing, and needs no probe. A
+// client whose queue is full is disconnected as slow.
+func (cr *ChatRoom) tick() {
+	every := cr.cfg.Tick
+	if time.Since(cr.lastAll) < every-every/8 {
+		return
+	}
+	cr.sendAll(tickFrame, 0)
 }
 
 // join registers a client and answers with what it must be sent first.
@@ -1023,7 +1388,13 @@ func (cr *ChatRoom) head(from *position) [][]byte {
 	out := make([][]byte, 0, 1+h.n-start)
 	out = append(out, pre)
 	for i := start; i < h.n; i++ {
-		out = append(out, h.at(i).enc)
+		e := h.at(i)
+		// Deleted messages are gone; a new client, which has none of
+		// them, needs no deletions either.
+		if e.enc == nil || (from == nil && e.msg.deletes != "") {
+			continue
+		}
+		out = append(out, e.enc)
 	}
 	return out
 }
@@ -1213,6 +1584,13 @@ func marshalMessage(m Message) []byte {
 func recoveredMessages(recs []journal.Record) ([]Message, error) {
 	msgs := make([]Message, 0, len(recs))
 	for _, r := range recs {
+		if bytes.Contains(r.Data, []byte(`"delete":`)) {
+			var d deletionRecord
+			if err := json.Unmarshal(r.Data, &d); err == nil && d.Delete != "" {
+				msgs = append(msgs, Message{ID: d.ID, Time: d.Time, deletes: d.Delete})
+				continue
+			}
+		}
 		var m Message
 		if err := json.Unmarshal(r.Data, &m); err != nil {
 			return nil, fmt.Errorf("journal record %s: %w", formatID(r.Epoch, r.Seq), err)

@@ -882,44 +882,6 @@ func TestHub(t *testing.T) {
 	})
 }
 
-// TestHubCoalesce checks that with -coalesce the hub holds messages for the
-// window and then sends them as one frame.
-func TestHubCoalesce(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		room := NewChatRoom(RoomConfig{History: 10, Backlog: 10, Coalesce: 50 * time.Millisecond}, NewStats())
-		go room.Run(ctx)
-		c, _, _ := room.Join(ctx, "a", nil)
-		start := time.Now()
-		for i := range 3 {
-			if _, err := room.Post(ctx, "u", fmt.Sprint(i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		synctest.Wait()
-		if len(c.frames()) != 0 {
-			t.Fatal("frame sent before the coalesce window ended")
-		}
-		f := <-c.frames()
-		if f.n != 3 || time.Since(start) != 50*time.Millisecond {
-			t.Errorf("frame of %d messages after %v, want 3 after 50ms", f.n, time.Since(start))
-		}
-		// A joiner during a window gets the batch in its head, not twice.
-		if _, err := room.Post(ctx, "u", "x"); err != nil {
-			t.Fatal(err)
-		}
-		d, head, _ := room.Join(ctx, "b", nil)
-		if n := len(parseSSE(t, string(bytes.Join(head, nil)))); n != 4 {
-			t.Errorf("head holds %d messages, want 4", n)
-		}
-		time.Sleep(time.Second)
-		if len(d.frames()) != 0 {
-			t.Errorf("joiner got the batch again")
-		}
-	})
-}
-
 // TestHubLimits checks the stream caps.
 func TestHubLimits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

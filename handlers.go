@@ -26,6 +26,7 @@ import (
 	"unicode/utf8"
 
 	"chat/internal/auth"
+	"chat/internal/ban"
 	"chat/internal/idem"
 	"chat/internal/limit"
 	"chat/internal/text"
@@ -89,6 +90,21 @@ type serverConfig struct {
 	// gate decides who may use the room and who may moderate it (nil: an
 	// open room without moderation).
 	gate *auth.Gate
+	// bans lists the banned addresses (nil: none).
+	bans *ban.List
+}
+
+// bannedMsg is the error a banned address gets.
+const bannedMsg = "your address is banned from this room"
+
+// banned reports whether the request's address (its per-address key) is
+// banned now.
+func (cfg serverConfig) banned(r *http.Request) bool {
+	if cfg.bans == nil {
+		return false
+	}
+	_, banned := cfg.bans.Banned(cfg.addrOf(r), time.Now())
+	return banned
 }
 
 // newServer returns the chat server's handler.
@@ -139,8 +155,12 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"GET", "/session", accessOpen, handleSession(cfg)},
 		{"POST", "/login", accessLogin, crossOriginProtection(nil, handleLogin(cfg))},
 		{"POST", "/logout", accessLogin, crossOriginProtection(nil, handleLogout())},
+		{"DELETE", "/messages/{id}", accessAdmin, crossOriginProtection(nil, handleDeleteMessage(room))},
+		{"GET", "/bans", accessAdmin, handleListBans(cfg)},
+		{"POST", "/bans", accessAdmin, crossOriginProtection(nil, handleAddBan(room, cfg))},
+		{"DELETE", "/bans/{addr...}", accessAdmin, crossOriginProtection(nil, handleLiftBan(cfg))},
 		{"GET", "/stats", accessOpen, handleStats(stats)},
-		{"GET", "/healthz", accessOpen, handleHealth(health)},
+		{"GET", "/healthz", accessOpen, handleHealth(health, stats)},
 		{"GET", "/metrics", accessOpen, handleMetrics(stats)},
 	}
 	allowed := map[string][]string{}
@@ -305,19 +325,27 @@ func handleStats(stats *Stats) http.Handler {
 	})
 }
 
-// handleHealth answers 200 while the server is serving and 503 once
-// shutdown has begun (health is set).
-func handleHealth(shuttingDown *atomic.Bool) http.Handler {
+// handleHealth answers 200 while the server can take posts, and 503 once
+// its journal has failed (every post would get 500 until a restart), with the
+// error that failed it, or once shutdown has begun (shuttingDown is set). A
+// load balancer that checks it sends nobody to a server that cannot store a
+// message.
+func handleHealth(shuttingDown *atomic.Bool, stats *Stats) http.Handler {
 	type response struct {
 		Status string `json:"status"`
+		Error  string `json:"error,omitempty"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if shuttingDown.Load() {
-			_ = encode(w, http.StatusServiceUnavailable, response{"shutting down"})
+		if err := stats.journalFailure(); err != nil {
+			_ = encode(w, http.StatusServiceUnavailable, response{Status: "journal failed", Error: err.Error()})
 			return
 		}
-		_ = encode(w, http.StatusOK, response{"ok"})
+		if shuttingDown.Load() {
+			_ = encode(w, http.StatusServiceUnavailable, response{Status: "shutting down"})
+			return
+		}
+		_ = encode(w, http.StatusOK, response{Status: "ok"})
 	})
 }
 
@@ -587,6 +615,10 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			stats.rejectedPost()
 			writeError(w, status, msg)
 		}
+		if cfg.banned(r) {
+			fail(http.StatusForbidden, bannedMsg)
+			return
+		}
 		if cfg.limiter != nil {
 			if ok, wait := cfg.limiter.Allow(cfg.addrOf(r), time.Now()); !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
@@ -823,6 +855,10 @@ func parseTyping(contentType string, body []byte) (string, *apiError) {
 // a message.
 func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.banned(r) {
+			writeError(w, http.StatusForbidden, bannedMsg)
+			return
+		}
 		if cfg.typingLimiter != nil {
 			if ok, wait := cfg.typingLimiter.Allow(cfg.addrOf(r), time.Now()); !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
@@ -927,6 +963,12 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			return
 		}
 		addr := cfg.addrOf(r)
+		if cfg.banned(r) {
+			h.Del("Content-Type")
+			stats.rejectedStream()
+			writeError(w, http.StatusForbidden, bannedMsg)
+			return
+		}
 		c, head, err := room.JoinAs(r.Context(), addr, name, from)
 		if err != nil {
 			h.Del("Content-Type")
@@ -1128,39 +1170,48 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 
 // run writes head (which holds backlog messages; nil if already
 // written), then everything from the client's queue, until the
-// client goes (gone, or a failed write), the room shuts down or the hub
-// closes the queue. It is one select over those and the heartbeat ticker.
+// client goes (gone, or a failed write), or the hub closes the queue (it
+// does when the client is removed and when the room shuts down; what is
+// still queued goes out first). The writer has no timer: in a quiet room
+// the hub queues its tick (tickFrame), on which the writer probes its
+// peer and writes a heartbeat when one is due. It waits on the queue
+// alone, or on the queue and gone (HTTP/2).
 func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	defer s.out.close()
 	defer s.room.Leave(s.c)
 	if head != nil && !s.open(head, backlog) {
 		return
 	}
-	t := time.NewTicker(s.tickEvery())
-	defer t.Stop()
-	for {
-		select {
-		case <-gone:
-			return
-		case <-s.room.Done():
-			// The hub has closed the queue: send what is in it, then end.
-			for f := range s.c.frames() {
-				if s.send(f) != nil {
-					return
-				}
-			}
-			return
-		case <-t.C:
-			if !s.tick() {
+	queue := s.c.frames()
+	if gone == nil {
+		// A hijacked stream: nothing but the queue to wait on, so a
+		// plain receive, the cheapest wake-up there is.
+		for {
+			f, ok := <-queue
+			if !ok || !s.handle(f) {
 				return
 			}
-		case f, ok := <-s.c.frames():
-			if !ok || s.send(f) != nil {
-				return
-			}
-			s.lastWrite = time.Now()
 		}
 	}
+	for {
+		select {
+		case f, ok := <-queue:
+			if !ok || !s.handle(f) {
+				return
+			}
+		case <-gone:
+			return
+		}
+	}
+}
+
+// handle writes f, or handles the hub's tick, and reports whether the
+// stream goes on.
+func (s *stream) handle(f *frame) bool {
+	if f.tick {
+		return s.tick()
+	}
+	return s.send(f) == nil
 }
 
 // serveHijacked runs the stream on a hijacked connection, which streams
@@ -1180,25 +1231,30 @@ func (s *stream) serveHijacked(streams *streamTracker, conn net.Conn, logger *sl
 //
 //go:noinline
 func (s *stream) open(head [][]byte, backlog int) bool {
-	if s.extendDeadline() != nil || s.out.writeBuffers(head) != nil {
+	now := time.Now()
+	if s.extendDeadline(now) != nil || s.out.writeBuffers(head) != nil {
 		return false
 	}
 	s.stats.delivered(backlog)
-	s.lastWrite = time.Now()
+	s.lastWrite = now
 	return true
 }
 
-// tickEvery returns the interval of the stream's one ticker, which serves
-// both the heartbeat and the probe for a closed peer: the heartbeat
-// interval, divided evenly so that it ticks at least every probeInterval.
-func (s *stream) tickEvery() time.Duration {
-	if s.heartbeat <= 0 {
+// tickInterval returns the interval of the hub's tick (RoomConfig.Tick)
+// for a heartbeat interval: the tick serves both the heartbeat and the
+// probe for a closed peer, so it is the heartbeat interval divided evenly
+// so that it ticks at least every probeInterval.
+func tickInterval(heartbeat time.Duration) time.Duration {
+	if heartbeat <= 0 {
 		return probeInterval
 	}
-	return s.heartbeat / time.Duration((s.heartbeat+probeInterval-1)/probeInterval)
+	return heartbeat / time.Duration((heartbeat+probeInterval-1)/probeInterval)
 }
 
-// tick handles one tick of the ticker: on a stream idle for a whole tick it
+// tickEvery returns the tick interval for the stream's heartbeat.
+func (s *stream) tickEvery() time.Duration { return tickInterval(s.heartbeat) }
+
+// tick handles one tick of the hub: on a stream idle for a whole tick it
 // probes for a closed peer, and once the stream has been idle for the
 // heartbeat interval it writes a heartbeat. It reports false when the
 // stream must end.
@@ -1214,41 +1270,44 @@ func (s *stream) tick() bool {
 		return false
 	}
 	if s.heartbeat > 0 && idle >= s.heartbeat-s.heartbeat/8 {
-		if s.write(heartbeat, 0) != nil {
+		if _, err := s.write(heartbeat, 0); err != nil {
 			return false
 		}
-		s.lastWrite = now
 	}
 	return true
 }
 
 // send writes f and whatever else is already queued (up to maxWriteBatch
-// bytes) with one write.
+// bytes) with one write, and releases the frames (frame.release): f once
+// written, the others as they are copied into the write.
 func (s *stream) send(f *frame) error {
 	queue := s.c.frames()
 	if len(queue) == 0 {
-		if err := s.write(f.data, f.n); err != nil {
-			return err
+		now, err := s.write(f.data, f.n)
+		f.release()
+		if err == nil {
+			s.stats.deliveryLatency.observe(now.Sub(f.at), f.n)
 		}
-		s.stats.deliveryLatency.observe(time.Since(f.at), f.n)
-		return nil
+		return err
 	}
 	bp := batchPool.Get().(*[]byte)
 	buf, n := append((*bp)[:0], f.data...), f.n
 	oldest := f.at
+	f.release()
 	for len(queue) > 0 && len(buf) < maxWriteBatch {
 		next, ok := <-queue
 		if !ok {
 			break
 		}
-		buf, n = append(buf, next.data...), n+next.n
+		buf, n = append(buf, next.data...), n+next.n // a tick adds nothing
+		next.release()
 		if oldest.IsZero() { // f held no message (presence, typing)
 			oldest = next.at
 		}
 	}
-	err := s.write(buf, n)
+	now, err := s.write(buf, n)
 	if err == nil {
-		s.stats.deliveryLatency.observe(time.Since(oldest), n)
+		s.stats.deliveryLatency.observe(now.Sub(oldest), n)
 	}
 	*bp = buf[:0]
 	batchPool.Put(bp)
@@ -1256,23 +1315,26 @@ func (s *stream) send(f *frame) error {
 }
 
 // write writes p, which holds n chat messages, within the write timeout.
-func (s *stream) write(p []byte, n int) error {
-	if err := s.extendDeadline(); err != nil {
-		return err
+// It reads the clock once, before the write, and returns that time, which
+// is also the stream's last write for the heartbeat.
+func (s *stream) write(p []byte, n int) (time.Time, error) {
+	now := time.Now()
+	if err := s.extendDeadline(now); err != nil {
+		return now, err
 	}
 	if err := s.out.write(p); err != nil {
-		return err
+		return now, err
 	}
+	s.lastWrite = now
 	s.stats.delivered(n)
-	return nil
+	return now, nil
 }
 
 // extendDeadline moves the write deadline to writeTimeout from now, but
 // only when a quarter of the timeout has passed since it last did: moving
 // it costs a timer update, and a busy stream writes many times a second.
 // Every write therefore has between 3/4 of writeTimeout and all of it.
-func (s *stream) extendDeadline() error {
-	now := time.Now()
+func (s *stream) extendDeadline(now time.Time) error {
 	if now.Sub(s.deadlineSet) < s.writeTimeout/4 {
 		return nil
 	}
@@ -1589,5 +1651,166 @@ func handleSession(cfg serverConfig) http.Handler {
 			role = auth.Member // an open room: everyone is a member
 		}
 		_ = encode(w, http.StatusOK, response{cfg.gate.Private(), cfg.gate.Moderated(), role.String()})
+	})
+}
+
+// Moderation: deleting messages and banning addresses.
+const (
+	// maxBanBody is the largest POST /bans body, in bytes.
+	maxBanBody = 4 << 10
+)
+
+// handleDeleteMessage serves DELETE /messages/{id}: the message leaves
+// history and every stream gets a "delete" event, which has its own id in
+// the sequence. It answers 200 with the deletion, 404 for an id that
+// history does not hold (or holds deleted), 400 for a malformed one.
+func handleDeleteMessage(room *ChatRoom) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if _, _, err := parseID(id); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		d, err := room.Delete(r.Context(), id)
+		switch {
+		case err == nil:
+			_ = encode(w, http.StatusOK, deletionRecord{ID: d.ID, Delete: d.deletes, Time: d.Time})
+		case errors.Is(err, errNoSuchMessage):
+			writeError(w, http.StatusNotFound, "no such message: "+truncate(id, 40))
+		case errors.Is(err, errRoomClosed), errors.Is(err, errUnconfirmed):
+			w.Header().Set("Retry-After", "2")
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+		case errors.Is(err, errJournalBusy):
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "server busy; try again")
+		case r.Context().Err() != nil:
+			// The moderator has gone; nobody to answer.
+		default:
+			writeError(w, http.StatusInternalServerError, "could not store the deletion")
+		}
+	})
+}
+
+// banJSON is one ban as GET and POST /bans show it.
+type banJSON struct {
+	// Addr is the banned address or prefix.
+	Addr string `json:"addr"`
+	// Until is when the ban ends; null for a ban without end.
+	Until *time.Time `json:"until"`
+	// StreamsClosed is how many open streams the new ban cut (POST only).
+	StreamsClosed *int `json:"streams_closed,omitempty"`
+}
+
+// toBanJSON returns b as JSON shows it.
+func toBanJSON(b ban.Ban) banJSON {
+	out := banJSON{Addr: b.String()}
+	if !b.Until.IsZero() {
+		u := b.Until.UTC()
+		out.Until = &u
+	}
+	return out
+}
+
+// handleListBans serves GET /bans: the bans in force, oldest first.
+func handleListBans(cfg serverConfig) http.Handler {
+	type response struct {
+		Bans []banJSON `json:"bans"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		out := response{Bans: []banJSON{}}
+		for _, b := range cfg.bans.All(time.Now()) {
+			out.Bans = append(out.Bans, toBanJSON(b))
+		}
+		_ = encode(w, http.StatusOK, out)
+	})
+}
+
+// handleAddBan serves POST /bans with {"addr": "203.0.113.7" or a prefix,
+// "for": "1h"} ("for" left out: no end). The address is keyed as the rate
+// limits key it (an IPv6 address bans its /64). Its posts and new streams
+// get 403 from then on, and its open streams are closed at once. It answers
+// 201 with the ban.
+func handleAddBan(room *ChatRoom, cfg serverConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBanBody {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxBanBody))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBanBody))
+		if err != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxBanBody))
+			return
+		}
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+			return
+		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			writeError(w, http.StatusBadRequest, `body is empty; send {"addr": "...", "for": "1h"}`)
+			return
+		}
+		var in struct {
+			Addr string `json:"addr"`
+			For  string `json:"for"`
+		}
+		if e := decodeJSON(body, &in); e != nil {
+			writeError(w, e.status, e.msg)
+			return
+		}
+		if in.Addr == "" {
+			writeError(w, http.StatusBadRequest, "addr is required")
+			return
+		}
+		p, err := ban.Parse(in.Addr)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "addr: "+err.Error())
+			return
+		}
+		now := time.Now()
+		var until time.Time
+		if in.For != "" {
+			d, err := time.ParseDuration(in.For)
+			if err != nil || d <= 0 {
+				writeError(w, http.StatusBadRequest, `for must be a positive duration such as "30m" or "24h"`)
+				return
+			}
+			until = now.Add(d)
+		}
+		b, err := cfg.bans.Add(p, until, now)
+		switch {
+		case errors.Is(err, ban.ErrFull):
+			writeError(w, http.StatusConflict, fmt.Sprintf("the ban list is full (%d bans); lift some first", ban.MaxBans))
+			return
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, "could not save the ban list")
+			return
+		}
+		n, _ := room.Kick(r.Context(), func(addr string) bool { return ban.Covers(b, addr) })
+		out := toBanJSON(b)
+		out.StreamsClosed = &n
+		_ = encode(w, http.StatusCreated, out)
+	})
+}
+
+// handleLiftBan serves DELETE /bans/{addr}: it lifts the ban on exactly
+// that address or prefix (204), or answers 404 if there is none.
+func handleLiftBan(cfg serverConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := ban.Parse(r.PathValue("addr"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		ok, err := cfg.bans.Remove(p, time.Now())
+		switch {
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, "could not save the ban list")
+		case !ok:
+			writeError(w, http.StatusNotFound, "no ban on "+ban.Format(p))
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
 	})
 }

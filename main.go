@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +25,7 @@ import (
 	"time"
 
 	"chat/internal/auth"
+	"chat/internal/ban"
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
@@ -73,7 +76,7 @@ type config struct {
 	presenceInterval                time.Duration
 	presenceNames                   int
 	heartbeat, statsInterval        time.Duration
-	writeTimeout, coalesce          time.Duration
+	writeTimeout, batchWait         time.Duration
 	pprof                           bool
 	// roomKey and adminKey are the keys themselves, from the flag, the
 	// environment or the key file. Never log them.
@@ -86,7 +89,18 @@ type config struct {
 	// journalSync, when not nil, replaces the journal's fsync (tests hold
 	// a commit in it).
 	journalSync func(*os.File) error
+	// repair is the journal -repair checks, and repairWrite is -repair-write.
+	repair      string
+	repairWrite bool
+	// journalOptions are passed to journal.Open. No flag sets them: they are
+	// a seam for tests (a journal file that fails).
+	journalOptions []journal.Option
 }
+
+// cmdLineOnly holds the flags that have no environment variable: the
+// repair mode, because a variable left set in a service's environment would
+// turn every later start of the server into a repair.
+var cmdLineOnly = map[string]bool{"repair": true, "repair-write": true}
 
 // parseFlags reads the flags, falling back to CHAT_* environment variables
 // for flags not given. Flags win.
@@ -103,7 +117,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.maxContent, "max-content", defaultMaxContent, "longest message, in characters")
 	fs.IntVar(&c.maxBody, "max-body", defaultMaxBody, "largest POST body, in bytes")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", defaultWriteTimeout, "time a stream client has to accept one write")
-	fs.DurationVar(&c.coalesce, "coalesce", 0, "wait up to this long to send several messages in one write (0: send at once)")
+	fs.DurationVar(&c.batchWait, "batch-wait", defaultBatchWait, "longest a message waits to share a write while the previous one is being written (0: no batching)")
+	fs.DurationVar(&c.batchWait, "coalesce", defaultBatchWait, "old name of -batch-wait")
 	fs.StringVar(&c.data, "data", "", "journal file that keeps history across restarts (empty: memory only)")
 	fs.IntVar(&c.maxStreams, "max-streams", defaultMaxStreams, "most streams open at once (0: no limit)")
 	fs.IntVar(&c.maxStreamsPerAddr, "max-streams-per-addr", defaultMaxStreamsPerAddr, "most streams per client address (0: no limit)")
@@ -127,8 +142,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.maxHeaderConns, "max-header-conns-per-addr", defaultMaxHeaderConnsPerAddr, "most connections per client address sending request headers at once (0: no limit)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve profiles under /debug/pprof/ on this separate address, e.g. 127.0.0.1:6060 (empty: off)")
 	fs.BoolVar(&c.pprof, "pprof", false, "removed: use -pprof-addr")
+	fs.StringVar(&c.repair, "repair", "", "check the journal at this path, report its first bad line and exit; the server does not start")
+	fs.BoolVar(&c.repairWrite, "repair-write", false, "with -repair: keep the lines before the first bad one and move the rest to PATH.bad-<time>")
 	fs.VisitAll(func(f *flag.Flag) {
-		f.Usage += " (env " + envName(f.Name) + ")"
+		if !cmdLineOnly[f.Name] {
+			f.Usage += " (env " + envName(f.Name) + ")"
+		}
 	})
 	if err := fs.Parse(args[1:]); err != nil {
 		return c, err
@@ -138,9 +157,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	// -coalesce is the old name of -batch-wait: either flag given wins
+	// over both variables, and CHAT_BATCH_WAIT over CHAT_COALESCE.
+	if given["batch-wait"] || given["coalesce"] {
+		given["batch-wait"], given["coalesce"] = true, true
+	} else if getenv(envName("batch-wait")) != "" {
+		given["coalesce"] = true
+	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if v := getenv(envName(f.Name)); v != "" && !given[f.Name] && err == nil {
+		if v := getenv(envName(f.Name)); v != "" && !given[f.Name] && !cmdLineOnly[f.Name] && err == nil {
 			if e := fs.Set(f.Name, v); e != nil {
 				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
 			}
@@ -155,7 +181,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		c.maxConnsPerAddr < 0, c.maxHeaderConns < 0,
 		c.typingRate < 0, c.typingBurst < 0, c.presenceNames < 0:
 		return c, errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
-	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.coalesce < 0, c.presenceInterval < 0:
+	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.batchWait < 0, c.presenceInterval < 0:
 		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
 	case c.pprof:
 		return c, errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")
@@ -165,6 +191,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("-tls-cert and -tls-key go together")
 	case c.logFormat != "text" && c.logFormat != "json":
 		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	case c.repairWrite && c.repair == "":
+		return c, errors.New("-repair-write goes with -repair PATH")
 	case c.sessionLifetime <= 0:
 		return c, errors.New("-session-lifetime must be positive")
 	}
@@ -233,7 +261,71 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cfg.repair != "" {
+		return repairJournal(cfg.repair, cfg.repairWrite, time.Now(), stdout)
+	}
 	return serve(ctx, cfg, stderr)
+}
+
+// repairJournal checks the journal at path offline and writes what it found
+// to out; with write it also moves everything from the first bad line on to
+// path.bad-<time>. It returns an error (so the command exits 1) when the
+// journal is left in a state the server refuses, or cannot be read or
+// repaired. A torn last line alone is not an error: the server drops it.
+func repairJournal(path string, write bool, now time.Time, out io.Writer) error {
+	var rep journal.Report
+	var moved string
+	var err error
+	if write {
+		rep, moved, err = journal.Repair(path, now)
+	} else {
+		rep, err = journal.Check(path)
+	}
+	if err != nil {
+		return err
+	}
+	lines := rep.Good + rep.Rest.Lines
+	if rep.Sound() {
+		ids := "no records"
+		if rep.Good > 0 {
+			ids = "ids " + rep.First + " to " + rep.Last
+		}
+		fmt.Fprintf(out, "journal %s: %d lines, %d bytes, %s: sound\n", path, lines, rep.Size, ids)
+		return nil
+	}
+	bad := rep.Bad
+	reason := bad.Err.Error()
+	if bad.Torn {
+		reason = "torn last line (" + reason + ")"
+	}
+	fmt.Fprintf(out, "journal %s: %d lines, %d bytes\nline %d at byte %d: %s\n", path, lines, rep.Size, bad.Line, bad.Offset, reason)
+	keep := "no line (the server starts a new epoch)"
+	if rep.Good > 0 {
+		keep = fmt.Sprintf("lines 1-%d", rep.Good)
+		fmt.Fprintf(out, "  lines 1-%d are good (%d bytes): ids %s to %s\n", rep.Good, rep.GoodBytes, rep.First, rep.Last)
+	}
+	var parts []string
+	epochs := slices.Sorted(maps.Keys(rep.Rest.Epochs))
+	for _, e := range epochs {
+		parts = append(parts, fmt.Sprintf("%d with ids of epoch %d", rep.Rest.Epochs[e], e))
+	}
+	if rep.Rest.NoID > 0 {
+		parts = append(parts, fmt.Sprintf("%d without an id", rep.Rest.NoID))
+	}
+	fmt.Fprintf(out, "  lines %d-%d (%d bytes) from there on: %s\n", bad.Line, lines, rep.Rest.Bytes, strings.Join(parts, ", "))
+	if bad.OutOfOrder || len(epochs) > 1 {
+		fmt.Fprintf(out, "  ids out of order: two servers may have written into this journal at once\n")
+	}
+	switch {
+	case moved != "":
+		fmt.Fprintf(out, "moved lines %d-%d to %s\njournal %s keeps %s; the server starts from there\n", bad.Line, lines, moved, path, keep)
+		return nil
+	case bad.Torn:
+		fmt.Fprintf(out, "the server drops a torn last line by itself and starts with %s\n", keep)
+		return nil
+	}
+	fmt.Fprintf(out, "-repair-write keeps %s and moves lines %d-%d to %s.bad-<time>\n", keep, bad.Line, lines, path)
+	return fmt.Errorf("journal %s is damaged at line %d: the server will not start on it", path, bad.Line)
 }
 
 // serve runs the server with cfg until ctx ends.
@@ -252,7 +344,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		History:           cfg.history,
 		Backlog:           cfg.backlog,
 		ClientBuffer:      cfg.clientBuffer,
-		Coalesce:          cfg.coalesce,
+		BatchWait:         cfg.batchWait,
+		Tick:              tickInterval(cfg.heartbeat),
 		MaxStreams:        cfg.maxStreams,
 		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
 		PresenceInterval:  cfg.presenceInterval,
@@ -269,7 +362,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		wg.Wait()
 	}()
 	if cfg.data != "" {
-		store, records, err := journal.Open(cfg.data, cfg.history, logger)
+		opts := append([]journal.Option{journal.ObserveSync(stats.observeJournalSync)}, cfg.journalOptions...)
+		store, records, err := journal.Open(cfg.data, cfg.history, logger, opts...)
 		if err != nil {
 			return fmt.Errorf("open journal: %w", err)
 		}
@@ -292,6 +386,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		}
 		roomCfg.Journal, roomCfg.Recovered, roomCfg.Epoch = store, recovered, epoch
 		roomCfg.RecoveredKeys = recoveredKeys(records)
+		stats.watchJournal(store.Err)
 		wg.Go(func() {
 			store.Run(storeCtx)
 			close(storeDone)
@@ -316,6 +411,13 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			"sessions_kept", cfg.data != "", "session_lifetime", cfg.sessionLifetime.String())
 	}
 
+	bans := ban.New()
+	if cfg.data != "" {
+		if bans, err = ban.Open(cfg.data+".bans", time.Now()); err != nil {
+			return err
+		}
+	}
+
 	streams := newStreamTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
@@ -327,6 +429,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		typingLimiter: limit.New(cfg.typingRate, cfg.typingBurst),
 		addrOf:        limit.ClientAddr(trusted),
 		gate:          gate,
+		bans:          bans,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.addr)

@@ -1290,7 +1290,7 @@ func TestMetricsFormatValue(t *testing.T) {
 // TestHealthHandler checks /healthz against the shutdown flag directly.
 func TestHealthHandler(t *testing.T) {
 	var shuttingDown atomic.Bool
-	h := handleHealth(&shuttingDown)
+	h := handleHealth(&shuttingDown, NewStats())
 	for _, tt := range []struct {
 		down bool
 		code int

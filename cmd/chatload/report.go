@@ -105,6 +105,7 @@ type report struct {
 	// phases (opening the streams, and the presence events that follow).
 	ServerConnectCPUSecs float64 `json:"server_connect_cpu_seconds"`
 	ServerDelivPerCPU    float64 `json:"server_deliveries_per_cpu_second"`
+	ServerUsPerDeliv     float64 `json:"server_cpu_us_per_delivery"`
 	ServerDeliveries     int64   `json:"server_deliveries_delta"`
 	ServerSlowDisconn    int64   `json:"server_slow_disconnects_delta"`
 	ServerRSSBefore      int64   `json:"server_rss_before"`
@@ -129,6 +130,12 @@ type report struct {
 	MachineCPUSecs float64 `json:"machine_cpu_seconds"`
 	OtherCPUSecs   float64 `json:"other_processes_cpu_seconds"`
 	WindowSecs     float64 `json:"measure_window_seconds"`
+
+	// Floor holds the figures of the same load against the raw floor
+	// (-floor), run right after; FloorRatio is the server's CPU per
+	// delivery divided by the floor's.
+	Floor      *floorFigures `json:"floor,omitempty"`
+	FloorRatio float64       `json:"server_to_floor_cpu_ratio,omitempty"`
 }
 
 // fill computes the figures from the stopped run.
@@ -232,6 +239,9 @@ func (rep *report) fill(r *loadRun, toolCPU time.Duration, toolMaxRSS int64) {
 		if rep.ServerCPUSecs > 0 {
 			rep.ServerDelivPerCPU = float64(rep.Delivered) / rep.ServerCPUSecs
 		}
+		if rep.Delivered > 0 {
+			rep.ServerUsPerDeliv = rep.ServerCPUSecs * 1e6 / float64(rep.Delivered)
+		}
 	}
 	rep.ToolCPUSecs = toolCPU.Seconds()
 	if n := rep.RunDelivered + rep.Duplicated; n > 0 {
@@ -294,8 +304,8 @@ func (rep *report) writeText(w io.Writer) {
 	p("            %s  (server time -> arrival)", lat(rep.ServerToArrive))
 	if rep.ServerEnd != nil || rep.ServerStreams != nil {
 		p("server      cpu %.2fs to open the streams and hold them (connect and hold phases)", rep.ServerConnectCPUSecs)
-		p("            cpu %.2fs for the posting phase -> %.0f deliveries per CPU-second (server counted %d deliveries, %d slow disconnects)",
-			rep.ServerCPUSecs, rep.ServerDelivPerCPU, rep.ServerDeliveries, rep.ServerSlowDisconn)
+		p("            cpu %.2fs for the posting phase -> %.0f deliveries per CPU-second, %.2f µs each (server counted %d deliveries, %d slow disconnects)",
+			rep.ServerCPUSecs, rep.ServerDelivPerCPU, rep.ServerUsPerDeliv, rep.ServerDeliveries, rep.ServerSlowDisconn)
 		p("            rss before %s, with streams %s, end %s -> %.0f bytes per stream; goroutines %d / %d / %d",
 			mib(rep.ServerRSSBefore), mib(rep.ServerRSSStreams), mib(rep.ServerRSSEnd), rep.ServerBytesPerStream,
 			rep.ServerGorBefore, rep.ServerGorStreams, rep.ServerGorEnd)
@@ -306,6 +316,11 @@ func (rep *report) writeText(w io.Writer) {
 		p("server      no /stats figures")
 	}
 	p("tool        cpu %.2fs (%.2f µs per delivery), max rss %s", rep.ToolCPUSecs, rep.ToolUsPerDeliv, mib(rep.ToolMaxRSS))
+	if fl := rep.Floor; fl != nil {
+		p("raw floor   lost %d, duplicated %d, out-of-order %d; p50 %.2f ms  p99 %.2f ms; cpu %.2fs -> %.0f deliveries per CPU-second (%.2f µs each; other processes %.2f CPU-s)",
+			fl.Lost, fl.Duplicated, fl.OutOfOrder, fl.P50ms, fl.P99ms, fl.CPUSecs, fl.DelivPerCPU, fl.CPUUsPerDelivery, fl.OtherCPUSecs)
+		p("            server cpu per delivery %.2f µs = %.2f × the floor's", rep.ServerUsPerDeliv, rep.FloorRatio)
+	}
 	if rep.MachineCPUSecs > 0 {
 		p("machine     busy %.2f CPU-s over %.1fs of posting+settle, of which other processes %.2f CPU-s%s",
 			rep.MachineCPUSecs, rep.WindowSecs, rep.OtherCPUSecs,
