@@ -120,6 +120,9 @@ type client struct {
 	send chan *frame
 	// addr is the client's address, for the per-address stream limit.
 	addr string
+	// slow is set by the hub, before it closes send, when it cuts the
+	// client for a full queue; the writer reads it once send is closed.
+	slow bool
 }
 
 // frames returns the client's queue, receive-only.
@@ -547,6 +550,7 @@ func (cr *ChatRoom) flush() {
 	}
 	cr.mu.RUnlock()
 	for _, c := range slow {
+		c.slow = true
 		cr.remove(c)
 		cr.stats.slowClient(f.n)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
@@ -43,8 +44,16 @@ const (
 	defaultMaxBody = 16 << 10
 	// maxUsername is the longest name, in characters.
 	maxUsername = 32
-	// maxWriteBatch bounds how many bytes of queued frames one write takes.
+	// maxWriteBatch bounds how many bytes of queued frames one write takes,
+	// and the size of the pieces a stream's head (a resume's replay of
+	// history, up to megabytes) is written in, each within the write
+	// deadline.
 	maxWriteBatch = 64 << 10
+	// streamSendBuffer is the kernel send buffer of a stream's socket
+	// (SO_SNDBUF; Linux doubles it for its bookkeeping). Without it the
+	// kernel grows the buffer to megabytes for a client that never reads,
+	// and a few hundred such streams pin gigabytes of kernel memory.
+	streamSendBuffer = 64 << 10
 	// probeWindow is how long a stream writer waits, at each probe, for its
 	// peer's end-of-file before deciding the peer is still there.
 	probeWindow = time.Millisecond
@@ -619,6 +628,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 		if r.ProtoMajor == 1 {
 			if conn, _, err := rc.Hijack(); err == nil {
 				_ = conn.SetDeadline(time.Time{})
+				boundSendBuffer(conn)
 				s.out = &rawConn{Conn: conn}
 				head = append([][]byte{responseHead(h)}, head...)
 				// The head goes out from the handler's goroutine: its
@@ -630,7 +640,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 					return
 				}
 				if !s.open(head, backlog) {
-					_ = conn.Close()
+					s.out.abort()
 					room.Leave(c)
 					streams.done(conn)
 					return
@@ -638,6 +648,9 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 				go s.serveHijacked(streams, conn, logger, addr)
 				return
 			}
+		}
+		if nc, ok := r.Context().Value(netConnKey{}).(net.Conn); ok {
+			boundSendBuffer(nc) // the connection's, shared by its streams
 		}
 		w.WriteHeader(http.StatusOK)
 		s.out = &responseConn{w: w, rc: rc}
@@ -669,6 +682,11 @@ type sseConn interface {
 	alive() bool
 	// close releases the connection.
 	close()
+	// abort releases the connection of a stream that was cut (a write
+	// timed out or failed, the client was too slow, or it went away):
+	// a hijacked socket is reset, so that the kernel drops its unsent data
+	// at once instead of holding it as an orphan for minutes.
+	abort()
 }
 
 // rawConn is a hijacked HTTP/1.x connection.
@@ -708,6 +726,48 @@ func (c *rawConn) alive() bool {
 
 // close closes the connection.
 func (c *rawConn) close() { _ = c.Close() }
+
+// abort closes the connection with a reset (SO_LINGER 0).
+func (c *rawConn) abort() {
+	if tc := tcpConn(c.Conn); tc != nil {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
+// tcpConn returns the TCP connection beneath c (which may be a TLS
+// connection, or the listener's counted connection), or nil.
+func tcpConn(c net.Conn) *net.TCPConn {
+	for c != nil {
+		if tc, ok := c.(*net.TCPConn); ok {
+			return tc
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = u.NetConn()
+	}
+	return nil
+}
+
+// netConnKey is the context key under which withNetConn stores a
+// request's connection.
+type netConnKey struct{}
+
+// withNetConn is an http.Server ConnContext hook: it stores the connection
+// in ctx, so that an HTTP/2 stream can bound its socket's send buffer.
+func withNetConn(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, netConnKey{}, c)
+}
+
+// boundSendBuffer sets the send buffer of the TCP connection beneath c to
+// streamSendBuffer.
+func boundSendBuffer(c net.Conn) {
+	if tc := tcpConn(c); tc != nil {
+		_ = tc.SetWriteBuffer(streamSendBuffer)
+	}
+}
 
 // responseConn is a stream written through net/http (HTTP/2).
 //
@@ -773,6 +833,10 @@ func (c *responseConn) alive() bool { return true }
 // close does nothing: net/http owns the connection.
 func (c *responseConn) close() {}
 
+// abort does nothing: the connection is shared with other streams, and
+// net/http resets this stream when the handler returns.
+func (c *responseConn) abort() {}
+
 // stream is one subscriber's writer: the only goroutine that writes to its
 // connection.
 type stream struct {
@@ -786,6 +850,10 @@ type stream struct {
 	deadlineSet time.Time
 	// lastWrite is when the stream last wrote anything.
 	lastWrite time.Time
+	// drained is set when the stream ends because the room shut down and
+	// everything queued went out: the one ending that closes the
+	// connection gracefully rather than with abort (a reset).
+	drained bool
 }
 
 // batchPool holds buffers for writes that join several queued frames.
@@ -796,7 +864,7 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 // client goes (gone, or a failed write), the room shuts down or the hub
 // closes the queue. It is one select over those and the heartbeat ticker.
 func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
-	defer s.out.close()
+	defer s.end()
 	defer s.room.Leave(s.c)
 	if head != nil && !s.open(head, backlog) {
 		return
@@ -814,13 +882,20 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 					return
 				}
 			}
+			s.drained = true
 			return
 		case <-t.C:
 			if !s.tick() {
 				return
 			}
 		case f, ok := <-s.c.frames():
-			if !ok || s.send(f) != nil {
+			if !ok {
+				// Closed after what was queued: for a shutdown, or a
+				// cut for being slow.
+				s.drained = !s.c.slow
+				return
+			}
+			if s.send(f) != nil {
 				return
 			}
 			s.lastWrite = time.Now()
@@ -840,15 +915,39 @@ func (s *stream) serveHijacked(streams *streamTracker, conn net.Conn, logger *sl
 // then fits in the runtime's smallest stack, which is most of what an idle
 // stream costs.
 
-// open writes the head, which holds backlog messages, and reports whether
-// it went out.
+// end closes the stream's connection: gracefully after a shutdown that
+// sent everything, with abort (a reset) after any cut.
+//
+//go:noinline
+func (s *stream) end() {
+	if s.drained {
+		s.out.close()
+	} else {
+		s.out.abort()
+	}
+}
+
+// open writes the head, whose last backlog buffers are messages, and
+// reports whether it went out. A resume's head can hold all of history
+// (megabytes), so it goes out in pieces of about maxWriteBatch bytes, each
+// written within the write deadline: a client too slow for one piece is
+// cut like any slow client, and resumes after the last message it got.
 //
 //go:noinline
 func (s *stream) open(head [][]byte, backlog int) bool {
-	if s.extendDeadline() != nil || s.out.writeBuffers(head) != nil {
-		return false
+	firstMsg := len(head) - backlog // the buffers before it are not messages
+	for start := 0; start < len(head); {
+		end, size := start, 0
+		for end < len(head) && (end == start || size+len(head[end]) <= maxWriteBatch) {
+			size += len(head[end])
+			end++
+		}
+		if s.extendDeadline() != nil || s.out.writeBuffers(head[start:end]) != nil {
+			return false
+		}
+		s.stats.delivered(max(0, end-max(start, firstMsg)))
+		start = end
 	}
-	s.stats.delivered(backlog)
 	s.lastWrite = time.Now()
 	return true
 }
@@ -1032,7 +1131,10 @@ const (
 	// that are sending request headers at once. net/http spends about
 	// eight times the header bytes on headers of many small fields (122 KB
 	// for 15 KB of "X-1: 1" lines), so this bounds what one address can
-	// make the server hold to about 4 MB, where legitimate clients need a
-	// few (headers arrive in one round trip).
-	defaultMaxHeaderConnsPerAddr = 32
+	// make the server hold to about 8 MB. Legitimate clients need a few
+	// (headers arrive in one round trip), but a connection counts from its
+	// accept until its headers are read, which under load can take a
+	// while: 32 refused some of a burst of 50 stream connections from one
+	// address while the server was busy.
+	defaultMaxHeaderConnsPerAddr = 64
 )
