@@ -13,8 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"chat/internal/idem"
 	"chat/internal/journal"
 	"chat/internal/limit"
+	"chat/internal/presence"
 	"chat/internal/sse"
 )
 
@@ -22,8 +24,12 @@ import (
 // these are the defaults.
 const (
 	// defaultHistory is how many messages the room keeps for new and
-	// resuming clients.
-	defaultHistory = 1000
+	// resuming clients and for GET /history. A 100-character message costs
+	// about 400 bytes of heap (its entry, its strings and its encoded
+	// event), so 10 000 cost about 4 MB, plus about 2 MB with -data (the
+	// journal keeps each message's line for compaction); the worst case,
+	// 2000 four-byte characters a message, is about 160 MB.
+	defaultHistory = 10000
 	// defaultBacklog is how many of the newest messages a new client (one
 	// without Last-Event-ID) receives before live messages.
 	defaultBacklog = 50
@@ -37,16 +43,58 @@ const (
 	// defaultRetry is the reconnection delay the stream suggests to
 	// EventSource through the "retry:" field.
 	defaultRetry = time.Second
+	// defaultHistoryLimit is how many messages GET /history returns when
+	// the request gives no limit, and maxHistoryLimit the most it returns.
+	defaultHistoryLimit = 50
+	maxHistoryLimit     = 200
 	// maxDrain bounds how many waiting posts the hub takes in one go before
 	// it fans the batch out, so that one burst cannot delay delivery
 	// without limit.
 	maxDrain = 256
+	// defaultBatchWait bounds how long the hub holds new messages while
+	// the frame before them is still being written (see ChatRoom): a
+	// batch leaves at the latest this long after that frame did.
+	defaultBatchWait = 100 * time.Millisecond
+	// stragglerShare sets how many writers a frame in flight may still
+	// wait for and count as written: one in stragglerShare of the
+	// clients it went to (none below that many clients). The slowest few
+	// writers then batch on their own, from their queues, instead of
+	// holding back the room.
+	stragglerShare = 64
+)
+
+// Tuning values of presence and typing.
+const (
+	// defaultPresenceInterval is the least time between two presence
+	// events on a stream: a burst of joins and leaves costs each stream
+	// one or two events, not one per change.
+	defaultPresenceInterval = time.Second
+	// defaultPresenceNames is how many names a presence event lists at
+	// most; it always carries the totals, and GET /presence lists everyone.
+	defaultPresenceNames = 200
+	// typingInterval is the least time between two typing events on a
+	// stream.
+	typingInterval = time.Second
+	// typingTTL is how long a name stays in the typing set after its last
+	// POST /typing (its message removes it at once).
+	typingTTL = 5 * time.Second
+	// maxTyping bounds the names in the typing set, however many
+	// addresses post /typing; new names beyond it are ignored until some
+	// expire.
+	maxTyping = 1000
+	// typingQueue is the capacity of the channel that carries POST
+	// /typing to the hub.
+	typingQueue = 64
 )
 
 // Errors returned by ChatRoom methods.
 var (
 	// errRoomClosed means the room has shut down.
 	errRoomClosed = errors.New("chat room closed")
+	// errUnconfirmed means the room shut down while the journal still held
+	// the message: it has its id, and the journal writes what it holds
+	// before it stops, but the write was not confirmed durable in time.
+	errUnconfirmed = errors.New("message not yet confirmed durable")
 	// errRoomFull means the room already serves its maximum of streams.
 	errRoomFull = errors.New("server full")
 	// errTooManyStreams means one address already holds its maximum of
@@ -54,6 +102,12 @@ var (
 	errTooManyStreams = errors.New("too many streams from this address")
 	// errJournalBusy means the journal's queue is full.
 	errJournalBusy = errors.New("message journal busy")
+	// errKeyConflict means a post reused the Idempotency-Key of an earlier
+	// post that had another username or content.
+	errKeyConflict = errors.New("this Idempotency-Key was already used for a different message")
+	// errUnknownID means a history request named an id from another epoch
+	// or one the room has not assigned.
+	errUnknownID = errors.New("unknown message id")
 )
 
 // Message is one chat message as stored, sent to clients and returned by
@@ -103,7 +157,8 @@ func truncate(s string, n int) string {
 
 // frame is one or more encoded chat events that the hub hands to every
 // client at once. Its bytes are shared by all clients and never change after
-// the hub sends it.
+// the hub sends it. Whoever receives a frame from a client's queue (the
+// stream writer, or Leave) calls release once it is done with it.
 type frame struct {
 	// data holds the events exactly as they go on the wire.
 	data []byte
@@ -111,6 +166,30 @@ type frame struct {
 	n int
 	// at is when the oldest message in data was accepted.
 	at time.Time
+	// left counts the queues the frame is in whose reader has not
+	// released it yet, plus one while the hub is still queueing it.
+	left atomic.Int32
+	// slack is how many writers may still hold the frame when the hub
+	// counts it as written (stragglerShare); set before it is queued.
+	slack int32
+	// written is the room's signal that a frame has come down to its
+	// slack; set before the frame is queued.
+	written chan<- struct{}
+}
+
+// release records that one reader is done with f: it has written it, or
+// copied it into a write, or discarded it because its client left. The
+// release that brings f down to its slack tells the hub.
+func (f *frame) release() {
+	if f.written == nil {
+		return // a frame without chat messages (presence, typing): not counted
+	}
+	if f.left.Add(-1) == f.slack {
+		select {
+		case f.written <- struct{}{}:
+		default: // a signal is pending already; the hub reads left
+		}
+	}
 }
 
 // client is one subscriber of the room.
@@ -123,6 +202,16 @@ type client struct {
 	// slow is set by the hub, before it closes send, when it cuts the
 	// client for a full queue; the writer reads it once send is closed.
 	slow bool
+	// name is the name the stream carries on the roster ("" for an
+	// anonymous watcher).
+	name string
+	// headEvents is how many presence and typing events the hub put at
+	// the end of the client's head (they are not chat messages).
+	headEvents int
+	// rosterSeen is the roster version the client's head carried; the
+	// hub skips it in a presence broadcast of that same version. Only the
+	// hub uses it.
+	rosterSeen uint64
 }
 
 // frames returns the client's queue, receive-only.
@@ -146,10 +235,55 @@ type postRequest struct {
 	// data is msg as one line of JSON (marshalMessage), marshalled once by
 	// the hub for both the journal and the stream.
 	data []byte
+	// key is the post's Idempotency-Key ("" for none) and fp the
+	// fingerprint of its username and content, computed by the poster's
+	// goroutine so that the hub only compares it.
+	key string
+	fp  idem.Fingerprint
+	// repeat is set by the hub when the post repeated an earlier one with
+	// the same key: msg is then that earlier message, and nothing was
+	// stored or sent.
+	repeat bool
+	// dups holds the posts with the same key that arrived while this one
+	// was waiting for the journal; they get its outcome.
+	dups []*postRequest
 	// reply receives nil once the message is committed, or the reason it
 	// was not. Buffered (1) so that neither the hub nor the journal ever
 	// blocks on a poster that has gone away.
 	reply chan error
+}
+
+// historyQuery asks the hub for one page of history: the limit messages
+// just before before, just after after, or (both nil) the newest.
+type historyQuery struct {
+	before, after *position
+	limit         int
+}
+
+// historyPage answers a historyQuery.
+type historyPage struct {
+	// msgs holds the messages oldest first, each as the JSON POST /post
+	// returned for it. The buffers are shared with history and must not be
+	// modified.
+	msgs [][]byte
+	// more reports whether history holds more messages beyond the page in
+	// the direction asked (older for before and the newest page, newer for
+	// after).
+	more bool
+}
+
+// historyRequest carries a historyQuery to the hub.
+type historyRequest struct {
+	q historyQuery
+	// reply receives the page. Buffered (1) so the hub never blocks on a
+	// handler that has gone away.
+	reply chan historyResult
+}
+
+// historyResult is the hub's answer to a historyRequest.
+type historyResult struct {
+	page historyPage
+	err  error
 }
 
 // joinRequest asks the hub to add a client to the room.
@@ -176,6 +310,18 @@ type entry struct {
 	seq uint64
 	msg Message
 	enc []byte
+	// data is the message's JSON: the data line of enc, shared with it.
+	data []byte
+}
+
+// newEntry returns the history entry of message seq, msg, whose JSON is
+// data.
+func newEntry(seq uint64, msg Message, data []byte) entry {
+	enc := sse.AppendEvent(nil, sse.Event{ID: msg.ID, Data: data})
+	// The event ends with data, a newline and the blank line; data holds
+	// no line break, as JSON escapes them.
+	end := len(enc) - 2
+	return entry{seq: seq, msg: msg, enc: enc, data: enc[end-len(data) : end : end]}
 }
 
 // history is a ring of the newest committed messages, oldest first. Only
@@ -224,10 +370,11 @@ type RoomConfig struct {
 	// ClientBuffer is the capacity of each client's queue
 	// (defaultClientBuffer).
 	ClientBuffer int
-	// Coalesce, when positive, makes the hub wait up to this long after a
-	// message before fanning it out, so that messages arriving meanwhile
-	// share one write per client. Zero fans out at once.
-	Coalesce time.Duration
+	// BatchWait, when positive, lets the hub hold new messages while the
+	// frame before them is still being written, for at most this long
+	// after that frame left (adaptive batching, see ChatRoom). Zero fans
+	// every message out at once.
+	BatchWait time.Duration
 	// Retry is the reconnection delay sent in the "retry:" field.
 	Retry time.Duration
 	// MaxStreams caps the clients in the room (0: no cap).
@@ -240,6 +387,24 @@ type RoomConfig struct {
 	// Recovered is the history to start with, oldest first (from the
 	// journal). The epoch and sequence numbers continue from its last id.
 	Recovered []Message
+	// PresenceInterval, when positive, makes the hub send presence and
+	// typing events: the roster after every stream's backlog, then at
+	// most one presence event per PresenceInterval when the roster
+	// changes, and at most one typing event per typingInterval when the
+	// typing set does. Zero sends none (the roster is still kept for
+	// Presence and the statistics).
+	PresenceInterval time.Duration
+	// PresenceNames caps the names a presence event lists (the totals are
+	// always there).
+	PresenceNames int
+	// RecoveredKeys are the Idempotency-Keys of recovered messages, oldest
+	// first (from the journal).
+	RecoveredKeys []idem.Entry
+	// MaxKeys and KeyTTL bound the Idempotency-Keys remembered beyond
+	// those whose message is in history (idem.DefaultMax and
+	// idem.DefaultTTL when zero).
+	MaxKeys int
+	KeyTTL  time.Duration
 	// Epoch, when positive, is the history's epoch if Recovered is empty
 	// (the journal's, which is durable before it holds a message); zero
 	// starts a new epoch at the current millisecond.
@@ -254,6 +419,16 @@ type RoomConfig struct {
 // already queued) and counts it; the client resumes with Last-Event-ID and
 // receives everything after its last message from history, or a reset
 // event when history no longer holds it. No message is dropped silently.
+//
+// Batching (group commit applied to fan-out): messages committed while the
+// room is idle leave at once, one frame each. Messages committed while the
+// last frame is still being written (its writers have not all released it,
+// but for a few stragglers) wait and collect into one frame, which leaves
+// as soon as that frame has been written, and at the latest BatchWait after
+// it left. A quiet room therefore sees no added delay, and a busy one sends
+// as many messages per write as it takes the room to write one frame,
+// without a flag to tune. A slow client holds nobody back: it counts among
+// the stragglers, its queue fills and it is disconnected as before.
 type ChatRoom struct {
 	// broadcast carries posts from POST handlers to Run (producer-consumer).
 	broadcast chan *postRequest
@@ -261,6 +436,18 @@ type ChatRoom struct {
 	register chan *joinRequest
 	// unregister carries leaving clients to Run.
 	unregister chan *client
+	// written carries the stream writers' signal that a frame has been
+	// written (frame.release) to Run. Buffered (1): writers never block
+	// on it, and one pending signal is enough, since Run reads the
+	// frame's count itself.
+	written chan struct{}
+	// typing carries names from POST /typing to Run.
+	typing chan string
+	// presenceReq carries GET /presence's requests to Run, which answers
+	// each with the whole roster's JSON.
+	presenceReq chan chan []byte
+	// histories carries GET /history queries to Run.
+	histories chan *historyRequest
 	// done is closed when Run returns.
 	done chan struct{}
 
@@ -290,11 +477,36 @@ type ChatRoom struct {
 	pending []*postRequest
 	// batch holds committed messages not yet fanned out.
 	batch *frame
+	// sending is the last frame fanned out while it may still be being
+	// written (nil once written).
+	sending *frame
+	// sentAt is when sending left.
+	sentAt time.Time
 	// perAddr counts clients per address key, and for IPv6 also per
 	// wider prefix (see limit.Scopes).
 	perAddr map[string]int
-	// timer fires when a coalesced batch is due.
+	// timer fires when a held batch is due (BatchWait after sending
+	// left); armed says it is set.
 	timer *time.Timer
+	armed bool
+
+	// roster is who is connected: the names of the streams, and how many
+	// carry none.
+	roster *presence.Roster
+	// typers is the set of names typing now.
+	typers *presence.Typing
+	// rosterGate and typingGate space out the presence and typing events.
+	rosterGate, typingGate *presence.Gate
+	// presenceTimer fires when a presence or typing event may go out or a
+	// typing name expires; presenceDue is when it is set to fire, if
+	// presenceArmed.
+	presenceTimer *time.Timer
+	presenceDue   time.Time
+	presenceArmed bool
+	// keys remembers the Idempotency-Keys of committed messages.
+	keys *idem.Table
+	// inflight holds the keyed posts waiting for the journal, by key.
+	inflight map[string]*postRequest
 }
 
 // NewChatRoom returns a room that is ready to Run.
@@ -309,16 +521,26 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		cfg.Retry = defaultRetry
 	}
 	cr := &ChatRoom{
-		broadcast:  make(chan *postRequest, maxDrain),
-		register:   make(chan *joinRequest),
-		unregister: make(chan *client),
-		done:       make(chan struct{}),
-		clients:    make(map[*client]struct{}),
-		cfg:        cfg,
-		stats:      stats,
-		epoch:      time.Now().UnixMilli(),
-		hist:       history{buf: make([]entry, cfg.History)},
-		perAddr:    make(map[string]int),
+		broadcast:   make(chan *postRequest, maxDrain),
+		register:    make(chan *joinRequest),
+		unregister:  make(chan *client),
+		written:     make(chan struct{}, 1),
+		histories:   make(chan *historyRequest),
+		typing:      make(chan string, typingQueue),
+		presenceReq: make(chan chan []byte),
+		done:        make(chan struct{}),
+		clients:     make(map[*client]struct{}),
+		cfg:         cfg,
+		stats:       stats,
+		epoch:       time.Now().UnixMilli(),
+		hist:        history{buf: make([]entry, cfg.History)},
+		perAddr:     make(map[string]int),
+		keys:        idem.New(cfg.MaxKeys, cfg.KeyTTL),
+		inflight:    make(map[string]*postRequest),
+		roster:      presence.NewRoster(),
+		typers:      presence.NewTyping(typingTTL, maxTyping),
+		rosterGate:  presence.NewGate(cfg.PresenceInterval),
+		typingGate:  presence.NewGate(typingInterval),
 	}
 	if cfg.Epoch > 0 {
 		cr.epoch = cfg.Epoch
@@ -332,8 +554,12 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 			cr.hist.evicted = seq - 1
 		}
 		cr.epoch, cr.next, cr.last = epoch, seq, seq
-		cr.hist.add(entry{seq: seq, msg: m, enc: encodeMessage(nil, m)})
+		cr.hist.add(newEntry(seq, m, marshalMessage(m)))
 	}
+	for _, e := range cfg.RecoveredKeys {
+		cr.keys.Add(e)
+	}
+	cr.keys.Expire(time.Now(), cr.hist.evicted)
 	stats.setHistory(cr.hist.n)
 	return cr
 }
@@ -353,37 +579,85 @@ func (cr *ChatRoom) Count() int {
 // the stored message, or an error if ctx ends, the room closes or the
 // journal fails.
 func (cr *ChatRoom) Post(ctx context.Context, username, content string) (Message, error) {
-	req := &postRequest{username: username, content: content, reply: make(chan error, 1)}
+	msg, _, err := cr.PostKeyed(ctx, username, content, "")
+	return msg, err
+}
+
+// PostKeyed is Post with an Idempotency-Key (none if key is ""). When the
+// room remembers the key from an earlier post with the same username and
+// content, it returns that post's message with repeat set, and stores and
+// sends nothing; with other username or content it returns errKeyConflict.
+// Posts with the same key at the same moment store one message, and all get
+// it.
+func (cr *ChatRoom) PostKeyed(ctx context.Context, username, content, key string) (msg Message, repeat bool, err error) {
+	req := &postRequest{username: username, content: content, key: key, reply: make(chan error, 1)}
+	if key != "" {
+		req.fp = idem.Sum(username, content)
+	}
 	select {
 	case cr.broadcast <- req:
 	case <-cr.done:
-		return Message{}, errRoomClosed
+		return Message{}, false, errRoomClosed
 	case <-ctx.Done():
-		return Message{}, ctx.Err()
+		return Message{}, false, ctx.Err()
 	}
 	select {
 	case err := <-req.reply:
-		return req.msg, err
+		return req.msg, req.repeat, err
 	case <-cr.done:
 		// Run may have answered just before it returned.
 		select {
 		case err := <-req.reply:
-			return req.msg, err
+			return req.msg, req.repeat, err
 		default:
-			return Message{}, errRoomClosed
+			return Message{}, false, errRoomClosed
 		}
 	case <-ctx.Done():
-		return Message{}, ctx.Err()
+		return Message{}, false, ctx.Err()
 	}
 }
 
-// Join adds a new client from addr to the room. It returns the client and
-// the bytes it must be sent before anything from its queue: the preamble, a
-// reset event if from cannot be resumed, and the backlog. From then on every
+// History returns one page of history (see historyQuery), or errUnknownID
+// if the query's id is from another epoch or not yet assigned, or an error
+// if ctx ends or the room closes.
+func (cr *ChatRoom) History(ctx context.Context, q historyQuery) (historyPage, error) {
+	req := &historyRequest{q: q, reply: make(chan historyResult, 1)}
+	select {
+	case cr.histories <- req:
+	case <-cr.done:
+		return historyPage{}, errRoomClosed
+	case <-ctx.Done():
+		return historyPage{}, ctx.Err()
+	}
+	select {
+	case res := <-req.reply:
+		return res.page, res.err
+	case <-cr.done:
+		select {
+		case res := <-req.reply:
+			return res.page, res.err
+		default:
+			return historyPage{}, errRoomClosed
+		}
+	case <-ctx.Done():
+		return historyPage{}, ctx.Err()
+	}
+}
+
+// Join adds a new anonymous client from addr to the room (see JoinAs).
+func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, [][]byte, error) {
+	return cr.JoinAs(ctx, addr, "", from)
+}
+
+// JoinAs adds a new client from addr to the room, on the roster as name (""
+// for an anonymous watcher). It returns the client and the bytes it must be
+// sent before anything from its queue: the preamble, a reset event if from
+// cannot be resumed, the backlog and, when the room sends presence, the
+// roster (and the typing set, if anyone is typing). From then on every
 // committed message arrives in the client's queue, with no gap and no
 // duplicate after the backlog. A nil from means a new client.
-func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, [][]byte, error) {
-	c := &client{send: make(chan *frame, cr.cfg.ClientBuffer), addr: addr}
+func (cr *ChatRoom) JoinAs(ctx context.Context, addr, name string, from *position) (*client, [][]byte, error) {
+	c := &client{send: make(chan *frame, cr.cfg.ClientBuffer), addr: addr, name: name}
 	req := &joinRequest{c: c, from: from, reply: make(chan joinResult, 1)}
 	select {
 	case cr.register <- req:
@@ -416,17 +690,58 @@ func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*cli
 	}
 }
 
-// Leave removes c from the room and closes its queue. It is safe to call
-// more than once and after the room has shut down.
+// Leave removes c from the room, closes its queue and releases the frames
+// still in it, unwritten. Only the queue's reader (the client's stream
+// writer, or whoever holds the client before one starts) calls it. It is
+// safe to call more than once and after the room has shut down.
 func (cr *ChatRoom) Leave(c *client) {
 	select {
 	case cr.unregister <- c:
 	case <-cr.done:
 	}
+	// The hub closes the queue as it removes c (or has closed it
+	// already), so this ends.
+	for f := range c.send {
+		f.release()
+	}
+}
+
+// Typing tells the room that name is typing. It returns errRoomClosed once
+// the room has shut down, or ctx's error.
+func (cr *ChatRoom) Typing(ctx context.Context, name string) error {
+	select {
+	case cr.typing <- name:
+		return nil
+	case <-cr.done:
+		return errRoomClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Presence returns the whole roster as JSON (see presence.Roster.JSON). The
+// bytes are shared and must not be modified.
+func (cr *ChatRoom) Presence(ctx context.Context) ([]byte, error) {
+	reply := make(chan []byte, 1) // buffered: the hub never waits for us
+	select {
+	case cr.presenceReq <- reply:
+	case <-cr.done:
+		return nil, errRoomClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case b := <-reply:
+		return b, nil
+	case <-cr.done:
+		return nil, errRoomClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // Run is the hub. It is the only goroutine that changes the client map, the
-// history and the ids. It returns when ctx ends, after closing every
+// history, the ids and the roster. It returns when ctx ends, after closing every
 // client's queue. A room runs once.
 func (cr *ChatRoom) Run(ctx context.Context) {
 	if cr.running.Swap(true) {
@@ -434,6 +749,8 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	}
 	cr.timer = time.NewTimer(time.Hour)
 	cr.timer.Stop()
+	cr.presenceTimer = time.NewTimer(time.Hour)
+	cr.presenceTimer.Stop()
 	defer cr.shutdown()
 
 	var commits <-chan journal.Commit
@@ -442,7 +759,7 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	}
 	for {
 		var due <-chan time.Time
-		if cr.batch != nil {
+		if cr.armed {
 			due = cr.timer.C
 		}
 		select {
@@ -455,27 +772,40 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 			for i := 1; i < maxDrain && len(cr.broadcast) > 0; i++ {
 				cr.accept(<-cr.broadcast)
 			}
-			if cr.cfg.Coalesce <= 0 {
-				cr.flush()
-			}
+			cr.deliver()
 		case c := <-commits:
 			cr.committed(c)
-			if cr.cfg.Coalesce <= 0 {
-				cr.flush()
-			}
+			cr.deliver()
+		case <-cr.written:
+			cr.deliver()
 		case <-due:
+			cr.armed = false
 			cr.flush()
 		case req := <-cr.register:
 			cr.join(req)
 		case c := <-cr.unregister:
 			cr.remove(c)
+		case name := <-cr.typing:
+			cr.typed(name)
+		case reply := <-cr.presenceReq:
+			reply <- cr.roster.JSON(-1)
+		case <-cr.presenceTimer.C:
+			cr.presenceTick()
+		case req := <-cr.histories:
+			page, err := cr.page(req.q)
+			req.reply <- historyResult{page: page, err: err}
 		}
 	}
 }
 
 // accept assigns the next id to a post and commits it, or hands it to the
-// journal first.
+// journal first. A post whose key the room knows is answered at once with
+// the message the key stored (or a conflict), and one whose key belongs to
+// a post still waiting for the journal waits with it.
 func (cr *ChatRoom) accept(req *postRequest) {
+	if req.key != "" && cr.repeated(req) {
+		return
+	}
 	seq := cr.next + 1
 	req.seq = seq
 	req.msg = Message{
@@ -486,16 +816,74 @@ func (cr *ChatRoom) accept(req *postRequest) {
 	}
 	req.data = marshalMessage(req.msg)
 	if j := cr.cfg.Journal; j != nil {
-		if !j.Append(journal.Record{Epoch: cr.epoch, Seq: seq, Data: req.data}) {
+		data := req.data
+		if req.key != "" {
+			data = withKey(data, req.key)
+		}
+		if !j.Append(journal.Record{Epoch: cr.epoch, Seq: seq, Data: data}) {
 			req.reply <- errJournalBusy
 			return
 		}
 		cr.next = seq
 		cr.pending = append(cr.pending, req)
+		if req.key != "" {
+			cr.inflight[req.key] = req
+		}
 		return
 	}
 	cr.next = seq
 	cr.commit(req)
+}
+
+// repeated handles a keyed post whose key is known: it answers the post
+// with the message the key stored, or with errKeyConflict, or makes it wait
+// for the post with that key that the journal holds, and reports true. It
+// reports false for a key it does not know.
+func (cr *ChatRoom) repeated(req *postRequest) bool {
+	if orig, ok := cr.inflight[req.key]; ok {
+		if orig.fp != req.fp {
+			req.reply <- errKeyConflict
+			return true
+		}
+		orig.dups = append(orig.dups, req)
+		return true
+	}
+	e, ok := cr.keys.Get(req.key)
+	if !ok {
+		return false
+	}
+	if e.FP != req.fp {
+		req.reply <- errKeyConflict
+		return true
+	}
+	// Same fingerprint: the same username and content, so the message is
+	// rebuilt from them and the stored id and time, byte for byte.
+	req.msg = Message{ID: e.ID, Username: req.username, Content: req.content, Time: e.Time}
+	req.repeat = true
+	req.reply <- nil
+	return true
+}
+
+// answerDups gives the posts that waited on req its outcome.
+func answerDups(req *postRequest, err error) {
+	for _, d := range req.dups {
+		if err == nil || errors.Is(err, errUnconfirmed) {
+			d.msg, d.repeat = req.msg, true
+		}
+		d.reply <- err
+	}
+	req.dups = nil
+}
+
+// withKey returns data, a message's JSON object, with the key added as its
+// last member "key": the journal's form of a keyed message.
+func withKey(data []byte, key string) []byte {
+	k, _ := json.Marshal(key) // a string always marshals
+	out := make([]byte, 0, len(data)+len(k)+7)
+	out = append(out, data[:len(data)-1]...) // without the closing brace
+	out = append(out, `,"key":`...)
+	out = append(out, k...)
+	return append(out, '}')
 }
 
 // committed handles a journal report about the oldest pending posts.
@@ -503,7 +891,12 @@ func (cr *ChatRoom) committed(c journal.Commit) {
 	n := min(c.N, len(cr.pending))
 	for _, req := range cr.pending[:n] {
 		if c.Err != nil {
-			req.reply <- fmt.Errorf("store message: %w", c.Err)
+			err := fmt.Errorf("store message: %w", c.Err)
+			if req.key != "" {
+				delete(cr.inflight, req.key)
+			}
+			req.reply <- err
+			answerDups(req, err)
 			continue
 		}
 		cr.commit(req)
@@ -515,32 +908,119 @@ func (cr *ChatRoom) committed(c journal.Commit) {
 // commit adds an accepted message to history and to the batch, and answers
 // its poster.
 func (cr *ChatRoom) commit(req *postRequest) {
-	enc := sse.AppendEvent(nil, sse.Event{ID: req.msg.ID, Data: req.data})
-	cr.hist.add(entry{seq: req.seq, msg: req.msg, enc: enc})
+	e := newEntry(req.seq, req.msg, req.data)
+	enc := e.enc
+	cr.hist.add(e)
 	cr.last = req.seq
 	if cr.batch == nil {
 		cr.batch = &frame{at: req.msg.Time}
-		if cr.cfg.Coalesce > 0 {
-			cr.timer.Reset(cr.cfg.Coalesce)
-		}
 	}
 	cr.batch.data = append(cr.batch.data, enc...)
 	cr.batch.n++
 	cr.stats.posted(cr.hist.n)
+	if cr.typers.Stop(req.msg.Username) {
+		cr.typingGate.Changed()
+	}
+	if req.key != "" {
+		delete(cr.inflight, req.key)
+		cr.keys.Add(idem.Entry{Key: req.key, FP: req.fp, Seq: req.seq, ID: req.msg.ID, Time: req.msg.Time})
+		cr.keys.Expire(req.msg.Time, cr.hist.evicted)
+	}
 	req.reply <- nil
+	answerDups(req, nil)
+}
+
+// page answers a history query from the ring.
+func (cr *ChatRoom) page(q historyQuery) (historyPage, error) {
+	h := &cr.hist
+	for _, p := range []*position{q.before, q.after} {
+		if p != nil && (p.epoch != cr.epoch || p.seq > cr.last) {
+			return historyPage{}, errUnknownID
+		}
+	}
+	var start, end int
+	var more bool
+	switch {
+	case q.after != nil:
+		start = h.after(q.after.seq)
+		end = min(h.n, start+q.limit)
+		more = end < h.n
+	case q.before != nil:
+		end = 0
+		if q.before.seq > 0 {
+			end = h.after(q.before.seq - 1)
+		}
+		start = max(0, end-q.limit)
+		more = start > 0
+	default:
+		end = h.n
+		start = max(0, end-q.limit)
+		more = start > 0
+	}
+	msgs := make([][]byte, 0, end-start)
+	for i := start; i < end; i++ {
+		msgs = append(msgs, h.at(i).data)
+	}
+	return historyPage{msgs: msgs, more: more}, nil
+}
+
+// deliver applies the batching rule to the batch: it leaves now if no
+// frame is in flight (the room is idle) or the one in flight left
+// BatchWait ago; otherwise it waits, and the timer is set for that bound.
+func (cr *ChatRoom) deliver() {
+	if cr.batch == nil {
+		return
+	}
+	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
+		cr.sending = nil
+	}
+	if cr.sending == nil || cr.cfg.BatchWait <= 0 {
+		cr.flush()
+		return
+	}
+	if cr.armed {
+		return
+	}
+	wait := cr.cfg.BatchWait - time.Since(cr.sentAt)
+	if wait <= 0 {
+		cr.flush()
+		return
+	}
+	cr.timer.Reset(wait)
+	cr.armed = true
 }
 
 // flush fans the batch out to every client without blocking: a client whose
-// queue is full is disconnected (fan-out, non-blocking send).
+// queue is full is disconnected (fan-out, non-blocking send). The frame is
+// then in flight until its writers release it.
 func (cr *ChatRoom) flush() {
 	f := cr.batch
 	if f == nil {
 		return
 	}
 	cr.batch = nil
-	cr.timer.Stop()
+	if cr.armed {
+		cr.timer.Stop()
+		cr.armed = false
+	}
+	if cr.typingGate.Pending() {
+		// A sender stopped typing: say so in the same write as the
+		// message, when the typing interval allows, or soon after.
+		if now := time.Now(); cr.cfg.PresenceInterval > 0 && cr.typingGate.Ready(now) {
+			f.data = sse.AppendEvent(f.data, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})
+			cr.typingGate.Sent(now)
+		} else {
+			cr.schedulePresence()
+		}
+	}
 	var slow []*client
 	cr.mu.RLock()
+	n := len(cr.clients)
+	// Every queue the frame may enter counts before the first does, and
+	// the hub holds one more until it is done queueing.
+	f.left.Store(int32(n) + 1)
+	f.slack = int32(n / stragglerShare)
+	f.written = cr.written
 	for c := range cr.clients {
 		select {
 		case c.send <- f:
@@ -551,8 +1031,13 @@ func (cr *ChatRoom) flush() {
 	cr.mu.RUnlock()
 	for _, c := range slow {
 		c.slow = true
+		f.release()
 		cr.remove(c)
 		cr.stats.slowClient(f.n)
+	}
+	f.release()
+	if cr.cfg.BatchWait > 0 {
+		cr.sending, cr.sentAt = f, time.Now()
 	}
 }
 
@@ -580,6 +1065,17 @@ func (cr *ChatRoom) join(req *joinRequest) {
 		cr.perAddr[sc.Key]++
 	}
 	cr.stats.joined(n)
+	cr.roster.Add(c.name)
+	cr.rosterChanged()
+	if cr.cfg.PresenceInterval > 0 {
+		head = append(head, sse.AppendEvent(nil, sse.Event{Type: "presence", Data: cr.roster.JSON(cr.cfg.PresenceNames)}))
+		c.rosterSeen = cr.roster.Version()
+		c.headEvents = 1
+		if cr.typers.Len() > 0 {
+			head = append(head, sse.AppendEvent(nil, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)}))
+			c.headEvents++
+		}
+	}
 	req.reply <- joinResult{head: head}
 }
 
@@ -659,11 +1155,112 @@ func (cr *ChatRoom) remove(c *client) bool {
 		}
 	}
 	cr.stats.setClients(n)
+	cr.roster.Remove(c.name)
+	cr.rosterChanged()
 	return true
 }
 
+// rosterChanged records a change of the roster: in the statistics, and as
+// a presence event to send.
+func (cr *ChatRoom) rosterChanged() {
+	cr.stats.setPresence(cr.roster.People(), cr.roster.Anonymous())
+	if cr.cfg.PresenceInterval > 0 {
+		cr.rosterGate.Changed()
+		cr.schedulePresence()
+	}
+}
+
+// typed records that name is typing.
+func (cr *ChatRoom) typed(name string) {
+	if cr.cfg.PresenceInterval <= 0 {
+		return
+	}
+	if cr.typers.Start(name, time.Now()) {
+		cr.typingGate.Changed()
+	}
+	cr.schedulePresence()
+}
+
+// schedulePresence sets the presence timer for the earliest of: the
+// pending presence event, the pending typing event, the next expiry in the
+// typing set. It stops the timer when there is none.
+func (cr *ChatRoom) schedulePresence() {
+	var next time.Time
+	found := false
+	earliest := func(t time.Time) {
+		if !found || t.Before(next) {
+			next, found = t, true
+		}
+	}
+	if cr.rosterGate.Pending() {
+		earliest(cr.rosterGate.Due())
+	}
+	if cr.typingGate.Pending() {
+		earliest(cr.typingGate.Due())
+	}
+	if t, ok := cr.typers.Next(); ok {
+		earliest(t)
+	}
+	switch {
+	case !found:
+		if cr.presenceArmed {
+			cr.presenceTimer.Stop()
+			cr.presenceArmed = false
+		}
+	case !cr.presenceArmed || !next.Equal(cr.presenceDue):
+		cr.presenceTimer.Reset(max(0, time.Until(next)))
+		cr.presenceDue, cr.presenceArmed = next, true
+	}
+}
+
+// presenceTick expires typing names whose time is up and sends the
+// presence and typing events that are due.
+func (cr *ChatRoom) presenceTick() {
+	cr.presenceArmed = false
+	now := time.Now()
+	if cr.typers.Expire(now) {
+		cr.typingGate.Changed()
+	}
+	if cr.rosterGate.Ready(now) {
+		cr.rosterGate.Sent(now)
+		f := &frame{data: sse.AppendEvent(nil, sse.Event{Type: "presence", Data: cr.roster.JSON(cr.cfg.PresenceNames)})}
+		cr.sendAll(f, cr.roster.Version())
+	}
+	if cr.typingGate.Ready(now) {
+		cr.typingGate.Sent(now)
+		f := &frame{data: sse.AppendEvent(nil, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})}
+		cr.sendAll(f, 0)
+	}
+	cr.schedulePresence()
+}
+
+// sendAll queues f, a frame with no chat message, for every client but
+// those whose head carried roster version skip (0: none), with the same
+// slow-client policy as messages: a client whose queue is full is
+// disconnected.
+func (cr *ChatRoom) sendAll(f *frame, skip uint64) {
+	var slow []*client
+	cr.mu.RLock()
+	for c := range cr.clients {
+		if skip != 0 && c.rosterSeen == skip {
+			continue
+		}
+		select {
+		case c.send <- f:
+		default:
+			slow = append(slow, c)
+		}
+	}
+	cr.mu.RUnlock()
+	for _, c := range slow {
+		cr.remove(c)
+		cr.stats.slowClient(0)
+	}
+}
+
 // shutdown takes the journal's last reports, fans out what is committed,
-// answers the posts still pending with errRoomClosed, closes every client's
+// answers the posts still pending in the journal with errUnconfirmed (not
+// errRoomClosed: the journal may still write them), closes every client's
 // queue and marks the room done.
 func (cr *ChatRoom) shutdown() {
 	// Commits the journal has already reported are answered as such.
@@ -680,8 +1277,10 @@ func (cr *ChatRoom) shutdown() {
 	}
 	cr.flush()
 	for _, req := range cr.pending {
-		req.reply <- errRoomClosed
+		req.reply <- errUnconfirmed
+		answerDups(req, errUnconfirmed)
 	}
+	clear(cr.inflight)
 	cr.pending = nil
 	cr.mu.Lock()
 	for c := range cr.clients {
@@ -691,6 +1290,8 @@ func (cr *ChatRoom) shutdown() {
 	cr.mu.Unlock()
 	clear(cr.perAddr)
 	cr.stats.setClients(0)
+	cr.stats.setPresence(0, 0)
+	cr.presenceTimer.Stop()
 	close(cr.done)
 }
 
@@ -726,4 +1327,32 @@ func recoveredMessages(recs []journal.Record) ([]Message, error) {
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// keyRecord is the part of a journal record that carries an
+// Idempotency-Key: a message posted with one.
+type keyRecord struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Content  string    `json:"content"`
+	Time     time.Time `json:"time"`
+	Key      string    `json:"key"`
+}
+
+// recoveredKeys returns the Idempotency-Keys held by the records a journal
+// recovered, oldest first, for RoomConfig.RecoveredKeys. Records without a
+// key are skipped.
+func recoveredKeys(recs []journal.Record) []idem.Entry {
+	var keys []idem.Entry
+	for _, r := range recs {
+		if !bytes.Contains(r.Data, []byte(`"key":`)) {
+			continue
+		}
+		var k keyRecord
+		if err := json.Unmarshal(r.Data, &k); err != nil || k.Key == "" {
+			continue
+		}
+		keys = append(keys, idem.Entry{Key: k.Key, FP: idem.Sum(k.Username, k.Content), Seq: r.Seq, ID: k.ID, Time: k.Time})
+	}
+	return keys
 }

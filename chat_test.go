@@ -126,7 +126,9 @@ func startServer(t *testing.T, flags ...string) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &testServer{cancel: cancel, done: make(chan error, 1), logs: newLogWatcher()}
-	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0"}, flags...)
+	// Presence events are off unless a test asks for them (presence_test.go
+	// does): the other tests read streams that hold only messages.
+	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0", "-presence-interval", "0", "-typing-rate", "0"}, flags...)
 	go func() { ts.done <- run(ctx, args, func(string) string { return "" }, io.Discard, ts.logs) }()
 	select {
 	case addr := <-ts.addrCh():
@@ -876,44 +878,6 @@ func TestHub(t *testing.T) {
 		}
 		if _, _, err := room.Join(context.Background(), "d", nil); !errors.Is(err, errRoomClosed) {
 			t.Errorf("Join after shutdown = %v, want errRoomClosed", err)
-		}
-	})
-}
-
-// TestHubCoalesce checks that with -coalesce the hub holds messages for the
-// window and then sends them as one frame.
-func TestHubCoalesce(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		room := NewChatRoom(RoomConfig{History: 10, Backlog: 10, Coalesce: 50 * time.Millisecond}, NewStats())
-		go room.Run(ctx)
-		c, _, _ := room.Join(ctx, "a", nil)
-		start := time.Now()
-		for i := range 3 {
-			if _, err := room.Post(ctx, "u", fmt.Sprint(i)); err != nil {
-				t.Fatal(err)
-			}
-		}
-		synctest.Wait()
-		if len(c.frames()) != 0 {
-			t.Fatal("frame sent before the coalesce window ended")
-		}
-		f := <-c.frames()
-		if f.n != 3 || time.Since(start) != 50*time.Millisecond {
-			t.Errorf("frame of %d messages after %v, want 3 after 50ms", f.n, time.Since(start))
-		}
-		// A joiner during a window gets the batch in its head, not twice.
-		if _, err := room.Post(ctx, "u", "x"); err != nil {
-			t.Fatal(err)
-		}
-		d, head, _ := room.Join(ctx, "b", nil)
-		if n := len(parseSSE(t, string(bytes.Join(head, nil)))); n != 4 {
-			t.Errorf("head holds %d messages, want 4", n)
-		}
-		time.Sleep(time.Second)
-		if len(d.frames()) != 0 {
-			t.Errorf("joiner got the batch again")
 		}
 	})
 }

@@ -1,19 +1,24 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"runtime/metrics"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"chat/internal/journal"
 	"chat/internal/sse"
 )
 
@@ -257,4 +262,164 @@ func TestHTTP2StalledStreamCut(t *testing.T) {
 	start := time.Now()
 	waitFor(t, "the stalled stream to be cut", func() bool { return tlsStats(t, poster, base).Clients == 0 })
 	t.Logf("stalled stream cut %v after the last post", time.Since(start).Round(time.Millisecond))
+}
+
+// postOutcome is the answer one POST /post got.
+type postOutcome struct {
+	content string
+	status  int
+	msg     Message
+	err     error
+}
+
+// TestShutdownAnswersMatchFate holds the journal inside an fsync while the
+// server shuts down, with posts waiting on it, and then lets it finish: no
+// post answered with a status that says "not stored" (503, 500) may be in
+// the history after the restart, and every post answered 201 or 202 must
+// be.
+func TestShutdownAnswersMatchFate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	cfg, err := parseFlags([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-data", path},
+		func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, entered := make(chan struct{}), make(chan struct{}, 1)
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(held) }) })
+	cfg.journalSync = func(f *os.File) error {
+		select {
+		case entered <- struct{}{}:
+			<-held // the first group's fsync waits for the test
+		default:
+		}
+		return f.Sync()
+	}
+	cfg.journalWait = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := newLogWatcher()
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, cfg, logs) }()
+	var url string
+	select {
+	case addr := <-logs.addr:
+		url = "http://" + addr
+	case err := <-served:
+		t.Fatalf("serve returned early: %v\n%s", err, logs)
+	case <-time.After(waitTimeout):
+		t.Fatalf("server did not start\n%s", logs)
+	}
+
+	// Each poster has its own connection, which the server has accepted
+	// (a request was served on it), so that a post written before the
+	// shutdown reaches the room rather than a closed listener.
+	const posts = 6
+	clients := make([]*http.Client, posts)
+	for i := range clients {
+		clients[i] = &http.Client{Transport: &http.Transport{}}
+		t.Cleanup(clients[i].CloseIdleConnections)
+		resp, err := clients[i].Get(url + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	outcomes := make(chan postOutcome, posts)
+	written := make(chan struct{}, posts)
+	post := func(i int) {
+		content := fmt.Sprintf("post %d", i)
+		trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { written <- struct{}{} }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace),
+			"POST", url+"/post", strings.NewReader(`{"username":"fate","content":"`+content+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		o := postOutcome{content: content}
+		resp, err := clients[i].Do(req)
+		if err != nil {
+			o.err = err
+		} else {
+			o.status = resp.StatusCode
+			json.NewDecoder(resp.Body).Decode(&o.msg)
+			resp.Body.Close()
+		}
+		outcomes <- o
+	}
+	go post(0)
+	select {
+	case <-entered: // post 0 is inside the fsync
+	case <-time.After(waitTimeout):
+		t.Fatal("the journal never synced")
+	}
+	for i := 1; i < posts; i++ {
+		go post(i)
+	}
+	for range posts {
+		select {
+		case <-written:
+		case <-time.After(waitTimeout):
+			t.Fatal("posts not sent")
+		}
+	}
+	// Shut down while the fsync is held, and collect every answer.
+	cancel()
+	var got []postOutcome
+	for range posts {
+		select {
+		case o := <-outcomes:
+			got = append(got, o)
+		case <-time.After(waitTimeout):
+			t.Fatalf("a post got no answer during shutdown; answers so far: %+v", got)
+		}
+	}
+	release.Do(func() { close(held) })
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("serve did not return after the fsync was released")
+	}
+
+	j, recs, err := journal.Open(path, 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, stop := context.WithCancel(context.Background())
+	stop()
+	j.Run(done)
+	stored, err := recoveredMessages(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inHistory := map[string]bool{}
+	for _, m := range stored {
+		inHistory[m.Content] = true
+	}
+	pending := false
+	for _, o := range got {
+		switch {
+		case o.err != nil:
+			// Never answered (the connection was refused or cut): the
+			// poster knows nothing either way.
+		case o.status == http.StatusCreated || o.status == http.StatusAccepted:
+			if !inHistory[o.content] {
+				t.Errorf("%q was answered %d but is not in history after the restart", o.content, o.status)
+			}
+			pending = pending || o.content == "post 0"
+		default:
+			if inHistory[o.content] {
+				t.Errorf("%q was answered %d (not stored) but is in history after the restart", o.content, o.status)
+			}
+		}
+	}
+	if !pending {
+		t.Errorf("post 0, whose fsync was held, was not answered 201 or 202: %+v", got)
+	}
+	statuses := make([]int, len(got))
+	for i, o := range got {
+		statuses[i] = o.status
+	}
+	t.Logf("answers %v; %d messages in history", statuses, len(stored))
 }

@@ -17,6 +17,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"chat/internal/auth"
+	"chat/internal/idem"
 	"chat/internal/limit"
 	"chat/internal/text"
 )
@@ -44,6 +47,14 @@ const (
 	defaultMaxBody = 16 << 10
 	// maxUsername is the longest name, in characters.
 	maxUsername = 32
+	// maxTypingBody is the largest POST /typing body, in bytes.
+	maxTypingBody = 1 << 10
+	// defaultTypingRate is how many POST /typing one address may make per
+	// second (the page sends one every 3 s at most while its person types).
+	defaultTypingRate = 1
+	// defaultTypingBurst is how many POST /typing one address may make at
+	// once.
+	defaultTypingBurst = 5
 	// maxWriteBatch bounds how many bytes of queued frames one write takes,
 	// and the size of the pieces a stream's head (a resume's replay of
 	// history, up to megabytes) is written in, each within the write
@@ -79,8 +90,14 @@ type serverConfig struct {
 	maxBody      int64
 	// limiter rate-limits posts per address (nil: no limit).
 	limiter *limit.Limiter
+	// typingLimiter rate-limits POST /typing per address, apart from
+	// posts (nil: no limit).
+	typingLimiter *limit.Limiter
 	// addrOf returns the address a request counts against for limits.
 	addrOf func(*http.Request) string
+	// gate decides who may use the room and who may moderate it (nil: an
+	// open room without moderation).
+	gate *auth.Gate
 }
 
 // newServer returns the chat server's handler.
@@ -88,28 +105,70 @@ func newServer(room *ChatRoom, stats *Stats, streams *streamTracker, health *ato
 	if cfg.addrOf == nil {
 		cfg.addrOf = limit.PeerHost
 	}
+	if cfg.gate == nil {
+		cfg.gate = &auth.Gate{}
+	}
 	mux := http.NewServeMux()
 	addRoutes(mux, room, stats, streams, health, cfg, logger)
 	return secureHeaders(mux)
 }
 
+// access says who may use a route.
+type access int
+
+const (
+	// accessOpen routes answer everyone.
+	accessOpen access = iota
+	// accessRoom routes read or write the room: with a room key, they
+	// need it (or a session, or the admin key).
+	accessRoom
+	// accessLogin routes exist only when a room or admin key is set.
+	accessLogin
+	// accessAdmin routes moderate: they exist only with an admin key, and
+	// need it (or an admin session).
+	accessAdmin
+)
+
 // addRoutes lists the whole API. Every path answers wrong methods with a
-// JSON 405 and an Allow header, and unknown paths with a JSON 404.
+// JSON 405 and an Allow header, and unknown paths with a JSON 404. Each
+// route's access decides the wrapper that checks credentials; a new
+// endpoint that serves the room's messages or presence must be accessRoom.
 func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *streamTracker, health *atomic.Bool, cfg serverConfig, logger *slog.Logger) {
 	routes := []struct {
 		method, path string
+		access       access
 		h            http.Handler
 	}{
-		{"GET", "/{$}", handleIndex(indexHTML)},
-		{"POST", "/post", crossOriginProtection(stats, handlePost(room, stats, cfg))},
-		{"GET", "/stream", handleStream(room, stats, streams, cfg, logger)},
-		{"GET", "/stats", handleStats(stats)},
-		{"GET", "/healthz", handleHealth(health)},
-		{"GET", "/metrics", handleMetrics(stats)},
+		{"GET", "/{$}", accessOpen, handleIndex(indexHTML)},
+		{"POST", "/post", accessRoom, crossOriginProtection(stats, handlePost(room, stats, cfg))},
+		{"GET", "/stream", accessRoom, handleStream(room, stats, streams, cfg, logger)},
+		{"GET", "/history", accessRoom, handleHistory(room)},
+		{"GET", "/presence", accessRoom, handlePresence(room)},
+		{"POST", "/typing", accessRoom, crossOriginProtection(nil, handleTyping(room, cfg))},
+		{"GET", "/session", accessOpen, handleSession(cfg)},
+		{"POST", "/login", accessLogin, crossOriginProtection(nil, handleLogin(cfg))},
+		{"POST", "/logout", accessLogin, crossOriginProtection(nil, handleLogout())},
+		{"GET", "/stats", accessOpen, handleStats(stats)},
+		{"GET", "/healthz", accessOpen, handleHealth(health, stats)},
+		{"GET", "/metrics", accessOpen, handleMetrics(stats)},
 	}
 	allowed := map[string][]string{}
 	for _, rt := range routes {
-		mux.Handle(rt.method+" "+rt.path, rt.h)
+		h := rt.h
+		switch rt.access {
+		case accessRoom:
+			h = requireRoom(cfg, h)
+		case accessLogin:
+			if !cfg.gate.Private() && !cfg.gate.Moderated() {
+				continue
+			}
+		case accessAdmin:
+			if !cfg.gate.Moderated() {
+				continue
+			}
+			h = requireAdmin(cfg, h)
+		}
+		mux.Handle(rt.method+" "+rt.path, h)
 		if rt.method == "GET" {
 			allowed[rt.path] = append(allowed[rt.path], "GET", "HEAD")
 		} else {
@@ -157,10 +216,13 @@ func secureHeaders(next http.Handler) http.Handler {
 // crossOriginProtection refuses cross-site browser requests (a form or
 // fetch from another origin's page) with a JSON 403. Requests without
 // browser fetch metadata, such as curl's, and same-origin pages pass.
+// A nil stats counts nothing (the route is not /post).
 func crossOriginProtection(stats *Stats, next http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		stats.rejectedPost()
+		if stats != nil {
+			stats.rejectedPost()
+		}
 		writeError(w, http.StatusForbidden, "cross-origin request refused")
 	}))
 	return cop.Handler(next)
@@ -252,19 +314,27 @@ func handleStats(stats *Stats) http.Handler {
 	})
 }
 
-// handleHealth answers 200 while the server is serving and 503 once
-// shutdown has begun (health is set).
-func handleHealth(shuttingDown *atomic.Bool) http.Handler {
+// handleHealth answers 200 while the server can take posts, and 503 once
+// its journal has failed (every post would get 500 until a restart), with the
+// error that failed it, or once shutdown has begun (shuttingDown is set). A
+// load balancer that checks it sends nobody to a server that cannot store a
+// message.
+func handleHealth(shuttingDown *atomic.Bool, stats *Stats) http.Handler {
 	type response struct {
 		Status string `json:"status"`
+		Error  string `json:"error,omitempty"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		if shuttingDown.Load() {
-			_ = encode(w, http.StatusServiceUnavailable, response{"shutting down"})
+		if err := stats.journalFailure(); err != nil {
+			_ = encode(w, http.StatusServiceUnavailable, response{Status: "journal failed", Error: err.Error()})
 			return
 		}
-		_ = encode(w, http.StatusOK, response{"ok"})
+		if shuttingDown.Load() {
+			_ = encode(w, http.StatusServiceUnavailable, response{Status: "shutting down"})
+			return
+		}
+		_ = encode(w, http.StatusOK, response{Status: "ok"})
 	})
 }
 
@@ -294,12 +364,9 @@ var newlines = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 // given Content-Type. It accepts a JSON object or a form with the fields
 // username and content.
 func parsePost(contentType string, body []byte, maxContent int) (postInput, *apiError) {
-	mediaType, params, err := mime.ParseMediaType(contentType)
-	if err != nil && contentType != "" {
-		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "charset must be utf-8"}
+	mediaType, e := bodyMediaType(contentType)
+	if e != nil {
+		return postInput{}, e
 	}
 	var in postInput
 	switch mediaType {
@@ -315,27 +382,53 @@ func parsePost(contentType string, body []byte, maxContent int) (postInput, *api
 			return postInput{}, e
 		}
 		in = postInput(fields)
-	case "application/x-www-form-urlencoded":
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return postInput{}, badRequest("malformed form body")
-		}
-		for k, v := range form {
-			if k != "username" && k != "content" {
-				return postInput{}, badRequest("unknown field %q", truncate(k, 40))
-			}
-			if len(v) > 1 {
-				return postInput{}, badRequest("field %q given more than once", k)
-			}
+	default:
+		form, e := parseFormFields(body, "username", "content")
+		if e != nil {
+			return postInput{}, e
 		}
 		in = postInput{Username: form.Get("username"), Content: form.Get("content")}
-		if !utf8.ValidString(in.Username) || !utf8.ValidString(in.Content) {
-			return postInput{}, badRequest("body is not valid UTF-8")
-		}
-	default:
-		return postInput{}, &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
 	}
 	return validatePost(in, maxContent)
+}
+
+// bodyMediaType checks the Content-Type of a POST body and returns its
+// media type: application/json or application/x-www-form-urlencoded, in
+// UTF-8.
+func bodyMediaType(contentType string) (string, *apiError) {
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if err != nil && contentType != "" {
+		return "", &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return "", &apiError{http.StatusUnsupportedMediaType, "charset must be utf-8"}
+	}
+	switch mediaType {
+	case "application/json", "application/x-www-form-urlencoded":
+		return mediaType, nil
+	}
+	return "", &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
+}
+
+// parseFormFields parses a form body that may hold only the given fields,
+// each at most once, in valid UTF-8.
+func parseFormFields(body []byte, allowed ...string) (url.Values, *apiError) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, badRequest("malformed form body")
+	}
+	for k, v := range form {
+		if !slices.Contains(allowed, k) {
+			return nil, badRequest("unknown field %q", truncate(k, 40))
+		}
+		if len(v) > 1 {
+			return nil, badRequest("field %q given more than once", k)
+		}
+		if !utf8.ValidString(v[0]) {
+			return nil, badRequest("body is not valid UTF-8")
+		}
+	}
+	return form, nil
 }
 
 // decodeJSON decodes body, which must hold exactly one JSON object, into v,
@@ -501,7 +594,8 @@ func validateName(field, name string) (string, *apiError) {
 }
 
 // handlePost accepts a message and answers 201 with it once every client
-// has it queued (and, with a journal, once it is durable).
+// has it queued (and, with a journal, once it is durable), or 202 with it
+// when shutdown ended before the journal confirmed it.
 func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -537,10 +631,28 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			fail(apiErr.status, apiErr.msg)
 			return
 		}
-		msg, err := room.Post(r.Context(), in.Username, in.Content)
+		key, apiErr := idempotencyKey(r.Header)
+		if apiErr != nil {
+			fail(apiErr.status, apiErr.msg)
+			return
+		}
+		msg, repeat, err := room.PostKeyed(r.Context(), in.Username, in.Content, key)
 		switch {
+		case err == nil && repeat:
+			// A retry of a post already stored: the same message, and
+			// nothing sent again.
+			w.Header().Set("Idempotent-Replayed", "true")
+			_ = encode(w, http.StatusOK, msg)
 		case err == nil:
 			_ = encode(w, http.StatusCreated, msg)
+		case errors.Is(err, errUnconfirmed):
+			// Shutdown could not wait for the journal's fsync: the
+			// message has its id and is being written, but is not
+			// confirmed durable. Not 503, which would say it was not
+			// stored and invite a duplicate.
+			_ = encode(w, http.StatusAccepted, msg)
+		case errors.Is(err, errKeyConflict):
+			fail(http.StatusUnprocessableEntity, err.Error())
 		case errors.Is(err, errRoomClosed):
 			w.Header().Set("Retry-After", "2")
 			fail(http.StatusServiceUnavailable, "server is shutting down")
@@ -552,6 +664,215 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			stats.rejectedPost()
 		default:
 			fail(http.StatusInternalServerError, "could not store the message")
+		}
+	})
+}
+
+// idempotencyKey returns the request's Idempotency-Key header ("" if it has
+// none), or a 400 error if the header is repeated or not 1 to 128 visible
+// ASCII characters.
+func idempotencyKey(h http.Header) (string, *apiError) {
+	vals := h.Values("Idempotency-Key")
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", badRequest("Idempotency-Key given more than once")
+	}
+	if err := idem.CheckKey(vals[0]); err != nil {
+		return "", badRequest("%s", err.Error())
+	}
+	return vals[0], nil
+}
+
+// parseHistoryQuery reads the query of GET /history: at most one of before
+// and after (message ids), and limit (1 or more; capped at
+// maxHistoryLimit, defaultHistoryLimit if absent). Anything else, or any
+// parameter given twice, is a 400 error.
+func parseHistoryQuery(rawQuery string) (historyQuery, *apiError) {
+	q := historyQuery{limit: defaultHistoryLimit}
+	vals, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return q, badRequest("malformed query string")
+	}
+	for k, v := range vals {
+		if k != "before" && k != "after" && k != "limit" {
+			return q, badRequest("unknown parameter %q; use before, after and limit", truncate(k, 40))
+		}
+		if len(v) > 1 {
+			return q, badRequest("parameter %q given more than once", k)
+		}
+	}
+	if _, ok := vals["before"]; ok {
+		if _, ok := vals["after"]; ok {
+			return q, badRequest("give before or after, not both")
+		}
+	}
+	for _, name := range []string{"before", "after"} {
+		v, ok := vals[name]
+		if !ok {
+			continue
+		}
+		epoch, seq, err := parseID(v[0])
+		if err != nil {
+			return q, badRequest("%s: %s", name, err.Error())
+		}
+		p := &position{id: v[0], epoch: epoch, seq: seq}
+		if name == "before" {
+			q.before = p
+		} else {
+			q.after = p
+		}
+	}
+	if v, ok := vals["limit"]; ok {
+		n, err := strconv.ParseUint(v[0], 10, 32)
+		if err != nil || n == 0 {
+			return q, badRequest("limit must be a whole number from 1 to %d", maxHistoryLimit)
+		}
+		q.limit = int(min(n, maxHistoryLimit))
+	}
+	return q, nil
+}
+
+// handleHistory serves GET /history: one page of messages from history,
+// oldest first, as {"messages": [...], "more": bool}; each message is the
+// very JSON POST /post returned for it.
+func handleHistory(room *ChatRoom) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, apiErr := parseHistoryQuery(r.URL.RawQuery)
+		if apiErr != nil {
+			writeError(w, apiErr.status, apiErr.msg)
+			return
+		}
+		page, err := room.History(r.Context(), q)
+		switch {
+		case err == nil:
+		case errors.Is(err, errUnknownID):
+			writeError(w, http.StatusNotFound, "this server does not know that id (it is from another run of the server, or from the future)")
+			return
+		case errors.Is(err, errRoomClosed):
+			w.Header().Set("Retry-After", "2")
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			return
+		default:
+			return // the client has gone
+		}
+		size := len(`{"messages":[],"more":false}`) + 1
+		for _, m := range page.msgs {
+			size += len(m) + 1
+		}
+		body := make([]byte, 0, size)
+		body = append(body, `{"messages":[`...)
+		for i, m := range page.msgs {
+			if i > 0 {
+				body = append(body, ',')
+			}
+			body = append(body, m...)
+		}
+		body = append(body, `],"more":`...)
+		body = strconv.AppendBool(body, page.more)
+		body = append(body, "}\n"...)
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		if r.Method == http.MethodHead {
+			return
+		}
+		_, _ = w.Write(body)
+	})
+}
+
+// handlePresence serves GET /presence: the whole roster as JSON, from the
+// hub.
+func handlePresence(room *ChatRoom) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		b, err := room.Presence(r.Context())
+		if err != nil {
+			if errors.Is(err, errRoomClosed) {
+				w.Header().Set("Retry-After", "2")
+				writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(append(b[:len(b):len(b)], '\n'))
+		}
+	})
+}
+
+// parseTyping decodes and validates the body of POST /typing: a JSON object
+// or a form with the one field username.
+func parseTyping(contentType string, body []byte) (string, *apiError) {
+	mediaType, e := bodyMediaType(contentType)
+	if e != nil {
+		return "", e
+	}
+	var name string
+	switch mediaType {
+	case "application/json":
+		if !utf8.Valid(body) {
+			return "", badRequest("body is not valid UTF-8")
+		}
+		var fields struct {
+			Username string `json:"username"`
+		}
+		if e := decodeJSON(body, &fields); e != nil {
+			return "", e
+		}
+		name = fields.Username
+	default:
+		form, e := parseFormFields(body, "username")
+		if e != nil {
+			return "", e
+		}
+		name = form.Get("username")
+	}
+	return validateName("username", name)
+}
+
+// handleTyping serves POST /typing: the person named in the body is typing.
+// It answers 204 once the hub has the name. Nothing is stored or counted as
+// a message.
+func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.typingLimiter != nil {
+			if ok, wait := cfg.typingLimiter.Allow(cfg.addrOf(r), time.Now()); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+				writeError(w, http.StatusTooManyRequests, "too many typing notices; slow down")
+				return
+			}
+		}
+		if r.ContentLength > maxTypingBody {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxTypingBody))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTypingBody))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxTypingBody))
+				return
+			}
+			writeError(w, http.StatusBadRequest, "could not read body")
+			return
+		}
+		name, e := parseTyping(r.Header.Get("Content-Type"), body)
+		if e != nil {
+			writeError(w, e.status, e.msg)
+			return
+		}
+		switch err := room.Typing(r.Context(), name); {
+		case err == nil:
+			w.WriteHeader(http.StatusNoContent)
+		case errors.Is(err, errRoomClosed):
+			w.Header().Set("Retry-After", "2")
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
 		}
 	})
 }
@@ -574,6 +895,22 @@ func resumePosition(r *http.Request) (*position, error) {
 	return &position{id: id, epoch: epoch, seq: seq}, nil
 }
 
+// streamName returns the name a stream request carries in its name query
+// parameter, validated like a post's username, or "" for an anonymous
+// watcher (no name parameter).
+func streamName(r *http.Request) (string, *apiError) {
+	v, ok := r.URL.Query()["name"]
+	switch {
+	case !ok:
+		return "", nil
+	case len(v) > 1:
+		return "", badRequest("name given more than once")
+	case !utf8.ValidString(v[0]):
+		return "", badRequest("name is not valid UTF-8")
+	}
+	return validateName("name", v[0])
+}
+
 // handleStream serves GET /stream as Server-Sent Events. On HTTP/1.x it
 // takes the connection over from net/http (Hijack) and hands it to one
 // writer goroutine, which is all a stream then costs; on HTTP/2 the handler
@@ -594,6 +931,11 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
+		name, e := streamName(r)
+		if e != nil {
+			writeError(w, e.status, e.msg)
+			return
+		}
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
@@ -602,7 +944,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			return
 		}
 		addr := cfg.addrOf(r)
-		c, head, err := room.Join(r.Context(), addr, from)
+		c, head, err := room.JoinAs(r.Context(), addr, name, from)
 		if err != nil {
 			h.Del("Content-Type")
 			switch {
@@ -620,9 +962,10 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			}
 			return
 		}
-		logger.Debug("stream opened", "addr", addr, "resume", from != nil)
-		// The head's first buffer is the preamble; each other is a message.
-		backlog := len(head) - 1
+		logger.Debug("stream opened", "addr", addr, "resume", from != nil, "named", name != "")
+		// The head's first buffer is the preamble; each other is a
+		// message, except the presence and typing events at its end.
+		backlog := len(head) - 1 - c.headEvents
 		s := &stream{room: room, c: c, stats: stats, heartbeat: cfg.heartbeat, writeTimeout: cfg.writeTimeout}
 		rc := http.NewResponseController(w)
 		if r.ProtoMajor == 1 {
@@ -861,8 +1204,10 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 
 // run writes head (which holds backlog messages; nil if already
 // written), then everything from the client's queue, until the
-// client goes (gone, or a failed write), the room shuts down or the hub
-// closes the queue. It is one select over those and the heartbeat ticker.
+// client goes (gone, or a failed write), or the hub closes the queue (it
+// does when the client is removed and when the room shuts down; what is
+// still queued goes out first). It is one select over the queue, the
+// heartbeat ticker and gone.
 func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	defer s.end()
 	defer s.room.Leave(s.c)
@@ -871,24 +1216,10 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	}
 	t := time.NewTicker(s.tickEvery())
 	defer t.Stop()
+	queue := s.c.frames()
 	for {
 		select {
-		case <-gone:
-			return
-		case <-s.room.Done():
-			// The hub has closed the queue: send what is in it, then end.
-			for f := range s.c.frames() {
-				if s.send(f) != nil {
-					return
-				}
-			}
-			s.drained = true
-			return
-		case <-t.C:
-			if !s.tick() {
-				return
-			}
-		case f, ok := <-s.c.frames():
+		case f, ok := <-queue:
 			if !ok {
 				// Closed after what was queued: for a shutdown, or a
 				// cut for being slow.
@@ -898,7 +1229,12 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 			if s.send(f) != nil {
 				return
 			}
-			s.lastWrite = time.Now()
+		case <-t.C:
+			if !s.tick() {
+				return
+			}
+		case <-gone:
+			return
 		}
 	}
 }
@@ -935,20 +1271,25 @@ func (s *stream) end() {
 //
 //go:noinline
 func (s *stream) open(head [][]byte, backlog int) bool {
-	firstMsg := len(head) - backlog // the buffers before it are not messages
+	// The messages are the buffers in [lo, hi): before them the response
+	// head and the preamble, after them the presence and typing events.
+	hi := len(head) - s.c.headEvents
+	lo := hi - backlog
+	now := time.Now()
 	for start := 0; start < len(head); {
 		end, size := start, 0
 		for end < len(head) && (end == start || size+len(head[end]) <= maxWriteBatch) {
 			size += len(head[end])
 			end++
 		}
-		if s.extendDeadline() != nil || s.out.writeBuffers(head[start:end]) != nil {
+		if s.extendDeadline(now) != nil || s.out.writeBuffers(head[start:end]) != nil {
 			return false
 		}
-		s.stats.delivered(max(0, end-max(start, firstMsg)))
+		s.stats.delivered(max(0, min(end, hi)-max(start, lo)))
 		start = end
+		now = time.Now()
 	}
-	s.lastWrite = time.Now()
+	s.lastWrite = now
 	return true
 }
 
@@ -978,38 +1319,44 @@ func (s *stream) tick() bool {
 		return false
 	}
 	if s.heartbeat > 0 && idle >= s.heartbeat-s.heartbeat/8 {
-		if s.write(heartbeat, 0) != nil {
+		if _, err := s.write(heartbeat, 0); err != nil {
 			return false
 		}
-		s.lastWrite = now
 	}
 	return true
 }
 
 // send writes f and whatever else is already queued (up to maxWriteBatch
-// bytes) with one write.
+// bytes) with one write, and releases the frames (frame.release): f once
+// written, the others as they are copied into the write.
 func (s *stream) send(f *frame) error {
 	queue := s.c.frames()
 	if len(queue) == 0 {
-		if err := s.write(f.data, f.n); err != nil {
-			return err
+		now, err := s.write(f.data, f.n)
+		f.release()
+		if err == nil {
+			s.stats.deliveryLatency.observe(now.Sub(f.at), f.n)
 		}
-		s.stats.deliveryLatency.observe(time.Since(f.at), f.n)
-		return nil
+		return err
 	}
 	bp := batchPool.Get().(*[]byte)
 	buf, n := append((*bp)[:0], f.data...), f.n
 	oldest := f.at
+	f.release()
 	for len(queue) > 0 && len(buf) < maxWriteBatch {
 		next, ok := <-queue
 		if !ok {
 			break
 		}
 		buf, n = append(buf, next.data...), n+next.n
+		next.release()
+		if oldest.IsZero() { // f held no message (presence, typing)
+			oldest = next.at
+		}
 	}
-	err := s.write(buf, n)
+	now, err := s.write(buf, n)
 	if err == nil {
-		s.stats.deliveryLatency.observe(time.Since(oldest), n)
+		s.stats.deliveryLatency.observe(now.Sub(oldest), n)
 	}
 	*bp = buf[:0]
 	batchPool.Put(bp)
@@ -1017,23 +1364,26 @@ func (s *stream) send(f *frame) error {
 }
 
 // write writes p, which holds n chat messages, within the write timeout.
-func (s *stream) write(p []byte, n int) error {
-	if err := s.extendDeadline(); err != nil {
-		return err
+// It reads the clock once, before the write, and returns that time, which
+// is also the stream's last write for the heartbeat.
+func (s *stream) write(p []byte, n int) (time.Time, error) {
+	now := time.Now()
+	if err := s.extendDeadline(now); err != nil {
+		return now, err
 	}
 	if err := s.out.write(p); err != nil {
-		return err
+		return now, err
 	}
+	s.lastWrite = now
 	s.stats.delivered(n)
-	return nil
+	return now, nil
 }
 
 // extendDeadline moves the write deadline to writeTimeout from now, but
 // only when a quarter of the timeout has passed since it last did: moving
 // it costs a timer update, and a busy stream writes many times a second.
 // Every write therefore has between 3/4 of writeTimeout and all of it.
-func (s *stream) extendDeadline() error {
-	now := time.Now()
+func (s *stream) extendDeadline(now time.Time) error {
 	if now.Sub(s.deadlineSet) < s.writeTimeout/4 {
 		return nil
 	}
@@ -1138,3 +1488,220 @@ const (
 	// address while the server was busy.
 	defaultMaxHeaderConnsPerAddr = 64
 )
+
+// Access: the room key, sessions and moderation (see internal/auth).
+const (
+	// loginFailures is how many wrong keys (at POST /login or as Bearer
+	// keys) one address may send per loginWindow before it gets 429.
+	loginFailures = 5
+	// loginWindow is the window loginFailures counts in.
+	loginWindow = time.Minute
+	// maxLoginBody is the largest POST /login body, in bytes.
+	maxLoginBody = 4 << 10
+)
+
+// unauthorized answers 401 with a Bearer challenge and says nothing about
+// the resource asked for.
+func unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="chat"`)
+	w.Header().Set("Cache-Control", "no-store")
+	writeError(w, http.StatusUnauthorized, msg)
+}
+
+// tooManyFailures answers 429 to an address that sent too many wrong keys.
+func tooManyFailures(w http.ResponseWriter, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(wait)))
+	writeError(w, http.StatusTooManyRequests, "too many wrong keys from your address; try again later")
+}
+
+// retrySeconds rounds wait up to whole seconds, at least 1, for Retry-After.
+func retrySeconds(wait time.Duration) int {
+	return max(1, int((wait+time.Second-1)/time.Second))
+}
+
+// requireRoom passes requests that may use the room: all of them in an
+// open room; in a private one, those with the room or admin key as a
+// Bearer key or a valid session cookie. The others get 401 before next
+// sees them, so nothing about the room leaks.
+func requireRoom(cfg serverConfig, next http.Handler) http.Handler {
+	if !cfg.gate.Private() {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		role, wait := cfg.gate.Authorize(r, cfg.addrOf(r), time.Now())
+		switch {
+		case role >= auth.Member:
+			next.ServeHTTP(w, r)
+		case wait > 0:
+			tooManyFailures(w, wait)
+		default:
+			unauthorized(w, "this room needs its key: log in, or send Authorization: Bearer <room key>")
+		}
+	})
+}
+
+// requireAdmin passes requests with the admin key as a Bearer key or an
+// admin session: others get 401 (no valid credentials) or 403 (the room's
+// credentials, which do not moderate).
+func requireAdmin(cfg serverConfig, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		role, wait := cfg.gate.Authorize(r, cfg.addrOf(r), time.Now())
+		switch {
+		case role == auth.Admin:
+			next.ServeHTTP(w, r)
+		case wait > 0:
+			tooManyFailures(w, wait)
+		case role == auth.Member:
+			writeError(w, http.StatusForbidden, "this needs the admin key")
+		default:
+			unauthorized(w, "this needs the admin key: log in with it, or send Authorization: Bearer <admin key>")
+		}
+	})
+}
+
+// parseLogin reads the key from a POST /login body: a JSON object
+// {"key": "..."} or a form with the one field key.
+func parseLogin(contentType string, body []byte) (string, *apiError) {
+	mediaType, _, err := mime.ParseMediaType(contentType)
+	if err != nil && contentType != "" {
+		return "", &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
+	}
+	var key string
+	switch mediaType {
+	case "application/json":
+		if len(bytes.TrimSpace(body)) == 0 {
+			return "", badRequest(`body is empty; send {"key": "..."}`)
+		}
+		var in struct {
+			Key string `json:"key"`
+		}
+		if e := decodeJSON(body, &in); e != nil {
+			return "", e
+		}
+		key = in.Key
+	case "application/x-www-form-urlencoded":
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return "", badRequest("malformed form body")
+		}
+		for k, v := range form {
+			if k != "key" {
+				return "", badRequest("unknown field %q", truncate(k, 40))
+			}
+			if len(v) > 1 {
+				return "", badRequest("field %q given more than once", k)
+			}
+		}
+		key = form.Get("key")
+	default:
+		return "", &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
+	}
+	key = strings.TrimSpace(key)
+	if key == "" {
+		return "", badRequest("key is required")
+	}
+	return key, nil
+}
+
+// handleLogin serves POST /login: the room key or the admin key buys a
+// session cookie (204). A wrong key is 401; an address that sent too many
+// wrong keys in the last loginWindow gets 429 without its key being
+// looked at. Keys are compared in constant time and never logged.
+func handleLogin(cfg serverConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		addr, now := cfg.addrOf(r), time.Now()
+		if wait, blocked := cfg.gate.Failures.Blocked(addr, now); blocked {
+			tooManyFailures(w, wait)
+			return
+		}
+		if r.ContentLength > maxLoginBody {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxLoginBody))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLoginBody))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxLoginBody))
+				return
+			}
+			writeError(w, http.StatusBadRequest, "could not read body")
+			return
+		}
+		key, apiErr := parseLogin(r.Header.Get("Content-Type"), body)
+		if apiErr != nil {
+			writeError(w, apiErr.status, apiErr.msg)
+			return
+		}
+		role := cfg.gate.Keys.RoleOf(key)
+		if role == auth.None {
+			cfg.gate.Failures.Fail(addr, now)
+			unauthorized(w, "wrong key")
+			return
+		}
+		value, exp, err := cfg.gate.Sessions.Issue(role, now)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "could not make a session")
+			return
+		}
+		http.SetCookie(w, &http.Cookie{
+			Name:     auth.CookieName,
+			Value:    value,
+			Path:     "/",
+			Expires:  exp,
+			MaxAge:   retrySeconds(exp.Sub(now)),
+			HttpOnly: true,
+			Secure:   r.TLS != nil,
+			SameSite: http.SameSiteStrictMode,
+		})
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// handleLogout serves POST /logout: it clears the session cookie (204).
+// The signed value itself stays valid until it expires; a browser that
+// logged out no longer has it.
+func handleLogout() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		http.SetCookie(w, &http.Cookie{
+			Name:     auth.CookieName,
+			Value:    "",
+			Path:     "/",
+			MaxAge:   -1,
+			HttpOnly: true,
+			Secure:   r.TLS != nil,
+			SameSite: http.SameSiteStrictMode,
+		})
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// handleSession serves GET /session, which the page reads to know whether
+// to ask for a key and whether to show moderation controls: whether the
+// room is private, whether moderation is on, and what the caller's own
+// credentials allow ("none", "member" or "admin"). It never answers 401.
+func handleSession(cfg serverConfig) http.Handler {
+	type response struct {
+		Private    bool   `json:"private"`
+		Moderation bool   `json:"moderation"`
+		Role       string `json:"role"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		role := auth.None
+		if cfg.gate.Private() || cfg.gate.Moderated() {
+			var wait time.Duration
+			if role, wait = cfg.gate.Authorize(r, cfg.addrOf(r), time.Now()); wait > 0 {
+				tooManyFailures(w, wait)
+				return
+			}
+		}
+		if role == auth.None && !cfg.gate.Private() {
+			role = auth.Member // an open room: everyone is a member
+		}
+		_ = encode(w, http.StatusOK, response{cfg.gate.Private(), cfg.gate.Moderated(), role.String()})
+	})
+}

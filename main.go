@@ -4,23 +4,27 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"chat/internal/auth"
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
@@ -42,6 +46,10 @@ const (
 	// streamDrain is how long shutdown lets streams finish their queued
 	// writes before it cuts them.
 	streamDrain = 2 * time.Second
+	// journalDrain is how long shutdown waits for the journal to write and
+	// sync what it holds, while the room still answers the posts it
+	// commits.
+	journalDrain = 5 * time.Second
 	// shutdownTimeout bounds the rest of shutdown (requests in flight).
 	shutdownTimeout = 2 * time.Second
 )
@@ -62,12 +70,36 @@ type config struct {
 	maxContent, maxBody             int
 	maxStreams, maxStreamsPerAddr   int
 	maxConnsPerAddr, maxHeaderConns int
-	postBurst                       int
-	postRate                        float64
+	postBurst, typingBurst          int
+	postRate, typingRate            float64
+	presenceInterval                time.Duration
+	presenceNames                   int
 	heartbeat, statsInterval        time.Duration
-	writeTimeout, coalesce          time.Duration
+	writeTimeout, batchWait         time.Duration
 	pprof                           bool
+	// roomKey and adminKey are the keys themselves, from the flag, the
+	// environment or the key file. Never log them.
+	roomKey, roomKeyFile   string
+	adminKey, adminKeyFile string
+	sessionLifetime        time.Duration
+	// journalWait, when positive, replaces journalDrain (tests shorten
+	// it).
+	journalWait time.Duration
+	// journalSync, when not nil, replaces the journal's fsync (tests hold
+	// a commit in it).
+	journalSync func(*os.File) error
+	// repair is the journal -repair checks, and repairWrite is -repair-write.
+	repair      string
+	repairWrite bool
+	// journalOptions are passed to journal.Open. No flag sets them: they are
+	// a seam for tests (a journal file that fails).
+	journalOptions []journal.Option
 }
+
+// cmdLineOnly holds the flags that have no environment variable: the
+// repair mode, because a variable left set in a service's environment would
+// turn every later start of the server into a repair.
+var cmdLineOnly = map[string]bool{"repair": true, "repair-write": true}
 
 // parseFlags reads the flags, falling back to CHAT_* environment variables
 // for flags not given. Flags win.
@@ -84,23 +116,37 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.maxContent, "max-content", defaultMaxContent, "longest message, in characters")
 	fs.IntVar(&c.maxBody, "max-body", defaultMaxBody, "largest POST body, in bytes")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", defaultWriteTimeout, "time a stream client has to accept one write")
-	fs.DurationVar(&c.coalesce, "coalesce", 0, "wait up to this long to send several messages in one write (0: send at once)")
+	fs.DurationVar(&c.batchWait, "batch-wait", defaultBatchWait, "longest a message waits to share a write while the previous one is being written (0: no batching)")
+	fs.DurationVar(&c.batchWait, "coalesce", defaultBatchWait, "old name of -batch-wait")
 	fs.StringVar(&c.data, "data", "", "journal file that keeps history across restarts (empty: memory only)")
 	fs.IntVar(&c.maxStreams, "max-streams", defaultMaxStreams, "most streams open at once (0: no limit)")
 	fs.IntVar(&c.maxStreamsPerAddr, "max-streams-per-addr", defaultMaxStreamsPerAddr, "most streams per client address (0: no limit)")
 	fs.Float64Var(&c.postRate, "post-rate", defaultPostRate, "posts per second per client address (0: no limit)")
 	fs.IntVar(&c.postBurst, "post-burst", defaultPostBurst, "posts one client address may make at once")
+	fs.Float64Var(&c.typingRate, "typing-rate", defaultTypingRate, "POST /typing per second per client address (0: no limit)")
+	fs.IntVar(&c.typingBurst, "typing-burst", defaultTypingBurst, "POST /typing one client address may make at once")
+	fs.DurationVar(&c.presenceInterval, "presence-interval", defaultPresenceInterval, "least time between two presence events on a stream (0: no presence or typing events)")
+	fs.IntVar(&c.presenceNames, "presence-names", defaultPresenceNames, "most names listed in a presence event (the totals are always sent)")
 	fs.StringVar(&c.trustedProxies, "trusted-proxies", "", "comma-separated proxy addresses or prefixes whose X-Forwarded-For is believed")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (serves HTTPS and HTTP/2 with -tls-key)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.roomKey, "room-key", "", "key that makes the room private (prefer -room-key-file: arguments are visible to other users)")
+	fs.StringVar(&c.roomKeyFile, "room-key-file", "", "file holding the room key, read once at start")
+	fs.StringVar(&c.adminKey, "admin-key", "", "key that enables moderation: deleting messages and banning addresses")
+	fs.StringVar(&c.adminKeyFile, "admin-key-file", "", "file holding the admin key, read once at start")
+	fs.DurationVar(&c.sessionLifetime, "session-lifetime", auth.DefaultLifetime, "how long a login lasts")
 	fs.IntVar(&c.maxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "most TCP connections per client address, closed at accept (0: no limit; trusted proxies are exempt)")
 	fs.IntVar(&c.maxHeaderConns, "max-header-conns-per-addr", defaultMaxHeaderConnsPerAddr, "most connections per client address sending request headers at once (0: no limit)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve profiles under /debug/pprof/ on this separate address, e.g. 127.0.0.1:6060 (empty: off)")
 	fs.BoolVar(&c.pprof, "pprof", false, "removed: use -pprof-addr")
+	fs.StringVar(&c.repair, "repair", "", "check the journal at this path, report its first bad line and exit; the server does not start")
+	fs.BoolVar(&c.repairWrite, "repair-write", false, "with -repair: keep the lines before the first bad one and move the rest to PATH.bad-<time>")
 	fs.VisitAll(func(f *flag.Flag) {
-		f.Usage += " (env " + envName(f.Name) + ")"
+		if !cmdLineOnly[f.Name] {
+			f.Usage += " (env " + envName(f.Name) + ")"
+		}
 	})
 	if err := fs.Parse(args[1:]); err != nil {
 		return c, err
@@ -110,9 +156,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	// -coalesce is the old name of -batch-wait: either flag given wins
+	// over both variables, and CHAT_BATCH_WAIT over CHAT_COALESCE.
+	if given["batch-wait"] || given["coalesce"] {
+		given["batch-wait"], given["coalesce"] = true, true
+	} else if getenv(envName("batch-wait")) != "" {
+		given["coalesce"] = true
+	}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if v := getenv(envName(f.Name)); v != "" && !given[f.Name] && err == nil {
+		if v := getenv(envName(f.Name)); v != "" && !given[f.Name] && !cmdLineOnly[f.Name] && err == nil {
 			if e := fs.Set(f.Name, v); e != nil {
 				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
 			}
@@ -124,9 +177,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	switch {
 	case c.history < 0, c.backlog < 0, c.clientBuffer < 1, c.maxContent < 1, c.maxBody < 64,
 		c.maxStreams < 0, c.maxStreamsPerAddr < 0, c.postRate < 0, c.postBurst < 0,
-		c.maxConnsPerAddr < 0, c.maxHeaderConns < 0:
+		c.maxConnsPerAddr < 0, c.maxHeaderConns < 0,
+		c.typingRate < 0, c.typingBurst < 0, c.presenceNames < 0:
 		return c, errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
-	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.coalesce < 0:
+	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.batchWait < 0, c.presenceInterval < 0:
 		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
 	case c.pprof:
 		return c, errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")
@@ -136,8 +190,42 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, errors.New("-tls-cert and -tls-key go together")
 	case c.logFormat != "text" && c.logFormat != "json":
 		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+	case c.repairWrite && c.repair == "":
+		return c, errors.New("-repair-write goes with -repair PATH")
+	case c.sessionLifetime <= 0:
+		return c, errors.New("-session-lifetime must be positive")
+	}
+	if c.roomKey, err = readKey("room-key", c.roomKey, c.roomKeyFile); err != nil {
+		return c, err
+	}
+	if c.adminKey, err = readKey("admin-key", c.adminKey, c.adminKeyFile); err != nil {
+		return c, err
+	}
+	if c.roomKey != "" && auth.KeyEqual(c.adminKey, c.roomKey) {
+		return c, errors.New("-admin-key must differ from -room-key")
 	}
 	return c, nil
+}
+
+// readKey returns the key that the flag -name (its value is key) or the
+// flag -name-file (the file's contents, surrounding white space removed)
+// gives, or "" for none. Giving both is an error. Errors never hold the key.
+func readKey(name, key, file string) (string, error) {
+	switch {
+	case file == "":
+		return key, nil
+	case key != "":
+		return "", fmt.Errorf("-%s and -%s-file: give one of them", name, name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("-%s-file: %w", name, err)
+	}
+	key = strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("-%s-file %s is empty", name, file)
+	}
+	return key, nil
 }
 
 // envName returns the environment variable that backs a flag.
@@ -172,7 +260,71 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if cfg.repair != "" {
+		return repairJournal(cfg.repair, cfg.repairWrite, time.Now(), stdout)
+	}
 	return serve(ctx, cfg, stderr)
+}
+
+// repairJournal checks the journal at path offline and writes what it found
+// to out; with write it also moves everything from the first bad line on to
+// path.bad-<time>. It returns an error (so the command exits 1) when the
+// journal is left in a state the server refuses, or cannot be read or
+// repaired. A torn last line alone is not an error: the server drops it.
+func repairJournal(path string, write bool, now time.Time, out io.Writer) error {
+	var rep journal.Report
+	var moved string
+	var err error
+	if write {
+		rep, moved, err = journal.Repair(path, now)
+	} else {
+		rep, err = journal.Check(path)
+	}
+	if err != nil {
+		return err
+	}
+	lines := rep.Good + rep.Rest.Lines
+	if rep.Sound() {
+		ids := "no records"
+		if rep.Good > 0 {
+			ids = "ids " + rep.First + " to " + rep.Last
+		}
+		fmt.Fprintf(out, "journal %s: %d lines, %d bytes, %s: sound\n", path, lines, rep.Size, ids)
+		return nil
+	}
+	bad := rep.Bad
+	reason := bad.Err.Error()
+	if bad.Torn {
+		reason = "torn last line (" + reason + ")"
+	}
+	fmt.Fprintf(out, "journal %s: %d lines, %d bytes\nline %d at byte %d: %s\n", path, lines, rep.Size, bad.Line, bad.Offset, reason)
+	keep := "no line (the server starts a new epoch)"
+	if rep.Good > 0 {
+		keep = fmt.Sprintf("lines 1-%d", rep.Good)
+		fmt.Fprintf(out, "  lines 1-%d are good (%d bytes): ids %s to %s\n", rep.Good, rep.GoodBytes, rep.First, rep.Last)
+	}
+	var parts []string
+	epochs := slices.Sorted(maps.Keys(rep.Rest.Epochs))
+	for _, e := range epochs {
+		parts = append(parts, fmt.Sprintf("%d with ids of epoch %d", rep.Rest.Epochs[e], e))
+	}
+	if rep.Rest.NoID > 0 {
+		parts = append(parts, fmt.Sprintf("%d without an id", rep.Rest.NoID))
+	}
+	fmt.Fprintf(out, "  lines %d-%d (%d bytes) from there on: %s\n", bad.Line, lines, rep.Rest.Bytes, strings.Join(parts, ", "))
+	if bad.OutOfOrder || len(epochs) > 1 {
+		fmt.Fprintf(out, "  ids out of order: two servers may have written into this journal at once\n")
+	}
+	switch {
+	case moved != "":
+		fmt.Fprintf(out, "moved lines %d-%d to %s\njournal %s keeps %s; the server starts from there\n", bad.Line, lines, moved, path, keep)
+		return nil
+	case bad.Torn:
+		fmt.Fprintf(out, "the server drops a torn last line by itself and starts with %s\n", keep)
+		return nil
+	}
+	fmt.Fprintf(out, "-repair-write keeps %s and moves lines %d-%d to %s.bad-<time>\n", keep, bad.Line, lines, path)
+	return fmt.Errorf("journal %s is damaged at line %d: the server will not start on it", path, bad.Line)
 }
 
 // serve runs the server with cfg until ctx ends.
@@ -191,9 +343,11 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		History:           cfg.history,
 		Backlog:           cfg.backlog,
 		ClientBuffer:      cfg.clientBuffer,
-		Coalesce:          cfg.coalesce,
+		BatchWait:         cfg.batchWait,
 		MaxStreams:        cfg.maxStreams,
 		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
+		PresenceInterval:  cfg.presenceInterval,
+		PresenceNames:     cfg.presenceNames,
 	}
 	var wg sync.WaitGroup
 	storeCtx, stopStore := context.WithCancel(context.Background())
@@ -206,7 +360,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		wg.Wait()
 	}()
 	if cfg.data != "" {
-		store, records, err := journal.Open(cfg.data, cfg.history, logger)
+		opts := append([]journal.Option{journal.ObserveSync(stats.observeJournalSync)}, cfg.journalOptions...)
+		store, records, err := journal.Open(cfg.data, cfg.history, logger, opts...)
 		if err != nil {
 			return fmt.Errorf("open journal: %w", err)
 		}
@@ -224,7 +379,12 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			store.Run(done)
 			return fmt.Errorf("open journal %s: %w", cfg.data, err)
 		}
+		if cfg.journalSync != nil {
+			store.SetSync(cfg.journalSync)
+		}
 		roomCfg.Journal, roomCfg.Recovered, roomCfg.Epoch = store, recovered, epoch
+		roomCfg.RecoveredKeys = recoveredKeys(records)
+		stats.watchJournal(store.Err)
 		wg.Go(func() {
 			store.Run(storeCtx)
 			close(storeDone)
@@ -240,15 +400,26 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	defer stopMonitor()
 	wg.Go(func() { runMonitor(monCtx, cfg.statsInterval, stats, logger) })
 
+	gate, err := newGate(cfg)
+	if err != nil {
+		return err
+	}
+	if gate.Private() || gate.Moderated() {
+		logger.Info("access", "room_key", gate.Private(), "moderation", gate.Moderated(),
+			"sessions_kept", cfg.data != "", "session_lifetime", cfg.sessionLifetime.String())
+	}
+
 	streams := newStreamTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
-		heartbeat:    cfg.heartbeat,
-		writeTimeout: cfg.writeTimeout,
-		maxContent:   cfg.maxContent,
-		maxBody:      int64(cfg.maxBody),
-		limiter:      limit.New(cfg.postRate, cfg.postBurst),
-		addrOf:       limit.ClientAddr(trusted),
+		heartbeat:     cfg.heartbeat,
+		writeTimeout:  cfg.writeTimeout,
+		maxContent:    cfg.maxContent,
+		maxBody:       int64(cfg.maxBody),
+		limiter:       limit.New(cfg.postRate, cfg.postBurst),
+		typingLimiter: limit.New(cfg.typingRate, cfg.typingBurst),
+		addrOf:        limit.ClientAddr(trusted),
+		gate:          gate,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -314,7 +485,10 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 
 	// Stop accepting first. Then stop the journal while the room still
 	// runs, so that every post the journal made durable is answered 201
-	// (posts after that get 503 and are not stored). Then end every stream:
+	// (posts after that get 503 and are not stored). If the journal takes
+	// longer than journalDrain (a hung fsync), the room answers the posts
+	// it still holds 202: they are written before the process exits, but
+	// not confirmed. Then end every stream:
 	// the room closes each client's queue, writers finish what is queued
 	// and close their connections; writers still blocked after streamDrain
 	// are cut.
@@ -322,7 +496,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	stopStore()
 	select {
 	case <-storeDone:
-	case <-time.After(streamDrain):
+	case <-time.After(cmp.Or(cfg.journalWait, journalDrain)):
 		logger.Warn("journal did not stop in time")
 	}
 	stopRoom()
@@ -338,6 +512,31 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	stopMonitor()
 	logger.Info("stopped", "messages", stats.Snapshot().MessagesPosted)
 	return nil
+}
+
+// newGate returns the gate for the keys in cfg. Sessions are signed with a
+// secret kept beside the journal (PATH.secret, mode 0600) with -data, so
+// they survive restarts, or else with a random one.
+func newGate(cfg config) (*auth.Gate, error) {
+	g := &auth.Gate{Keys: auth.Keys{Room: cfg.roomKey, Admin: cfg.adminKey}}
+	if !g.Private() && !g.Moderated() {
+		return g, nil
+	}
+	var secret []byte
+	var err error
+	if cfg.data != "" {
+		secret, err = auth.LoadSecret(cfg.data + ".secret")
+	} else {
+		secret, err = auth.NewSecret()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if g.Sessions, err = auth.NewSessions(secret, g.Keys, cfg.sessionLifetime); err != nil {
+		return nil, err
+	}
+	g.Failures = auth.NewThrottle(loginFailures, loginWindow)
+	return g, nil
 }
 
 // servePprof serves the profiling endpoints on their own listener at addr

@@ -43,6 +43,9 @@ type Stats struct {
 	streamsRejected uint64
 	// historySize is the number of messages in history.
 	historySize int
+	// people is the number of names on the roster; anonymous the number
+	// of streams without a name.
+	people, anonymous int
 
 	// deliveries counts messages written to clients. It is updated by
 	// every stream writer after every write, so it is an atomic rather than
@@ -57,6 +60,14 @@ type Stats struct {
 	// conns reports the connections the listener counts, set by
 	// countConnections before serving starts (nil: none).
 	conns connCounter
+	// journalErr reports the journal's state: nil while it works, or the
+	// error that failed it. It is nil when there is no journal (no -data).
+	// watchJournal sets it before the server serves; it is not changed
+	// after, so it needs no lock.
+	journalErr func() error
+	// journalSyncs is the time each fsync of the journal takes; its count
+	// is the number of fsyncs.
+	journalSyncs *histogram
 }
 
 // connCounter is what the listener reports about connections: how many are
@@ -76,8 +87,27 @@ func NewStats() *Stats {
 		start:           time.Now(),
 		deliveryLatency: newHistogram(latencyBuckets...),
 		postLatency:     newHistogram(latencyBuckets...),
+		journalSyncs:    newHistogram(syncBuckets...),
 	}
 }
+
+// watchJournal makes the statistics report the state of the journal whose
+// Err method is journalErr (/stats "journal", /metrics chat_journal_failed,
+// /healthz). Call it once, before the server serves.
+func (s *Stats) watchJournal(journalErr func() error) { s.journalErr = journalErr }
+
+// journalFailure returns the error that failed the journal, or nil while it
+// works or when there is none.
+func (s *Stats) journalFailure() error {
+	if s.journalErr == nil {
+		return nil
+	}
+	return s.journalErr()
+}
+
+// observeJournalSync records one fsync of the journal that took d. The
+// journal calls it (journal.ObserveSync).
+func (s *Stats) observeJournalSync(d time.Duration) { s.journalSyncs.observe(d, 1) }
 
 // posted records a committed message and the resulting history size.
 func (s *Stats) posted(historySize int) {
@@ -107,6 +137,13 @@ func (s *Stats) joined(clients int) {
 func (s *Stats) setClients(n int) {
 	s.mu.Lock()
 	s.clients = n
+	s.mu.Unlock()
+}
+
+// setPresence records the people online and the anonymous streams.
+func (s *Stats) setPresence(people, anonymous int) {
+	s.mu.Lock()
+	s.people, s.anonymous = people, anonymous
 	s.mu.Unlock()
 }
 
@@ -140,6 +177,8 @@ func (s *Stats) delivered(n int) { s.deliveries.Add(uint64(n)) }
 // returns it.
 type StatsSnapshot struct {
 	Clients          int     `json:"clients"`
+	People           int     `json:"people"`
+	Anonymous        int     `json:"anonymous"`
 	PeakClients      int     `json:"peak_clients"`
 	ConnectionsTotal uint64  `json:"connections_total"`
 	MessagesPosted   uint64  `json:"messages_posted"`
@@ -159,6 +198,11 @@ type StatsSnapshot struct {
 	// those the caps closed at accept.
 	ConnectionsOpen    int    `json:"connections_open"`
 	ConnectionsRefused uint64 `json:"connections_refused"`
+	// Journal is "ok", or "failed" once a write or fsync of the journal has
+	// failed; it is absent without a journal, and so is JournalFsyncs, the
+	// number of fsyncs of the journal.
+	Journal       string  `json:"journal,omitempty"`
+	JournalFsyncs *uint64 `json:"journal_fsyncs,omitempty"`
 }
 
 // Snapshot returns the current statistics, including the process's
@@ -167,6 +211,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	s.mu.Lock()
 	snap := StatsSnapshot{
 		Clients:          s.clients,
+		People:           s.people,
+		Anonymous:        s.anonymous,
 		PeakClients:      s.peakClients,
 		ConnectionsTotal: s.connectionsTotal,
 		MessagesPosted:   s.messagesPosted,
@@ -185,6 +231,14 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	snap.Goroutines = runtime.NumGoroutine()
 	snap.CPUSeconds, snap.RSSBytes = processUsage()
 	snap.HeapBytes = heapBytes()
+	if s.journalErr != nil {
+		snap.Journal = "ok"
+		if s.journalErr() != nil {
+			snap.Journal = "failed"
+		}
+		n := s.journalSyncs.count()
+		snap.JournalFsyncs = &n
+	}
 	return snap
 }
 
@@ -247,6 +301,7 @@ func runMonitor(ctx context.Context, interval time.Duration, stats *Stats, logge
 			s := stats.Snapshot()
 			logger.Info("stats",
 				"clients", s.Clients,
+				"people", s.People,
 				"peak_clients", s.PeakClients,
 				"messages", s.MessagesPosted,
 				"deliveries", s.Deliveries,
@@ -281,6 +336,10 @@ func newHistogram(bounds ...float64) *histogram {
 // latencyBuckets are the bucket bounds of the latency histograms.
 var latencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
 
+// syncBuckets are the bucket bounds of the journal's fsync histogram: from
+// 100 µs (a fast SSD) to 10 s (a disk that is failing).
+var syncBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
 // observe records n observations of d.
 func (h *histogram) observe(d time.Duration, n int) {
 	s := d.Seconds()
@@ -290,6 +349,15 @@ func (h *histogram) observe(d time.Duration, n int) {
 	}
 	h.counts[i].Add(uint64(n))
 	h.sumMicros.Add(uint64(max(d.Microseconds(), 0)) * uint64(n))
+}
+
+// count returns the number of observations.
+func (h *histogram) count() uint64 {
+	var n uint64
+	for i := range h.counts {
+		n += h.counts[i].Load()
+	}
+	return n
 }
 
 // write writes the histogram in the Prometheus text format.
@@ -328,6 +396,8 @@ func handleMetrics(stats *Stats) http.Handler {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %s\n", name, help, name, typ, name, formatValue(v))
 		}
 		metric("chat_clients", "gauge", "Streams connected now.", float64(s.Clients))
+		metric("chat_people", "gauge", "Distinct names on the streams connected now.", float64(s.People))
+		metric("chat_anonymous_streams", "gauge", "Streams connected now without a name.", float64(s.Anonymous))
 		metric("chat_clients_peak", "gauge", "Most streams connected at once.", float64(s.PeakClients))
 		metric("chat_connections_total", "counter", "Streams opened.", float64(s.ConnectionsTotal))
 		metric("chat_messages_total", "counter", "Messages accepted and sent out.", float64(s.MessagesPosted))
@@ -346,5 +416,14 @@ func handleMetrics(stats *Stats) http.Handler {
 		metric("chat_heap_bytes", "gauge", "Bytes of allocated heap objects.", float64(s.HeapBytes))
 		stats.deliveryLatency.write(w, "chat_delivery_latency_seconds", "Time from a message's acceptance to its write to a client.")
 		stats.postLatency.write(w, "chat_post_duration_seconds", "Time to handle POST /post, from request to answer.")
+		if s.Journal != "" {
+			failed := 0.0
+			if s.Journal == "failed" {
+				failed = 1
+			}
+			metric("chat_journal_failed", "gauge", "1 once a write or fsync of the journal has failed (posts then get 500), else 0.", failed)
+			metric("chat_journal_fsyncs_total", "counter", "Fsyncs of the journal.", float64(*s.JournalFsyncs))
+			stats.journalSyncs.write(w, "chat_journal_fsync_duration_seconds", "Time each fsync of the journal takes.")
+		}
 	})
 }

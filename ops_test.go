@@ -91,7 +91,7 @@ func startChatProc(t *testing.T, bin string, args ...string) *chatProc {
 // startChatProcNoWait starts the server binary and returns at once.
 func startChatProcNoWait(t *testing.T, bin string, args ...string) *chatProc {
 	t.Helper()
-	all := append([]string{"-addr", "127.0.0.1:0", "-post-rate", "0", "-stats-interval", "0"}, args...)
+	all := append([]string{"-addr", "127.0.0.1:0", "-post-rate", "0", "-stats-interval", "0", "-presence-interval", "0"}, args...)
 	p := &chatProc{cmd: exec.Command(bin, all...), logs: newLogWatcher(), exited: make(chan struct{})}
 	// Flags only: no CHAT_* variable from the environment may change them.
 	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "CHAT_") })
@@ -1197,6 +1197,8 @@ func TestMetricsExposition(t *testing.T) {
 		"slow_disconnects":      {"chat_slow_disconnects_total", true},
 		"posts_rejected":        {"chat_posts_rejected_total", true},
 		"streams_rejected":      {"chat_streams_rejected_total", true},
+		"people":                {"chat_people", false},
+		"anonymous":             {"chat_anonymous_streams", false},
 		"history_size":          {"chat_history_messages", true},
 		"uptime_seconds":        {"chat_uptime_seconds", false},
 		"goroutines":            {"chat_goroutines", false},
@@ -1288,7 +1290,7 @@ func TestMetricsFormatValue(t *testing.T) {
 // TestHealthHandler checks /healthz against the shutdown flag directly.
 func TestHealthHandler(t *testing.T) {
 	var shuttingDown atomic.Bool
-	h := handleHealth(&shuttingDown)
+	h := handleHealth(&shuttingDown, NewStats())
 	for _, tt := range []struct {
 		down bool
 		code int

@@ -73,6 +73,9 @@ type config struct {
 	insecure    bool
 	strict      bool
 	cpuProfile  string
+	floor       bool
+	serveFloor  string
+	names       bool
 }
 
 // loadRun is the shared state of one run.
@@ -146,6 +149,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	fs.BoolVar(&cfg.insecure, "insecure", false, "skip TLS certificate verification for https URLs")
 	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 if any delivery was lost, duplicated or out of order")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write the tool's own CPU profile to this file")
+	fs.BoolVar(&cfg.floor, "floor", false, "after the run, run the same load against the raw floor (a child process writing pre-encoded events to every stream from one goroutine) and report the server's CPU per delivery as a ratio to the floor's")
+	fs.StringVar(&cfg.serveFloor, "serve-floor", "", "serve the raw floor on this address instead of running load")
+	fs.BoolVar(&cfg.names, "names", false, "give every stream its own name (GET /stream?name=load-<run>-<n>), so that each one joins the presence roster")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: chatload [flags]\n\nLoad tool of the chat server: SSE subscribers plus paced posters.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -161,6 +167,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	if cfg.jsonOnly && !progressSet {
 		cfg.progress = 0
 	}
+	if cfg.serveFloor != "" {
+		if err := serveFloor(ctx, cfg.serveFloor, stdout); err != nil {
+			return 1, err
+		}
+		return 0, nil
+	}
 	if cfg.posters == 0 {
 		cfg.posters = min(64, max(4, int(math.Ceil(cfg.rate/4))))
 	}
@@ -168,18 +180,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 		return 2, errors.New("negative values are not allowed")
 	}
 
-	r := &loadRun{
-		cfg:          cfg,
-		stderr:       stderr,
-		quiet:        cfg.jsonOnly,
-		stopCh:       make(chan struct{}),
-		lat:          newShardedHist(histShards),
-		srvLat:       newShardedHist(histShards),
-		streamStatus: map[int]int{},
-		errorKinds:   map[string]int{},
-	}
-	r.phase.Store("start")
-	if err := r.setTarget(); err != nil {
+	r, err := newLoadRun(cfg, stderr)
+	if err != nil {
 		return 2, err
 	}
 	if limit, err := raiseFileLimit(); err != nil {
@@ -187,16 +189,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	} else if need := uint64(cfg.subs + cfg.posters + 64); limit != 0 && limit < need {
 		r.warnf("RLIMIT_NOFILE is %d (hard limit), below the ~%d that -subs %d needs: streams past that will fail", limit, need, cfg.subs)
 	}
-
-	var tag [4]byte
-	rand.Read(tag[:])
-	r.runTag = "r" + hex.EncodeToString(tag[:])
-	r.marker = []byte(`"content":"load ` + r.runTag + ` `)
-	if cfg.rate > 0 && cfg.duration > 0 {
-		r.maxMsgs = int(math.Ceil(cfg.rate * cfg.duration.Seconds()))
-	}
-	r.posts.byStatus = map[string]int{}
-	r.posts.acks = make([]msgID, r.maxMsgs)
 
 	transport := &http.Transport{
 		Proxy:               nil,
@@ -221,6 +213,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 		defer pprof.StopCPUProfile()
 	}
 	rep := r.execute(ctx, client)
+	if cfg.floor && ctx.Err() == nil {
+		rep.compareFloor(ctx, r, client)
+	}
 	rep.Interrupted = ctx.Err() != nil
 	if !r.quiet {
 		rep.writeText(stdout)
@@ -235,6 +230,59 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 		return 3, nil
 	}
 	return 0, nil
+}
+
+// newLoadRun returns the state of one run of cfg.
+func newLoadRun(cfg config, stderr io.Writer) (*loadRun, error) {
+	r := &loadRun{
+		cfg:          cfg,
+		stderr:       stderr,
+		quiet:        cfg.jsonOnly,
+		stopCh:       make(chan struct{}),
+		lat:          newShardedHist(histShards),
+		srvLat:       newShardedHist(histShards),
+		streamStatus: map[int]int{},
+		errorKinds:   map[string]int{},
+	}
+	r.phase.Store("start")
+	if err := r.setTarget(); err != nil {
+		return nil, err
+	}
+	var tag [4]byte
+	rand.Read(tag[:])
+	r.runTag = "r" + hex.EncodeToString(tag[:])
+	r.marker = []byte(`"content":"load ` + r.runTag + ` `)
+	if cfg.rate > 0 && cfg.duration > 0 {
+		r.maxMsgs = int(math.Ceil(cfg.rate * cfg.duration.Seconds()))
+	}
+	r.posts.byStatus = map[string]int{}
+	r.posts.acks = make([]msgID, r.maxMsgs)
+	return r, nil
+}
+
+// compareFloor runs the same load as r against a raw floor started for it
+// and adds the floor's figures, and the server's CPU per delivery as a
+// ratio to the floor's, to rep.
+func (rep *report) compareFloor(ctx context.Context, r *loadRun, client *http.Client) {
+	fc, err := startFloor(ctx)
+	if err != nil {
+		r.warnf("%v", err)
+		return
+	}
+	defer fc.stop()
+	cfg := r.cfg
+	cfg.url = fc.url
+	fr, err := newLoadRun(cfg, r.stderr)
+	if err != nil {
+		r.warnf("floor: %v", err)
+		return
+	}
+	r.logf("raw floor at %s: the same load again", fc.url)
+	frep := fr.execute(ctx, client)
+	rep.Floor = newFloorFigures(frep)
+	if rep.ServerUsPerDeliv > 0 && frep.ServerUsPerDeliv > 0 {
+		rep.FloorRatio = rep.ServerUsPerDeliv / frep.ServerUsPerDeliv
+	}
 }
 
 // setTarget checks and resolves -url and picks the source addresses.
@@ -298,6 +346,7 @@ func (r *loadRun) execute(ctx context.Context, client *http.Client) *report {
 		Duration: r.cfg.duration.Seconds(),
 		Posters:  r.cfg.posters,
 		HoldSecs: r.cfg.hold.Seconds(),
+		Names:    r.cfg.names,
 	}
 	r.newSubscribers()
 	progressDone := make(chan struct{})

@@ -144,6 +144,8 @@ func (r *loadRun) postOne(ctx context.Context, client *http.Client, worker, n in
 // serverStats is the part of GET /stats the report uses.
 type serverStats struct {
 	Clients             int64   `json:"clients"`
+	People              int64   `json:"people"`
+	Anonymous           int64   `json:"anonymous"`
 	PeakClients         int64   `json:"peak_clients"`
 	ConnectionsTotal    int64   `json:"connections_total"`
 	MessagesPosted      int64   `json:"messages_posted"`

@@ -77,7 +77,20 @@ type report struct {
 	IDMismatch   int64   `json:"events_id_mismatch"`
 	BadEvents    int64   `json:"events_bad"`
 	OtherTypes   int64   `json:"events_other_type"`
-	BeforePre    int64   `json:"events_before_preamble"`
+
+	// Names is set when every stream carried a name (-names).
+	Names bool `json:"names"`
+	// Presence and typing events received by all streams, and their bytes
+	// on the wire; the per-stream figures are means over the streams that
+	// opened, and the max the most one stream received.
+	PresenceEvents         int64   `json:"presence_events"`
+	PresenceBytes          int64   `json:"presence_bytes"`
+	PresencePerStream      float64 `json:"presence_events_per_stream"`
+	PresenceMaxPerStream   int64   `json:"presence_events_max_per_stream"`
+	PresenceBytesPerStream float64 `json:"presence_bytes_per_stream"`
+	TypingEvents           int64   `json:"typing_events"`
+	TypingBytes            int64   `json:"typing_bytes"`
+	BeforePre              int64   `json:"events_before_preamble"`
 
 	Reconnects   int64          `json:"reconnects"`
 	Resets       int64          `json:"resets"`
@@ -87,8 +100,12 @@ type report struct {
 	Latency        latencyFigures `json:"latency"`
 	ServerToArrive latencyFigures `json:"server_time_to_arrival"`
 
-	ServerCPUSecs        float64 `json:"server_cpu_seconds"`
+	ServerCPUSecs float64 `json:"server_cpu_seconds"`
+	// ServerConnectCPUSecs is the server's CPU over the connect and hold
+	// phases (opening the streams, and the presence events that follow).
+	ServerConnectCPUSecs float64 `json:"server_connect_cpu_seconds"`
 	ServerDelivPerCPU    float64 `json:"server_deliveries_per_cpu_second"`
+	ServerUsPerDeliv     float64 `json:"server_cpu_us_per_delivery"`
 	ServerDeliveries     int64   `json:"server_deliveries_delta"`
 	ServerSlowDisconn    int64   `json:"server_slow_disconnects_delta"`
 	ServerRSSBefore      int64   `json:"server_rss_before"`
@@ -113,6 +130,12 @@ type report struct {
 	MachineCPUSecs float64 `json:"machine_cpu_seconds"`
 	OtherCPUSecs   float64 `json:"other_processes_cpu_seconds"`
 	WindowSecs     float64 `json:"measure_window_seconds"`
+
+	// Floor holds the figures of the same load against the raw floor
+	// (-floor), run right after; FloorRatio is the server's CPU per
+	// delivery divided by the floor's.
+	Floor      *floorFigures `json:"floor,omitempty"`
+	FloorRatio float64       `json:"server_to_floor_cpu_ratio,omitempty"`
 }
 
 // fill computes the figures from the stopped run.
@@ -149,6 +172,11 @@ func (rep *report) fill(r *loadRun, toolCPU time.Duration, toolMaxRSS int64) {
 		rep.IDMismatch += s.idMismatch
 		rep.BadEvents += s.badEvents
 		rep.OtherTypes += s.otherTypes
+		rep.PresenceEvents += s.presence
+		rep.PresenceBytes += s.presenceBytes
+		rep.PresenceMaxPerStream = max(rep.PresenceMaxPerStream, s.presence)
+		rep.TypingEvents += s.typing
+		rep.TypingBytes += s.typingBytes
 		rep.BeforePre += s.beforePre
 		rep.RunDelivered += s.delivered.Load()
 		rep.Unacked += popcountAndNot(s.got, acked)
@@ -161,6 +189,10 @@ func (rep *report) fill(r *loadRun, toolCPU time.Duration, toolMaxRSS int64) {
 				rep.SubsWithLoss++
 			}
 		}
+	}
+	if rep.SubsReady > 0 {
+		rep.PresencePerStream = float64(rep.PresenceEvents) / float64(rep.SubsReady)
+		rep.PresenceBytesPerStream = float64(rep.PresenceBytes) / float64(rep.SubsReady)
 	}
 	rep.Expected = rep.PostsOK * int64(rep.SubsEligible)
 	rep.Lost = rep.Expected - rep.Delivered
@@ -197,12 +229,18 @@ func (rep *report) fill(r *loadRun, toolCPU time.Duration, toolMaxRSS int64) {
 	if b != nil && st != nil && rep.SubsReady > 0 && b.RSSBytes > 0 {
 		rep.ServerBytesPerStream = float64(st.RSSBytes-b.RSSBytes) / float64(rep.SubsReady)
 	}
+	if b != nil && st != nil {
+		rep.ServerConnectCPUSecs = st.CPUSeconds - b.CPUSeconds
+	}
 	if st != nil && e != nil {
 		rep.ServerCPUSecs = e.CPUSeconds - st.CPUSeconds
 		rep.ServerDeliveries = e.Deliveries - st.Deliveries
 		rep.ServerSlowDisconn = e.SlowDisconnects - st.SlowDisconnects
 		if rep.ServerCPUSecs > 0 {
 			rep.ServerDelivPerCPU = float64(rep.Delivered) / rep.ServerCPUSecs
+		}
+		if rep.Delivered > 0 {
+			rep.ServerUsPerDeliv = rep.ServerCPUSecs * 1e6 / float64(rep.Delivered)
 		}
 	}
 	rep.ToolCPUSecs = toolCPU.Seconds()
@@ -255,12 +293,19 @@ func (rep *report) writeText(w io.Writer) {
 		rep.Expected, rep.Delivered, rep.Lost, rep.Duplicated, rep.OutOfOrder, rep.SubsEligible, rep.SubsWithLoss)
 	p("            %.0f/s; unacknowledged messages received %d; other events: foreign %d, other types %d, id mismatch %d, bad %d, not after preamble id %d",
 		rep.DelivPerSec, rep.Unacked, rep.Foreign, rep.OtherTypes, rep.IDMismatch, rep.BadEvents, rep.BeforePre)
+	p("presence    %d events (%.1f per stream, at most %d), %d bytes (%.0f per stream)%s; typing %d events, %d bytes",
+		rep.PresenceEvents, rep.PresencePerStream, rep.PresenceMaxPerStream, rep.PresenceBytes, rep.PresenceBytesPerStream,
+		map[bool]string{true: "; every stream named"}[rep.Names], rep.TypingEvents, rep.TypingBytes)
+	if st := rep.ServerStreams; st != nil {
+		p("            server roster with the streams open: %d people, %d anonymous streams", st.People, st.Anonymous)
+	}
 	p("reconnects  %d   resets %d", rep.Reconnects, rep.Resets)
 	p("latency     %s  (post send -> arrival)", lat(rep.Latency))
 	p("            %s  (server time -> arrival)", lat(rep.ServerToArrive))
 	if rep.ServerEnd != nil || rep.ServerStreams != nil {
-		p("server      cpu %.2fs for the posting phase -> %.0f deliveries per CPU-second (server counted %d deliveries, %d slow disconnects)",
-			rep.ServerCPUSecs, rep.ServerDelivPerCPU, rep.ServerDeliveries, rep.ServerSlowDisconn)
+		p("server      cpu %.2fs to open the streams and hold them (connect and hold phases)", rep.ServerConnectCPUSecs)
+		p("            cpu %.2fs for the posting phase -> %.0f deliveries per CPU-second, %.2f µs each (server counted %d deliveries, %d slow disconnects)",
+			rep.ServerCPUSecs, rep.ServerDelivPerCPU, rep.ServerUsPerDeliv, rep.ServerDeliveries, rep.ServerSlowDisconn)
 		p("            rss before %s, with streams %s, end %s -> %.0f bytes per stream; goroutines %d / %d / %d",
 			mib(rep.ServerRSSBefore), mib(rep.ServerRSSStreams), mib(rep.ServerRSSEnd), rep.ServerBytesPerStream,
 			rep.ServerGorBefore, rep.ServerGorStreams, rep.ServerGorEnd)
@@ -271,6 +316,11 @@ func (rep *report) writeText(w io.Writer) {
 		p("server      no /stats figures")
 	}
 	p("tool        cpu %.2fs (%.2f µs per delivery), max rss %s", rep.ToolCPUSecs, rep.ToolUsPerDeliv, mib(rep.ToolMaxRSS))
+	if fl := rep.Floor; fl != nil {
+		p("raw floor   lost %d, duplicated %d, out-of-order %d; p50 %.2f ms  p99 %.2f ms; cpu %.2fs -> %.0f deliveries per CPU-second (%.2f µs each; other processes %.2f CPU-s)",
+			fl.Lost, fl.Duplicated, fl.OutOfOrder, fl.P50ms, fl.P99ms, fl.CPUSecs, fl.DelivPerCPU, fl.CPUUsPerDelivery, fl.OtherCPUSecs)
+		p("            server cpu per delivery %.2f µs = %.2f × the floor's", rep.ServerUsPerDeliv, rep.FloorRatio)
+	}
 	if rep.MachineCPUSecs > 0 {
 		p("machine     busy %.2f CPU-s over %.1fs of posting+settle, of which other processes %.2f CPU-s%s",
 			rep.MachineCPUSecs, rep.WindowSecs, rep.OtherCPUSecs,

@@ -72,6 +72,10 @@ type subscriber struct {
 	resets     int64
 	reconnects int64
 	otherTypes int64
+	// presence and typing count the presence and typing events, and
+	// presenceBytes and typingBytes their size on the wire.
+	presence, presenceBytes int64
+	typing, typingBytes     int64
 }
 
 // setConn publishes the open connection so stop can close it; it fails
@@ -187,6 +191,9 @@ func (s *subscriber) connect() (retryAfter time.Duration, err error) {
 	c.SetDeadline(time.Now().Add(connectTimeout))
 	s.req = append(s.req[:0], "GET "...)
 	s.req = append(s.req, r.streamPath...)
+	if r.cfg.names {
+		s.req = fmt.Appendf(s.req, "?name=load-%s-%d", r.runTag, s.idx)
+	}
 	s.req = append(s.req, " HTTP/1.1\r\nHost: "...)
 	s.req = append(s.req, r.hostHeader...)
 	s.req = append(s.req, "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: chatload\r\n"...)
@@ -326,12 +333,21 @@ func (s *subscriber) onEvent(ev *sseEvent) {
 		return
 	}
 	if len(ev.Type) > 0 && string(ev.Type) != "message" {
-		if string(ev.Type) == "reset" {
+		// The server writes "event: T\ndata: D\n\n" for these.
+		size := int64(len("event: \ndata: \n\n") + len(ev.Type) + len(ev.Data))
+		switch string(ev.Type) {
+		case "reset":
 			s.resets++
 			s.r.resets.Add(1)
 			s.haveLast = false // the history is replayed from its start
 			s.checkPre = false
-		} else {
+		case "presence":
+			s.presence++
+			s.presenceBytes += size
+		case "typing":
+			s.typing++
+			s.typingBytes += size
+		default:
 			s.otherTypes++
 		}
 		return

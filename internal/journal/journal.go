@@ -53,7 +53,18 @@
 // fails, Run logs it, goes on appending to the old file and tries again after
 // keep more lines. Open removes a stale path+".tmp".
 //
-// Only one process may use a journal at a time; nothing enforces this.
+// Ownership: Open takes an exclusive advisory lock (flock(2)) on path+".lock"
+// and holds it until Run returns, so a second journal on the same path, in
+// this process or another, fails to open with an error that wraps ErrLocked
+// and names the holder's process id. The kernel drops the lock when the
+// process dies, however it dies, so there is never a stale lock to clean up;
+// the lock file itself stays and is harmless. Compaction renames a new file
+// over path, which is why the lock is on a file of its own. Where the platform
+// has no such lock (Windows, for one), Open logs a warning and goes on.
+//
+// Health: Err reports, from any goroutine, the error that failed the journal;
+// ObserveSync reports the duration of every fsync; WrapFile lets a test put a
+// failing disk under the journal.
 package journal
 
 import (
@@ -72,6 +83,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Tuning values of the journal.
@@ -127,10 +139,22 @@ type Journal struct {
 	// closed is set when Run begins to shut down. Append then returns false.
 	closed bool
 
+	// err holds the error that failed the journal, for Err. Run sets it
+	// (with failed) and any goroutine may read it.
+	err atomic.Pointer[error]
+
 	// The fields below belong to Open and then to the Run goroutine.
 
+	// lock is the open lock file, whose flock marks the journal as taken,
+	// or nil where the platform cannot lock. It is closed after f.
+	lock *os.File
+	// opts holds the options Open was given.
+	opts options
 	// f is the open journal. It is in append mode.
 	f *os.File
+	// w is f as the journal writes and fsyncs it: f itself, or what the
+	// WrapFile option made of it.
+	w File
 	// lines is the number of lines in the file.
 	lines int
 	// compactAt is the line count above which Run compacts the file.
@@ -143,8 +167,11 @@ type Journal struct {
 	lastEpoch int64
 	lastSeq   uint64
 	hasLast   bool
+	// sync, when SetSync installed one, makes a group commit durable in
+	// place of w's Sync.
+	sync func(*os.File) error
 	// failed is the error of the write or fsync that failed the journal, or
-	// nil.
+	// nil. Only fail sets it.
 	failed error
 	// buf collects the lines of one group (or of a compacted file).
 	buf bytes.Buffer
@@ -158,21 +185,20 @@ type Journal struct {
 
 // Open opens (creating if needed) the journal at path and recovers it: it
 // returns the last keep records in order (oldest first), each with Data
-// holding its line without the newline, epoch markers left out. A torn last line is logged at warn
-// level and truncated away; any other bad line is an error that names the file
-// and the line. keep must be at least 1. A nil logger discards the logs. The
-// file stays open until Run returns; to release it without running the
+// holding its line without the newline, epoch markers left out. It first
+// takes the journal's lock (see the package comment): if another journal
+// holds it, the error wraps ErrLocked and names the holder. A torn last line
+// is logged at warn level and truncated away; any other bad line is an error
+// that names the file and the line. keep must be at least 1. A nil logger
+// discards the logs. The file and the lock stay open until Run returns; to
+// release them without running the
 // journal, call Run with a context that is already done.
-func Open(path string, keep int, logger *slog.Logger) (*Journal, []Record, error) {
+func Open(path string, keep int, logger *slog.Logger, opts ...Option) (*Journal, []Record, error) {
 	if keep < 1 {
 		return nil, nil, fmt.Errorf("open journal %s: keep is %d, must be at least 1", path, keep)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open journal: %w", err)
 	}
 	j := &Journal{
 		path:      path,
@@ -180,29 +206,57 @@ func Open(path string, keep int, logger *slog.Logger) (*Journal, []Record, error
 		logger:    logger,
 		queue:     make(chan Record, queueSize),
 		commits:   make(chan Commit, commitBuffer),
-		f:         f,
 		compactAt: 2 * keep,
 		recent:    ring[[]byte]{max: keep},
 	}
+	for _, opt := range opts {
+		opt(&j.opts)
+	}
+	// The lock comes first: nothing below (truncating a torn tail, removing
+	// a compaction file) may touch a journal another server is using.
+	lk, err := lock(path)
+	switch {
+	case errors.Is(err, errNoLock):
+		logger.Warn("journal not locked: make sure no other server uses it", "path", path, "reason", err)
+	case err != nil:
+		return nil, nil, err
+	}
+	j.lock = lk
+	recs, err := j.open()
+	if err != nil {
+		j.closeLock()
+		return nil, nil, err
+	}
+	return j, recs, nil
+}
+
+// open opens the journal file, recovers it and removes a stale compaction
+// file, once Open holds the lock.
+func (j *Journal) open() ([]Record, error) {
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	j.f, j.w = f, j.wrap(f)
 	recs, err := j.recover()
 	if err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	// A crash during compaction can leave the temporary file behind.
-	tmp := path + ".tmp"
+	tmp := j.path + ".tmp"
 	if err := os.Remove(tmp); err == nil {
-		logger.Warn("removed stale journal compaction file", "path", tmp)
+		j.logger.Warn("removed stale journal compaction file", "path", tmp)
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		logger.Warn("cannot remove stale journal compaction file", "path", tmp, "err", err)
+		j.logger.Warn("cannot remove stale journal compaction file", "path", tmp, "err", err)
 	}
 	// Make the file's directory entry durable in case the file was just created.
-	if err := syncDir(path); err != nil {
+	if err := syncDir(j.path); err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("open journal: %w", err)
+		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	logger.Debug("journal recovered", "path", path, "lines", j.lines, "records", len(recs))
-	return j, recs, nil
+	j.logger.Debug("journal recovered", "path", j.path, "lines", j.lines, "records", len(recs))
+	return recs, nil
 }
 
 // recover reads the whole journal, checks every line, truncates a torn last
@@ -210,54 +264,119 @@ func Open(path string, keep int, logger *slog.Logger) (*Journal, []Record, error
 // last id.
 func (j *Journal) recover() ([]Record, error) {
 	recs := ring[Record]{max: j.keep}
-	r := bufio.NewReader(j.f)
-	var off int64 // offset of the start of the current line
-	for n := 1; ; n++ {
-		line, err := r.ReadBytes('\n')
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("read journal %s: %w", j.path, err)
-		}
-		if len(line) == 0 {
+	sc := scanner{r: bufio.NewReader(j.f)}
+	for {
+		line, epoch, seq, err := sc.next()
+		if err == io.EOF {
 			break
 		}
-		// Only the id is read; the rest of the record is the caller's.
-		var head struct {
-			ID string `json:"id"`
-		}
-		var bad error
-		if line[len(line)-1] != '\n' {
-			bad = errors.New("no trailing newline")
-		} else {
-			bad = json.Unmarshal(line, &head)
-		}
-		if bad != nil {
-			if _, err := r.Peek(1); err == nil {
-				return nil, fmt.Errorf("journal %s line %d: %w", j.path, n, bad)
-			} else if !errors.Is(err, io.EOF) {
-				return nil, fmt.Errorf("read journal %s: %w", j.path, err)
+		var bad *LineError
+		if errors.As(err, &bad) {
+			if !bad.Torn {
+				return nil, fmt.Errorf("journal %s %w", j.path, bad)
 			}
-			if err := j.dropTornTail(n, off, len(line), bad); err != nil {
+			if err := j.dropTornTail(bad.Line, bad.Offset, bad.Size, bad.Err); err != nil {
 				return nil, err
 			}
 			break
 		}
-		epoch, seq, err := parseID(head.ID)
 		if err != nil {
-			return nil, fmt.Errorf("journal %s line %d: %w", j.path, n, err)
+			return nil, fmt.Errorf("read journal %s: %w", j.path, err)
 		}
-		if j.hasLast && (epoch != j.lastEpoch || seq <= j.lastSeq) {
-			return nil, fmt.Errorf("journal %s line %d: id %s does not follow %d-%d",
-				j.path, n, head.ID, j.lastEpoch, j.lastSeq)
-		}
-		j.lastEpoch, j.lastSeq, j.hasLast = epoch, seq, true
 		if seq != 0 { // seq 0 is an epoch marker, not a record to return
 			recs.push(Record{Epoch: epoch, Seq: seq, Data: line[: len(line)-1 : len(line)-1]})
 		}
 		j.recent.push(line)
 		j.lines++
-		off += int64(len(line))
 	}
+	j.lastEpoch, j.lastSeq, j.hasLast = sc.lastEpoch, sc.lastSeq, sc.hasLast
 	return recs.ordered(), nil
+}
+
+// LineError says why a line of a journal file breaks the journal's rules.
+type LineError struct {
+	// Line is the line's number, from 1, Offset the offset of its first byte
+	// and Size its length in bytes, newline included.
+	Line   int
+	Offset int64
+	Size   int
+	// Torn is set when the line is the last of the file and is not a whole
+	// line of JSON: what a crash in the middle of a write leaves. It was never
+	// acknowledged, and recovery drops it.
+	Torn bool
+	// OutOfOrder is set when the line is whole JSON with a well-formed id
+	// that does not follow the line before it (a repeated or lower seq, or
+	// another epoch): what two servers appending to one file leave.
+	OutOfOrder bool
+	// Err is what is wrong with the line.
+	Err error
+}
+
+// Error names the line and what is wrong with it.
+func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+// Unwrap returns Err.
+func (e *LineError) Unwrap() error { return e.Err }
+
+// scanner reads a journal line by line and checks each line by the rules
+// recovery and Check apply: a whole line (ending in a newline) of valid JSON
+// whose "id" parses and follows the previous line's id (the same epoch, a
+// higher seq). Its zero value with r set starts at the file's first line.
+type scanner struct {
+	// r reads the file from the start of the next line.
+	r *bufio.Reader
+	// n is the number of lines read so far, and off the offset of the next.
+	n   int
+	off int64
+	// lastEpoch and lastSeq are the parts of the last good line's id,
+	// meaningful only when hasLast is true.
+	lastEpoch int64
+	lastSeq   uint64
+	hasLast   bool
+}
+
+// next reads the next line and returns it, newline included, with the parts
+// of its id. At the end of the file it returns io.EOF. A line that breaks the
+// rules gives a *LineError and leaves the last good id as it was, so the
+// caller may go on reading; a failed read gives the read's error.
+func (s *scanner) next() (line []byte, epoch int64, seq uint64, err error) {
+	line, err = s.r.ReadBytes('\n')
+	if err != nil && err != io.EOF {
+		return nil, 0, 0, err
+	}
+	if len(line) == 0 {
+		return nil, 0, 0, io.EOF
+	}
+	s.n++
+	le := &LineError{Line: s.n, Offset: s.off, Size: len(line)}
+	s.off += int64(len(line))
+	// Only the id is read; the rest of the record is the caller's.
+	var head struct {
+		ID string `json:"id"`
+	}
+	if line[len(line)-1] != '\n' {
+		le.Err = errors.New("no trailing newline")
+	} else {
+		le.Err = json.Unmarshal(line, &head)
+	}
+	if le.Err != nil {
+		_, err := s.r.Peek(1)
+		if err != nil && err != io.EOF {
+			return nil, 0, 0, err
+		}
+		le.Torn = err == io.EOF
+		return line, 0, 0, le
+	}
+	if epoch, seq, le.Err = parseID(head.ID); le.Err != nil {
+		return line, 0, 0, le
+	}
+	if s.hasLast && (epoch != s.lastEpoch || seq <= s.lastSeq) {
+		le.Err = fmt.Errorf("id %s does not follow %d-%d", head.ID, s.lastEpoch, s.lastSeq)
+		le.OutOfOrder = true
+		return line, epoch, seq, le
+	}
+	s.lastEpoch, s.lastSeq, s.hasLast = epoch, seq, true
+	return line, epoch, seq, nil
 }
 
 // Epoch returns the epoch of the journal's last record (an epoch marker
@@ -316,7 +435,7 @@ func (j *Journal) dropTornTail(n int, off int64, size int, reason error) error {
 	if err := j.f.Truncate(off); err != nil {
 		return fmt.Errorf("truncate torn tail of journal %s: %w", j.path, err)
 	}
-	if err := j.f.Sync(); err != nil {
+	if err := j.syncFile(j.w); err != nil {
 		return fmt.Errorf("sync journal %s: %w", j.path, err)
 	}
 	return nil
@@ -421,11 +540,40 @@ func (j *Journal) shutdown(unsent []Commit) {
 	}
 }
 
-// closeFile closes the journal file and logs a failure.
+// closeFile closes the journal file, then releases the lock, and logs a
+// failure.
 func (j *Journal) closeFile() {
 	if err := j.f.Close(); err != nil {
 		j.logger.Error("close journal", "path", j.path, "err", err)
 	}
+	j.closeLock()
+}
+
+// closeLock closes the lock file, which releases the lock.
+func (j *Journal) closeLock() {
+	if j.lock == nil {
+		return
+	}
+	if err := j.lock.Close(); err != nil {
+		j.logger.Error("close journal lock", "path", j.lock.Name(), "err", err)
+	}
+	j.lock = nil
+}
+
+// fail records err as the error that failed the journal for good.
+func (j *Journal) fail(err error) {
+	j.failed = err
+	j.err.Store(&err)
+}
+
+// Err returns the error that failed the journal (a write or fsync that
+// failed; nothing is written after it), or nil while the journal works. It is
+// safe for concurrent use; a health check calls it.
+func (j *Journal) Err() error {
+	if p := j.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // commit writes batch as one group with one write and one fsync, and returns
@@ -448,7 +596,7 @@ func (j *Journal) commit(batch []Record) []Commit {
 	}
 	if len(j.ends) > 0 {
 		if err := j.writeGroup(); err != nil {
-			j.failed = err
+			j.fail(err)
 			j.logger.Error("journal failed: messages are no longer made durable", "path", j.path, "err", err)
 			for i, e := range j.errs {
 				if e == nil {
@@ -511,14 +659,20 @@ func (j *Journal) check(r Record, epoch int64, seq uint64, hasLast bool) error {
 
 // writeGroup writes buf to the journal and fsyncs it.
 func (j *Journal) writeGroup() error {
-	if _, err := j.f.Write(j.buf.Bytes()); err != nil {
+	if _, err := j.w.Write(j.buf.Bytes()); err != nil {
 		return fmt.Errorf("write journal: %w", err)
 	}
-	if err := j.f.Sync(); err != nil {
+	if err := j.syncGroup(); err != nil {
 		return fmt.Errorf("sync journal %s: %w", j.path, err)
 	}
 	return nil
 }
+
+// SetSync replaces the fsync of every later group commit (and epoch marker)
+// with sync, which receives the journal file and must make it durable. It
+// exists for tests that hold a commit inside its fsync, as a slow disk
+// would. Call it before Run.
+func (j *Journal) SetSync(sync func(*os.File) error) { j.sync = sync }
 
 // maybeCompact compacts the journal when it holds more than compactAt lines.
 // After a failure it logs and sets compactAt to try again after keep more lines.
@@ -555,35 +709,36 @@ func (j *Journal) compact() error {
 	for _, line := range lines {
 		j.buf.Write(line)
 	}
-	if err := writeCompacted(f, j.buf.Bytes(), j.path); err != nil {
+	w := j.wrap(f)
+	if err := j.writeCompacted(w, j.buf.Bytes(), tmp); err != nil {
 		f.Close()
 		os.Remove(tmp)
 		return fmt.Errorf("compact journal: %w", err)
 	}
 	// The new file is in place: append to it from now on.
 	old := j.f
-	j.f = f
+	j.f, j.w = f, w
 	j.lines = len(lines)
 	if err := old.Close(); err != nil {
 		j.logger.Warn("close replaced journal", "path", j.path, "err", err)
 	}
 	if err := syncDir(j.path); err != nil {
-		j.failed = fmt.Errorf("compact journal: %w", err)
+		j.fail(fmt.Errorf("compact journal: %w", err))
 		return j.failed
 	}
 	return nil
 }
 
-// writeCompacted writes data to f, the new journal, fsyncs it and renames it
-// to path.
-func writeCompacted(f *os.File, data []byte, path string) error {
-	if _, err := f.Write(data); err != nil {
+// writeCompacted writes data to w, the new journal file named tmp, fsyncs it
+// and renames it to the journal's path.
+func (j *Journal) writeCompacted(w File, data []byte, tmp string) error {
+	if _, err := w.Write(data); err != nil {
 		return fmt.Errorf("write: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	if err := j.syncFile(w); err != nil {
+		return fmt.Errorf("sync %s: %w", tmp, err)
 	}
-	return os.Rename(f.Name(), path)
+	return os.Rename(tmp, j.path)
 }
 
 // syncDir fsyncs the directory that holds the journal at path, which makes a

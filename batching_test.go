@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// batchWait is the bound the batching tests give the hub.
+const batchWait = 50 * time.Millisecond
+
+// startRoom runs a room with cfg inside the calling synctest bubble and
+// stops it when the test ends.
+func startRoom(t *testing.T, cfg RoomConfig) (context.Context, *ChatRoom) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	room := NewChatRoom(cfg, NewStats())
+	done := make(chan struct{})
+	go func() {
+		room.Run(ctx)
+		close(done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return ctx, room
+}
+
+// post posts content and fails the test on an error.
+func post(t *testing.T, ctx context.Context, room *ChatRoom, content string) {
+	t.Helper()
+	if _, err := room.Post(ctx, "u", content); err != nil {
+		t.Fatalf("Post(%q): %v", content, err)
+	}
+}
+
+// contents returns the contents of the chat messages in f, in order.
+func contents(t *testing.T, f *frame) []string {
+	t.Helper()
+	var out []string
+	for _, ev := range parseSSE(t, string(f.data)) {
+		out = append(out, jsonField(t, ev.Data, "content"))
+	}
+	return out
+}
+
+// jsonField returns the string member name of the JSON object data.
+func jsonField(t *testing.T, data []byte, name string) string {
+	t.Helper()
+	key := `"` + name + `":"`
+	_, rest, ok := strings.Cut(string(data), key)
+	v, _, ok2 := strings.Cut(rest, `"`)
+	if !ok || !ok2 {
+		t.Fatalf("no %s in %s", name, data)
+	}
+	return v
+}
+
+// queued reports whether a frame is waiting in c's queue once every
+// goroutine of the bubble is blocked.
+func queued(c *client) bool {
+	synctest.Wait()
+	return len(c.frames()) > 0
+}
+
+// TestBatchingRule checks the hub's batching rule with one client whose
+// frames the test releases by hand, as a stream writer does once it has
+// written them: an idle room sends each message at once; messages posted
+// while a frame is still being written wait and leave together the moment
+// it has been; and they never wait longer than BatchWait after that frame
+// left.
+func TestBatchingRule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
+		c, _, err := room.Join(ctx, "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		// Idle: a message leaves at once, alone.
+		start := time.Now()
+		post(t, ctx, room, "m1")
+		if !queued(c) {
+			t.Fatal("idle room: m1 not sent at once")
+		}
+		f1 := <-c.frames()
+		if got := contents(t, f1); fmt.Sprint(got) != "[m1]" || time.Since(start) != 0 {
+			t.Errorf("idle room: frame %v after %v, want [m1] at once", got, time.Since(start))
+		}
+
+		// Busy: f1 is not released (still being written), so m2..m4
+		// collect; they leave as one frame the moment f1 is released.
+		time.Sleep(10 * time.Millisecond)
+		for _, m := range []string{"m2", "m3", "m4"} {
+			post(t, ctx, room, m)
+		}
+		if queued(c) {
+			t.Fatal("busy room: a batch left while the frame before it was still being written")
+		}
+		f1.release()
+		if !queued(c) {
+			t.Fatal("busy room: the batch did not leave once the frame before it was written")
+		}
+		f2 := <-c.frames()
+		if got := contents(t, f2); fmt.Sprint(got) != "[m2 m3 m4]" || time.Since(start) != 10*time.Millisecond {
+			t.Errorf("busy room: frame %v after %v, want [m2 m3 m4] after 10ms", got, time.Since(start))
+		}
+
+		// Bounded: f2 is never released; m5, posted 20ms after f2 left,
+		// leaves BatchWait after f2 did, that is 30ms later.
+		time.Sleep(20 * time.Millisecond)
+		post(t, ctx, room, "m5")
+		posted := time.Now()
+		f3 := <-c.frames()
+		if got := contents(t, f3); fmt.Sprint(got) != "[m5]" || time.Since(posted) != batchWait-20*time.Millisecond {
+			t.Errorf("bounded wait: frame %v after %v, want [m5] after %v", got, time.Since(posted), batchWait-20*time.Millisecond)
+		}
+
+		// A quiet room with a writer that never finishes (f2, f3 are
+		// still held): a message posted more than BatchWait after the
+		// last frame left goes at once.
+		time.Sleep(time.Second)
+		post(t, ctx, room, "m6")
+		if !queued(c) {
+			t.Error("quiet room with a stuck writer: m6 waited")
+		}
+		f4 := <-c.frames()
+		f2.release()
+		f3.release()
+		f4.release()
+	})
+}
+
+// TestBatchingOff checks that BatchWait zero sends every message at once,
+// however busy the room.
+func TestBatchingOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, room := startRoom(t, RoomConfig{History: 100})
+		c, _, _ := room.Join(ctx, "a", nil)
+		for i := range 3 {
+			post(t, ctx, room, fmt.Sprint(i))
+			if !queued(c) {
+				t.Fatalf("message %d waited with batching off", i)
+			}
+		}
+		if n := len(c.frames()); n != 3 {
+			t.Errorf("%d frames queued, want 3", n)
+		}
+	})
+}
+
+// TestBatchingStragglers checks that a few slow writers do not hold the
+// room: with 128 clients two may lag (one in stragglerShare), and the next
+// batch leaves as soon as the other 126 have written; a third lagging
+// writer makes the batch wait.
+func TestBatchingStragglers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
+		clients := make([]*client, 128)
+		for i := range clients {
+			c, _, err := room.Join(ctx, fmt.Sprint(i), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clients[i] = c
+		}
+		// receive takes the next frame of every client and releases it,
+		// except for the first lag clients, whose frames it returns.
+		receive := func(lag int) []*frame {
+			var held []*frame
+			for i, c := range clients {
+				f := <-c.frames()
+				if i < lag {
+					held = append(held, f)
+				} else {
+					f.release()
+				}
+			}
+			return held
+		}
+		post(t, ctx, room, "a")
+		held := receive(2)
+		post(t, ctx, room, "b")
+		if !queued(clients[127]) {
+			t.Error("two stragglers of 128 held the batch back")
+		}
+		held = append(held, receive(3)...)
+		post(t, ctx, room, "c")
+		if queued(clients[127]) {
+			t.Error("three lagging writers of 128 did not hold the batch")
+		}
+		for _, f := range held[2:] {
+			f.release()
+		}
+		if !queued(clients[127]) {
+			t.Error("the batch did not leave once all but the stragglers had written")
+		}
+		receive(0)
+	})
+}
+
+// TestBatchingLeaveReleases checks that a client that leaves with frames
+// still queued does not hold the room's batching: Leave releases them.
+func TestBatchingLeaveReleases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
+		a, _, _ := room.Join(ctx, "a", nil)
+		b, _, _ := room.Join(ctx, "b", nil)
+		post(t, ctx, room, "m1")
+		(<-a.frames()).release()
+		room.Leave(b) // m1 is still in b's queue
+		post(t, ctx, room, "m2")
+		if !queued(a) {
+			t.Error("a client that left held the batch back")
+		}
+		(<-a.frames()).release()
+	})
+}
+
+// TestBatchingStreamWriter checks the rule end to end through a real stream
+// writer on an in-memory connection: while the reader does not read, the
+// writer is stuck in its first write, and the messages posted meanwhile
+// reach the reader together, in one write, as soon as it reads again.
+func TestBatchingStreamWriter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: time.Hour})
+		c, head, err := room.Join(ctx, "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, peer := net.Pipe()
+		defer peer.Close()
+		s := &stream{room: room, c: c, stats: room.stats, out: &rawConn{Conn: srv}, heartbeat: time.Minute, writeTimeout: time.Hour}
+		writerDone := make(chan struct{})
+		go func() {
+			s.run(head, 0, nil)
+			close(writerDone)
+		}()
+		// readWrite returns what one write of the writer carried.
+		buf := make([]byte, 64<<10)
+		readWrite := func() string {
+			n, err := peer.Read(buf)
+			if err != nil && err != io.EOF {
+				t.Fatalf("read: %v", err)
+			}
+			return string(buf[:n])
+		}
+		readWrite() // the head
+		post(t, ctx, room, "m1")
+		synctest.Wait() // the writer is blocked writing m1: nobody reads
+		for _, m := range []string{"m2", "m3"} {
+			post(t, ctx, room, m)
+		}
+		if queued(c) {
+			t.Fatal("batch left while the writer was still writing m1")
+		}
+		first := readWrite()
+		second := readWrite()
+		var got []string
+		for _, w := range []string{first, second} {
+			var ids []string
+			for _, ev := range parseSSE(t, w) {
+				ids = append(ids, jsonField(t, ev.Data, "content"))
+			}
+			got = append(got, strings.Join(ids, "+"))
+		}
+		if fmt.Sprint(got) != "[m1 m2+m3]" {
+			t.Errorf("writes carried %v, want [m1 m2+m3]", got)
+		}
+		synctest.Wait() // the writer has returned from its write
+		if n := room.stats.Snapshot().Deliveries; n != 3 {
+			t.Errorf("deliveries = %d, want 3", n)
+		}
+		peer.Close()
+		post(t, ctx, room, "m4") // fails the write: the writer ends
+		<-writerDone
+		if n := room.Count(); n != 0 {
+			t.Errorf("Count = %d after the writer ended, want 0", n)
+		}
+	})
+}

@@ -1,0 +1,282 @@
+// Package ban keeps the list of banned client addresses and prefixes, each
+// with its expiry, and saves it to a file so that bans outlive restarts. An
+// address is matched the way the rate limits key it: an IPv4 address by
+// itself, an IPv6 address by its /64, so a ban never targets less than one
+// limit key. List starts no goroutines; expired bans are dropped when the
+// list is read or changed.
+package ban
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Limits of the ban list.
+const (
+	// MaxBans bounds how many bans the list holds at once.
+	MaxBans = 10000
+	// ipv6Prefix is the longest IPv6 prefix a ban takes: the per-address
+	// key of the rate limits is an IPv6 address's /64.
+	ipv6Prefix = 64
+)
+
+// Errors of List.
+var (
+	// ErrFull means the list already holds MaxBans bans.
+	ErrFull = errors.New("ban list full")
+)
+
+// Ban is one banned prefix.
+type Ban struct {
+	// Prefix is what is banned, masked: an IPv4 prefix, or an IPv6 prefix
+	// of at most 64 bits.
+	Prefix netip.Prefix
+	// Until is when the ban ends; the zero time means never.
+	Until time.Time
+}
+
+// String returns the ban's target as Parse reads it: an IPv4 address
+// without "/32", otherwise a prefix.
+func (b Ban) String() string { return Format(b.Prefix) }
+
+// Format returns p as an address when it covers a single IPv4 address,
+// otherwise as a prefix.
+func Format(p netip.Prefix) string {
+	if p.Addr().Is4() && p.Bits() == 32 {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// Parse reads an address or prefix ("203.0.113.7", "10.0.0.0/8",
+// "2001:db8::1", "2001:db8::/48") and returns the prefix a ban on it
+// covers: masked, IPv4-mapped IPv6 turned into IPv4, zones dropped, and
+// IPv6 widened to at most /64.
+func Parse(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap().WithZone("")
+		p = netip.PrefixFrom(a, a.BitLen())
+	} else {
+		p, err = netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or prefix", truncate(s, 60))
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+	}
+	if p.Addr().Is6() && p.Bits() > ipv6Prefix {
+		p = netip.PrefixFrom(p.Addr(), ipv6Prefix)
+	}
+	return p.Masked(), nil
+}
+
+// Key returns the address or prefix a rate-limit key names (an IPv4
+// address, or an IPv6 /64), and false when it is not an IP key.
+func Key(key string) (netip.Prefix, bool) {
+	if a, err := netip.ParseAddr(key); err == nil {
+		a = a.Unmap().WithZone("")
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	p, err := netip.ParsePrefix(key)
+	return p, err == nil
+}
+
+// covers reports whether ban b covers everything in p.
+func covers(b, p netip.Prefix) bool {
+	return b.Bits() <= p.Bits() && b.Contains(p.Addr())
+}
+
+// List is the set of bans. Its methods are safe for concurrent use.
+type List struct {
+	// path is where the list is saved ("" keeps it in memory only).
+	path string
+	// mu guards bans, and orders the saves of the file.
+	mu   sync.Mutex
+	bans []Ban
+}
+
+// New returns an empty list kept in memory only.
+func New() *List { return &List{} }
+
+// Open returns the list saved at path, or an empty one if the file does
+// not exist yet. Every change is saved to path (written to path+".tmp",
+// synced and renamed over path). Bans that have expired are dropped.
+func Open(path string, now time.Time) (*List, error) {
+	l := &List{path: path}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return l, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read ban list: %w", err)
+	}
+	var saved []saved
+	if err := json.Unmarshal(data, &saved); err != nil {
+		return nil, fmt.Errorf("ban list %s: %w", path, err)
+	}
+	for i, s := range saved {
+		p, err := Parse(s.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("ban list %s entry %d: %w", path, i+1, err)
+		}
+		b := Ban{Prefix: p}
+		if s.Until != nil {
+			b.Until = *s.Until
+		}
+		if b.Until.IsZero() || b.Until.After(now) {
+			l.bans = append(l.bans, b)
+		}
+	}
+	return l, nil
+}
+
+// saved is one ban as the file holds it.
+type saved struct {
+	Addr  string     `json:"addr"`
+	Until *time.Time `json:"until"`
+}
+
+// Add bans p until the given time (zero: for ever), replacing any ban on
+// the same prefix, and saves the list. It returns the ban as stored.
+func (l *List) Add(p netip.Prefix, until time.Time, now time.Time) (Ban, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.prune(now)
+	b := Ban{Prefix: p.Masked(), Until: until}
+	i := slices.IndexFunc(l.bans, func(x Ban) bool { return x.Prefix == b.Prefix })
+	old := slices.Clone(l.bans)
+	if i >= 0 {
+		l.bans[i] = b
+	} else {
+		if len(l.bans) >= MaxBans {
+			return Ban{}, ErrFull
+		}
+		l.bans = append(l.bans, b)
+	}
+	if err := l.save(); err != nil {
+		l.bans = old
+		return Ban{}, err
+	}
+	return b, nil
+}
+
+// Remove lifts the ban on exactly p and saves the list. It reports whether
+// there was one.
+func (l *List) Remove(p netip.Prefix, now time.Time) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.prune(now)
+	i := slices.IndexFunc(l.bans, func(x Ban) bool { return x.Prefix == p.Masked() })
+	if i < 0 {
+		return false, nil
+	}
+	old := slices.Clone(l.bans)
+	l.bans = slices.Delete(l.bans, i, i+1)
+	if err := l.save(); err != nil {
+		l.bans = old
+		return false, err
+	}
+	return true, nil
+}
+
+// Banned returns the ban that covers the rate-limit key (an IPv4 address,
+// or an IPv6 /64) at now, and whether there is one.
+func (l *List) Banned(key string, now time.Time) (Ban, bool) {
+	p, ok := Key(key)
+	if !ok {
+		return Ban{}, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, b := range l.bans {
+		if covers(b.Prefix, p) && (b.Until.IsZero() || now.Before(b.Until)) {
+			return b, true
+		}
+	}
+	return Ban{}, false
+}
+
+// Covers reports whether ban b covers the rate-limit key.
+func Covers(b Ban, key string) bool {
+	p, ok := Key(key)
+	return ok && covers(b.Prefix, p)
+}
+
+// All returns the bans in force at now, in the order they were made.
+func (l *List) All(now time.Time) []Ban {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.prune(now)
+	return slices.Clone(l.bans)
+}
+
+// prune drops expired bans from memory (the file is rewritten at the next
+// change; an expired ban in it is dropped when it is read).
+func (l *List) prune(now time.Time) {
+	l.bans = slices.DeleteFunc(l.bans, func(b Ban) bool {
+		return !b.Until.IsZero() && !now.Before(b.Until)
+	})
+}
+
+// save writes the list to its file, if it has one, durably.
+func (l *List) save() error {
+	if l.path == "" {
+		return nil
+	}
+	out := make([]saved, 0, len(l.bans))
+	for _, b := range l.bans {
+		s := saved{Addr: b.String()}
+		if !b.Until.IsZero() {
+			u := b.Until.UTC()
+			s.Until = &u
+		}
+		out = append(out, s)
+	}
+	data, err := json.MarshalIndent(out, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save ban list: %w", err)
+	}
+	data = append(data, '\n')
+	tmp := l.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("save ban list: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, l.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save ban list %s: %w", l.path, err)
+	}
+	if d, err := os.Open(filepath.Dir(l.path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// truncate shortens s to at most n bytes for error messages.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

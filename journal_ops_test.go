@@ -1,0 +1,400 @@
+package main
+
+// Journal operations: one server per journal (the lock, in one process and
+// with the real binary), health that reports a failed journal (/healthz,
+// /stats, /metrics), and the offline repair command.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"chat/internal/journal"
+)
+
+// TestJournalLockInProcess runs two servers through run on one -data in
+// one process: the second returns an error naming the journal and saying
+// this process holds it, without listening, and the first keeps serving.
+func TestJournalLockInProcess(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	first := startServer(t, "-data", path)
+	first.post(t, "a", "one")
+
+	logs := newLogWatcher()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	err := run(ctx, []string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-data", path}, func(string) string { return "" }, io.Discard, logs)
+	want := fmt.Sprintf("open journal: journal %s is in use by another server: this process (pid %d) already has it open", path, os.Getpid())
+	if err == nil || err.Error() != want || !errors.Is(err, journal.ErrLocked) {
+		t.Errorf("second run = %v, want %q", err, want)
+	}
+	if strings.Contains(logs.String(), "msg=listening") {
+		t.Errorf("second server listened:\n%s", logs)
+	}
+	if m := first.post(t, "a", "two"); !strings.HasSuffix(m.ID, "-2") {
+		t.Errorf("first server's next id %s, want seq 2", m.ID)
+	}
+}
+
+// TestJournalLockBinary runs the real binary twice on one -data: the second
+// exits 1 within a second with an error that names the journal and the
+// first's pid, the first keeps serving, and its file stays valid. Then the
+// first is killed with SIGKILL, and a new server starts on the journal at
+// once (the kernel dropped the lock) with every message.
+func TestJournalLockBinary(t *testing.T) {
+	bin := buildChat(t, t.TempDir())
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	first := startChatProc(t, bin, "-data", path)
+	var acked []Message
+	for i := range 3 {
+		acked = append(acked, mustPost(t, first.URL, "a", fmt.Sprintf("before %d", i)))
+	}
+
+	second := startChatProcNoWait(t, bin, "-data", path)
+	if code := second.wait(t, time.Second); code != 1 {
+		t.Errorf("second server exit code = %d, want 1", code)
+	}
+	want := fmt.Sprintf("open journal: journal %s is in use by another server: pid %d holds %s\n", path, first.cmd.Process.Pid, journal.LockPath(path))
+	if logs := second.logs.String(); logs != want {
+		t.Errorf("second server's stderr:\n%s\nwant:\n%s", logs, want)
+	}
+
+	for i := range 3 {
+		acked = append(acked, mustPost(t, first.URL, "a", fmt.Sprintf("after %d", i)))
+	}
+	// The journal holds the epoch marker and every message, nothing else.
+	rep, err := journal.Check(path)
+	if err != nil || !rep.Sound() || rep.Good != 1+len(acked) || rep.Last != acked[len(acked)-1].ID {
+		t.Errorf("journal while the first server runs: %+v, %v; want %d sound lines ending at %s", rep, err, 1+len(acked), acked[len(acked)-1].ID)
+	}
+
+	first.kill(t)
+	start := time.Now()
+	third := startChatProc(t, bin, "-data", path)
+	t.Logf("new server listening %v after the holder's SIGKILL", time.Since(start))
+	epoch, _ := mustParseID(t, acked[0].ID)
+	next := checkRecovered(t, third.URL, epoch, acked, acked[len(acked)-1])
+	if want := formatID(epoch, uint64(len(acked)+1)); next.ID != want {
+		t.Errorf("first post after the restart got id %s, want %s", next.ID, want)
+	}
+}
+
+// failingDisk is a journal file whose writes fail with ENOSPC once full is
+// set: a disk that has filled up.
+type failingDisk struct {
+	// f is the real file.
+	f journal.File
+	// full, once set, makes every write fail.
+	full *atomic.Bool
+}
+
+// Write writes p unless the disk is full.
+func (d failingDisk) Write(p []byte) (int, error) {
+	if d.full.Load() {
+		return 0, &os.PathError{Op: "write", Path: "chat.jsonl", Err: syscall.ENOSPC}
+	}
+	return d.f.Write(p)
+}
+
+// Sync syncs the real file.
+func (d failingDisk) Sync() error { return d.f.Sync() }
+
+// startServerWith starts the server like startServer, with extra journal
+// options that no flag can set.
+func startServerWith(t *testing.T, opts []journal.Option, flags ...string) *testServer {
+	t.Helper()
+	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0"}, flags...)
+	cfg, err := parseFlags(args, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.journalOptions = opts
+	ctx, cancel := context.WithCancel(context.Background())
+	ts := &testServer{cancel: cancel, done: make(chan error, 1), logs: newLogWatcher()}
+	go func() { ts.done <- serve(ctx, cfg, ts.logs) }()
+	select {
+	case addr := <-ts.addrCh():
+		ts.URL = "http://" + addr
+	case err := <-ts.done:
+		t.Fatalf("serve returned early: %v\n%s", err, ts.logs)
+	case <-time.After(waitTimeout):
+		t.Fatalf("server did not start within %v\n%s", waitTimeout, ts.logs)
+	}
+	t.Cleanup(func() { ts.stop(t) })
+	return ts
+}
+
+// getBody returns the status and body of GET url.
+func getBody(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return resp.StatusCode, b
+}
+
+// journalHealth returns what /healthz, /stats and /metrics say about the
+// journal: the /healthz status and body, the /stats journal fields, and
+// the parsed /metrics (checked by the strict parser).
+func journalHealth(t *testing.T, url string) (int, string, StatsSnapshot, map[string]*promFamily) {
+	t.Helper()
+	code, health := getBody(t, url+"/healthz")
+	_, body := getBody(t, url+"/stats")
+	var st StatsSnapshot
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("GET /stats: %v", err)
+	}
+	_, metrics := getBody(t, url+"/metrics")
+	fams, err := parsePromText(string(metrics))
+	if err != nil {
+		t.Fatalf("GET /metrics: %v\n%s", err, metrics)
+	}
+	return code, strings.TrimSpace(string(health)), st, fams
+}
+
+// TestJournalFailureHealth makes the journal's disk fill up under a running
+// server: the post that meets it gets 500, and from then on /healthz answers
+// 503 "journal failed" with the error, /stats says "journal": "failed" and
+// /metrics chat_journal_failed 1, with the fsync counter and histogram
+// still valid.
+func TestJournalFailureHealth(t *testing.T) {
+	t.Parallel()
+	var full atomic.Bool
+	wrap := journal.WrapFile(func(f journal.File) journal.File { return failingDisk{f, &full} })
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	ts := startServerWith(t, []journal.Option{wrap}, "-data", path)
+	ok := ts.post(t, "a", "stored")
+
+	code, health, st, fams := journalHealth(t, ts.URL)
+	if code != http.StatusOK || health != `{"status":"ok"}` {
+		t.Errorf("/healthz before the failure: %d %s", code, health)
+	}
+	if st.Journal != "ok" || st.JournalFsyncs == nil || *st.JournalFsyncs < 1 {
+		t.Errorf("/stats before the failure: journal %q, fsyncs %v", st.Journal, st.JournalFsyncs)
+	}
+	syncs := *st.JournalFsyncs
+	if got := fams["chat_journal_failed"].value("chat_journal_failed"); got != 0 {
+		t.Errorf("chat_journal_failed = %v before the failure", got)
+	}
+
+	full.Store(true)
+	resp, err := http.Post(ts.URL+"/post", "application/json", strings.NewReader(`{"username":"a","content":"lost"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(b), `"error"`) {
+		t.Errorf("post on a full disk: %d %s, want 500 and a JSON error", resp.StatusCode, b)
+	}
+
+	code, health, st, fams = journalHealth(t, ts.URL)
+	wantHealth := `{"status":"journal failed","error":"write journal: write chat.jsonl: no space left on device"}`
+	if code != http.StatusServiceUnavailable || health != wantHealth {
+		t.Errorf("/healthz after the failure: %d %s, want 503 %s", code, health, wantHealth)
+	}
+	if st.Journal != "failed" || st.PostsRejected != 1 || st.MessagesPosted != 1 {
+		t.Errorf("/stats after the failure: journal %q, posts_rejected %d, messages_posted %d", st.Journal, st.PostsRejected, st.MessagesPosted)
+	}
+	for name, want := range map[string]float64{
+		"chat_journal_failed":       1,
+		"chat_journal_fsyncs_total": float64(syncs), // the failed write comes before its fsync
+		"chat_posts_rejected_total": 1,
+	} {
+		if f := fams[name]; f == nil || f.value(name) != want {
+			t.Errorf("%s = %+v, want %v", name, f, want)
+		}
+	}
+	if f := fams["chat_journal_fsync_duration_seconds"]; f == nil || f.typ != "histogram" || f.value("chat_journal_fsync_duration_seconds_count") != float64(syncs) {
+		t.Errorf("chat_journal_fsync_duration_seconds: %+v, want a histogram of %d fsyncs", f, syncs)
+	}
+
+	// Every figure /stats has with a journal is in /metrics too.
+	_, body := getBody(t, ts.URL+"/stats")
+	var raw map[string]any
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw["journal"] != "failed" || raw["journal_fsyncs"] != float64(syncs) {
+		t.Errorf("/stats journal fields: %v, %v", raw["journal"], raw["journal_fsyncs"])
+	}
+
+	// Still failed when the disk has room again: only a restart (which
+	// reads the file afresh) makes the journal trusted again.
+	full.Store(false)
+	if code, _ := getBody(t, ts.URL+"/healthz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/healthz after the disk recovered: %d, want 503", code)
+	}
+	ts.stop(t)
+	if rep, err := journal.Check(path); err != nil || !rep.Sound() || rep.Good != 2 || rep.Last != ok.ID {
+		t.Errorf("journal after the failure: %+v, %v; want the epoch marker and %s only", rep, err, ok.ID)
+	}
+}
+
+// TestJournalMetricsWithoutData checks that a server without -data reports
+// no journal: no /stats field and no journal metrics, and /healthz 200.
+func TestJournalMetricsWithoutData(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	code, health, _, fams := journalHealth(t, ts.URL)
+	if code != http.StatusOK || health != `{"status":"ok"}` {
+		t.Errorf("/healthz: %d %s", code, health)
+	}
+	_, body := getBody(t, ts.URL+"/stats")
+	if bytes.Contains(body, []byte("journal")) {
+		t.Errorf("/stats without a journal: %s", body)
+	}
+	for name := range fams {
+		if strings.Contains(name, "journal") {
+			t.Errorf("/metrics has %s without a journal", name)
+		}
+	}
+}
+
+// repairLine returns message seq of epoch as a journal line.
+func repairLine(t *testing.T, epoch int64, seq uint64, content string) string {
+	t.Helper()
+	b, err := json.Marshal(Message{ID: formatID(epoch, seq), Username: "u", Content: content, Time: time.Unix(epoch/1000, int64(seq)).UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b) + "\n"
+}
+
+// runRepair runs the command with args and returns its stdout and error.
+func runRepair(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	err := run(ctx, append([]string{"chat"}, args...), func(string) string { return "" }, &out, io.Discard)
+	return out.String(), err
+}
+
+// TestJournalRepairCommand damages a journal the way two servers on one
+// file, a bad disk and a crash do (a second epoch interleaved with the
+// first, a corrupt line in the middle, a torn tail): the server refuses it,
+// -repair reports the first bad line and exits 1 without changing the file,
+// -repair-write keeps the good lines and moves the rest to PATH.bad-<time>,
+// and the server then starts with every message before the damage and goes
+// on with the next id.
+func TestJournalRepairCommand(t *testing.T) {
+	t.Parallel()
+	const a, b = 1764094637123, 1764094638456
+	good := repairLine(t, a, 1, "one") + repairLine(t, a, 2, "two")
+	rest := repairLine(t, b, 1, "other server") + repairLine(t, a, 3, "three") + repairLine(t, b, 2, "other again") +
+		"{\"id\": garbage}\n" + repairLine(t, a, 4, "four")
+	torn := repairLine(t, a, 5, "five")
+	rest += torn[:len(torn)/2]
+	dir := t.TempDir()
+	path := filepath.Join(dir, "chat.jsonl")
+	writeJournal(t, path, good, rest)
+
+	err := run(context.Background(), []string{"chat", "-addr", "127.0.0.1:0", "-data", path}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), path+" line 3: id "+formatID(b, 1)+" does not follow "+formatID(a, 2)) {
+		t.Fatalf("server on the damaged journal: %v, want line 3 refused", err)
+	}
+
+	out, err := runRepair(t, "-repair", path)
+	wantOut := fmt.Sprintf(`journal %[1]s: 8 lines, %[2]d bytes
+line 3 at byte %[3]d: id %[4]s does not follow %[5]s
+  lines 1-2 are good (%[3]d bytes): ids %[6]s to %[5]s
+  lines 3-8 (%[7]d bytes) from there on: 2 with ids of epoch %[8]d, 2 with ids of epoch %[9]d, 2 without an id
+  ids out of order: two servers may have written into this journal at once
+-repair-write keeps lines 1-2 and moves lines 3-8 to %[1]s.bad-<time>
+`, path, len(good)+len(rest), len(good), formatID(b, 1), formatID(a, 2), formatID(a, 1), len(rest), int64(a), int64(b))
+	if out != wantOut {
+		t.Errorf("-repair printed:\n%s\nwant:\n%s", out, wantOut)
+	}
+	if want := fmt.Sprintf("journal %s is damaged at line 3: the server will not start on it", path); err == nil || err.Error() != want {
+		t.Errorf("-repair = %v, want %q", err, want)
+	}
+	if data, _ := os.ReadFile(path); string(data) != good+rest {
+		t.Fatal("-repair without -repair-write changed the journal")
+	}
+
+	out, err = runRepair(t, "-repair", path, "-repair-write")
+	if err != nil {
+		t.Fatalf("-repair-write: %v\n%s", err, out)
+	}
+	matches, _ := filepath.Glob(path + ".bad-*")
+	if len(matches) != 1 {
+		t.Fatalf("files %s.bad-*: %q, want one", path, matches)
+	}
+	if !strings.Contains(out, "moved lines 3-8 to "+matches[0]+"\njournal "+path+" keeps lines 1-2; the server starts from there\n") {
+		t.Errorf("-repair-write printed:\n%s", out)
+	}
+	if data, _ := os.ReadFile(matches[0]); string(data) != rest {
+		t.Errorf("%s holds:\n%s\nwant:\n%s", matches[0], data, rest)
+	}
+	out, err = runRepair(t, "-repair", path)
+	if want := fmt.Sprintf("journal %s: 2 lines, %d bytes, ids %s to %s: sound\n", path, len(good), formatID(a, 1), formatID(a, 2)); err != nil || out != want {
+		t.Errorf("-repair after the repair: %v\n%s\nwant:\n%s", err, out, want)
+	}
+
+	ts := startServer(t, "-data", path)
+	if st := ts.stats(t); st.HistorySize != 2 || st.Journal != "ok" {
+		t.Errorf("after the repair: history_size %d, journal %q; want 2, ok", st.HistorySize, st.Journal)
+	}
+	if m := ts.post(t, "u", "three again"); m.ID != formatID(a, 3) {
+		t.Errorf("first post after the repair got id %s, want %s", m.ID, formatID(a, 3))
+	}
+
+	// The journal is in use now: -repair-write may not touch it.
+	if _, err := runRepair(t, "-repair", path, "-repair-write"); !errors.Is(err, journal.ErrLocked) {
+		t.Errorf("-repair-write on a journal in use: %v, want the lock error", err)
+	}
+}
+
+// TestJournalRepairTornTail checks that -repair on a journal whose only
+// damage is a torn last line says the server drops it and exits 0.
+func TestJournalRepairTornTail(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	good := repairLine(t, 7, 1, "one")
+	writeJournal(t, path, good, `{"id":"7-2","us`)
+	out, err := runRepair(t, "-repair", path)
+	if err != nil || !strings.Contains(out, "line 2 at byte "+strconv.Itoa(len(good))+": torn last line (no trailing newline)\n") ||
+		!strings.HasSuffix(out, "the server drops a torn last line by itself and starts with lines 1-1\n") {
+		t.Errorf("-repair on a torn tail: %v\n%s", err, out)
+	}
+}
+
+// TestJournalRepairFlags checks that the repair flags are command-line
+// only (a CHAT_REPAIR left in the environment does not turn the server into
+// the repair tool) and that -repair-write needs -repair.
+func TestJournalRepairFlags(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{"CHAT_REPAIR": "/tmp/x", "CHAT_REPAIR_WRITE": "true"}[k]
+	}
+	cfg, err := parseFlags([]string{"chat"}, env, io.Discard)
+	if err != nil || cfg.repair != "" || cfg.repairWrite {
+		t.Errorf("with CHAT_REPAIR set: repair %q, write %v, err %v; want neither", cfg.repair, cfg.repairWrite, err)
+	}
+	if _, err := parseFlags([]string{"chat", "-repair-write"}, env, io.Discard); err == nil || !strings.Contains(err.Error(), "-repair-write goes with -repair") {
+		t.Errorf("-repair-write alone: %v", err)
+	}
+	if _, err := runRepair(t, "-repair", filepath.Join(t.TempDir(), "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("-repair on a missing file: %v", err)
+	}
+}
