@@ -383,21 +383,21 @@ func moreEvents(sr *sse.Reader, n int) (ids []string, reset bool, err error) {
 }
 
 // TestReplayInPieces checks that a resume's replay of all history (here
-// 200 messages of 2 000 characters, 1.2 MB) reaches a client that reads
+// 400 messages of 2 000 characters, 2.4 MB) reaches a client that reads
 // steadily but too slowly to take it within one write timeout: the head
 // goes out in pieces, each within the deadline.
 func TestReplayInPieces(t *testing.T) {
-	ts := startServer(t, "-history", "200", "-write-timeout", "500ms")
-	fillHistory(t, ts, 200)
+	ts := startServer(t, "-history", "400", "-write-timeout", "1s")
+	fillHistory(t, ts, 400)
 	c := openRawStream(t, ts, "1-1")
 	start := time.Now()
-	// 16 KiB every 20 ms is 800 KB/s: about 1.5 s for the replay.
-	ids, reset, err := readEvents(t, &slowReader{r: c, chunk: 16 << 10, interval: 20 * time.Millisecond}, 200)
+	// 16 KiB every 20 ms is 800 KB/s: about 3 s for the replay.
+	ids, reset, err := readEvents(t, &slowReader{r: c, chunk: 16 << 10, interval: 20 * time.Millisecond}, 400)
 	took := time.Since(start)
-	if err != nil || !reset || len(ids) != 200 {
-		t.Fatalf("slow reader got %d of 200 messages (reset %v) in %v, then %v", len(ids), reset, took, err)
+	if err != nil || !reset || len(ids) != 400 {
+		t.Fatalf("slow reader got %d of 400 messages (reset %v) in %v, then %v", len(ids), reset, took, err)
 	}
-	if took < time.Second {
+	if took < 2*time.Second {
 		t.Errorf("the replay took %v, less than two write timeouts: the test proves nothing", took)
 	}
 }
