@@ -285,3 +285,33 @@ func TestBatchingStreamWriter(t *testing.T) {
 		}
 	})
 }
+
+// TestHubTicksQuietRoomOnly checks that the stream writers' heartbeat and
+// peer probe come from the hub's tick, and only in a quiet room: a room
+// that has sent everyone a frame within the tick sends no tick.
+func TestHubTicksQuietRoomOnly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const every = 5 * time.Second
+		ctx, room := startRoom(t, RoomConfig{History: 100, Tick: every})
+		c, _, _ := room.Join(ctx, "a", nil)
+		time.Sleep(every)
+		if !queued(c) {
+			t.Fatal("quiet room: no tick after one interval")
+		}
+		if f := <-c.frames(); !f.tick {
+			t.Fatalf("quiet room: got a frame of %d messages, want the tick", f.n)
+		}
+		// Busy: a message just before each tick, so none is sent.
+		for range 3 {
+			time.Sleep(every - time.Second)
+			post(t, ctx, room, "m")
+			time.Sleep(time.Second)
+			synctest.Wait()
+			for len(c.frames()) > 0 {
+				if f := <-c.frames(); f.tick {
+					t.Fatal("busy room: the hub sent a tick")
+				}
+			}
+		}
+	})
+}

@@ -175,7 +175,14 @@ type frame struct {
 	// written is the room's signal that a frame has come down to its
 	// slack; set before the frame is queued.
 	written chan<- struct{}
+	// tick marks the hub's tick (tickFrame): no bytes, it asks an idle
+	// writer to probe its peer and write a heartbeat when one is due.
+	tick bool
 }
+
+// tickFrame is the frame the hub queues for every client when the room has
+// been quiet for a tick (RoomConfig.Tick). It is shared and never changes.
+var tickFrame = &frame{tick: true}
 
 // release records that one reader is done with f: it has written it, or
 // copied it into a write, or discarded it because its client left. The
@@ -370,6 +377,11 @@ type RoomConfig struct {
 	// ClientBuffer is the capacity of each client's queue
 	// (defaultClientBuffer).
 	ClientBuffer int
+	// Tick, when positive, is how often the hub asks the stream writers
+	// of a quiet room to check their peer and heartbeat (tickFrame):
+	// after a tick with no frame for everyone. The writers have no timer
+	// of their own.
+	Tick time.Duration
 	// BatchWait, when positive, lets the hub hold new messages while the
 	// frame before them is still being written, for at most this long
 	// after that frame left (adaptive batching, see ChatRoom). Zero fans
@@ -482,6 +494,8 @@ type ChatRoom struct {
 	sending *frame
 	// sentAt is when sending left.
 	sentAt time.Time
+	// lastAll is when the hub last queued a frame for every client.
+	lastAll time.Time
 	// perAddr counts clients per address key, and for IPv6 also per
 	// wider prefix (see limit.Scopes).
 	perAddr map[string]int
@@ -751,6 +765,12 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	cr.timer.Stop()
 	cr.presenceTimer = time.NewTimer(time.Hour)
 	cr.presenceTimer.Stop()
+	var ticks <-chan time.Time
+	if cr.cfg.Tick > 0 {
+		t := time.NewTicker(cr.cfg.Tick)
+		defer t.Stop()
+		ticks = t.C
+	}
 	defer cr.shutdown()
 
 	var commits <-chan journal.Commit
@@ -781,6 +801,8 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 		case <-due:
 			cr.armed = false
 			cr.flush()
+		case <-ticks:
+			cr.tick()
 		case req := <-cr.register:
 			cr.join(req)
 		case c := <-cr.unregister:
@@ -1036,9 +1058,23 @@ func (cr *ChatRoom) flush() {
 		cr.stats.slowClient(f.n)
 	}
 	f.release()
+	now := time.Now()
+	cr.lastAll = now
 	if cr.cfg.BatchWait > 0 {
-		cr.sending, cr.sentAt = f, time.Now()
+		cr.sending, cr.sentAt = f, now
 	}
+}
+
+// tick queues tickFrame for every client, unless the room has queued a
+// frame for everyone within the last tick (less an eighth, for jitter):
+// then every writer has written or is writing, and needs no probe. A
+// client whose queue is full is disconnected as slow.
+func (cr *ChatRoom) tick() {
+	every := cr.cfg.Tick
+	if time.Since(cr.lastAll) < every-every/8 {
+		return
+	}
+	cr.sendAll(tickFrame, 0)
 }
 
 // join registers a client and answers with what it must be sent first.

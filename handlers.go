@@ -1206,37 +1206,59 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 // written), then everything from the client's queue, until the
 // client goes (gone, or a failed write), or the hub closes the queue (it
 // does when the client is removed and when the room shuts down; what is
-// still queued goes out first). It is one select over the queue, the
-// heartbeat ticker and gone.
+// still queued goes out first). The writer has no timer: in a quiet room
+// the hub queues its tick (tickFrame), on which the writer probes its
+// peer and writes a heartbeat when one is due. It waits on the queue
+// alone, or on the queue and gone (HTTP/2).
 func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	defer s.end()
 	defer s.room.Leave(s.c)
 	if head != nil && !s.open(head, backlog) {
 		return
 	}
-	t := time.NewTicker(s.tickEvery())
-	defer t.Stop()
 	queue := s.c.frames()
+	if gone == nil {
+		// A hijacked stream: nothing but the queue to wait on, so a
+		// plain receive, the cheapest wake-up there is.
+		for {
+			f, ok := <-queue
+			if !ok {
+				s.closed()
+				return
+			}
+			if !s.handle(f) {
+				return
+			}
+		}
+	}
 	for {
 		select {
 		case f, ok := <-queue:
 			if !ok {
-				// Closed after what was queued: for a shutdown, or a
-				// cut for being slow.
-				s.drained = !s.c.slow
+				s.closed()
 				return
 			}
-			if s.send(f) != nil {
-				return
-			}
-		case <-t.C:
-			if !s.tick() {
+			if !s.handle(f) {
 				return
 			}
 		case <-gone:
 			return
 		}
 	}
+}
+
+// closed notes that the hub closed the queue after what was queued: for
+// a shutdown, which ends the stream gracefully, or a cut for being slow,
+// which ends it with a reset.
+func (s *stream) closed() { s.drained = !s.c.slow }
+
+// handle writes f, or handles the hub's tick, and reports whether the
+// stream goes on.
+func (s *stream) handle(f *frame) bool {
+	if f.tick {
+		return s.tick()
+	}
+	return s.send(f) == nil
 }
 
 // serveHijacked runs the stream on a hijacked connection, which streams
@@ -1293,17 +1315,21 @@ func (s *stream) open(head [][]byte, backlog int) bool {
 	return true
 }
 
-// tickEvery returns the interval of the stream's one ticker, which serves
-// both the heartbeat and the probe for a closed peer: the heartbeat
-// interval, divided evenly so that it ticks at least every probeInterval.
-func (s *stream) tickEvery() time.Duration {
-	if s.heartbeat <= 0 {
+// tickInterval returns the interval of the hub's tick (RoomConfig.Tick)
+// for a heartbeat interval: the tick serves both the heartbeat and the
+// probe for a closed peer, so it is the heartbeat interval divided evenly
+// so that it ticks at least every probeInterval.
+func tickInterval(heartbeat time.Duration) time.Duration {
+	if heartbeat <= 0 {
 		return probeInterval
 	}
-	return s.heartbeat / time.Duration((s.heartbeat+probeInterval-1)/probeInterval)
+	return heartbeat / time.Duration((heartbeat+probeInterval-1)/probeInterval)
 }
 
-// tick handles one tick of the ticker: on a stream idle for a whole tick it
+// tickEvery returns the tick interval for the stream's heartbeat.
+func (s *stream) tickEvery() time.Duration { return tickInterval(s.heartbeat) }
+
+// tick handles one tick of the hub: on a stream idle for a whole tick it
 // probes for a closed peer, and once the stream has been idle for the
 // heartbeat interval it writes a heartbeat. It reports false when the
 // stream must end.
@@ -1348,7 +1374,7 @@ func (s *stream) send(f *frame) error {
 		if !ok {
 			break
 		}
-		buf, n = append(buf, next.data...), n+next.n
+		buf, n = append(buf, next.data...), n+next.n // a tick adds nothing
 		next.release()
 		if oldest.IsZero() { // f held no message (presence, typing)
 			oldest = next.at

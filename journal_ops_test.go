@@ -13,7 +13,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -396,5 +398,74 @@ func TestJournalRepairFlags(t *testing.T) {
 	}
 	if _, err := runRepair(t, "-repair", filepath.Join(t.TempDir(), "missing")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("-repair on a missing file: %v", err)
+	}
+}
+
+// TestJournalDiskFullBinary runs the real binary with its journal on a
+// 64 KiB tmpfs, mounted in a mount namespace of its own (unshare), and
+// posts until the disk is full: the post that does not fit gets 500, and
+// /healthz, /stats and /metrics then report the failed journal. It skips
+// where unshare or the mount is not allowed (not root, no user namespaces).
+func TestJournalDiskFullBinary(t *testing.T) {
+	bin := buildChat(t, t.TempDir())
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare command to mount a small tmpfs with")
+	}
+	dir := t.TempDir()
+	mount := "mount -t tmpfs -o size=64k tmpfs " + dir
+	if out, err := exec.Command(unshare, "-m", "--propagation", "private", "sh", "-c", mount).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs in a mount namespace: %v %s", err, out)
+	}
+	t.Parallel()
+	path := filepath.Join(dir, "chat.jsonl")
+	script := mount + ` && exec "$0" -addr 127.0.0.1:0 -post-rate 0 -stats-interval 0 -data "$1"`
+	p := &chatProc{cmd: exec.Command(unshare, "-m", "--propagation", "private", "sh", "-c", script, bin, path), logs: newLogWatcher(), exited: make(chan struct{})}
+	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "CHAT_") })
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	})
+	select {
+	case addr := <-p.logs.addr:
+		p.URL = "http://" + addr
+	case <-p.exited:
+		t.Fatalf("server exited at start: %v\n%s", p.err, p.logs)
+	case <-time.After(waitTimeout):
+		t.Fatalf("server did not listen within %v\n%s", waitTimeout, p.logs)
+	}
+
+	// 64 KiB holds about 30 messages of 1900 characters.
+	content := strings.Repeat("x", 1900)
+	var code int
+	for i := 0; code != http.StatusInternalServerError; i++ {
+		if i == 200 {
+			t.Fatalf("200 posts of %d bytes fit on a 64 KiB disk", len(content))
+		}
+		var err error
+		if code, _, err = opsPost(http.DefaultClient, p.URL, "a", content); err != nil {
+			t.Fatal(err)
+		}
+		if code != http.StatusCreated && code != http.StatusInternalServerError {
+			t.Fatalf("post %d: status %d, want 201 until the disk is full, then 500", i, code)
+		}
+	}
+	code, health, st, fams := journalHealth(t, p.URL)
+	if code != http.StatusServiceUnavailable || !strings.HasPrefix(health, `{"status":"journal failed","error":"write journal: `) || !strings.Contains(health, "no space left on device") {
+		t.Errorf("/healthz on a full disk: %d %s", code, health)
+	}
+	if st.Journal != "failed" || fams["chat_journal_failed"].value("chat_journal_failed") != 1 {
+		t.Errorf("/stats journal %q, chat_journal_failed %v; want failed, 1", st.Journal, fams["chat_journal_failed"].value("chat_journal_failed"))
+	}
+	if !strings.Contains(p.logs.String(), `level=ERROR msg="journal failed: messages are no longer made durable"`) {
+		t.Errorf("no error logged:\n%s", p.logs)
 	}
 }

@@ -344,6 +344,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		Backlog:           cfg.backlog,
 		ClientBuffer:      cfg.clientBuffer,
 		BatchWait:         cfg.batchWait,
+		Tick:              tickInterval(cfg.heartbeat),
 		MaxStreams:        cfg.maxStreams,
 		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
 		PresenceInterval:  cfg.presenceInterval,

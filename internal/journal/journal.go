@@ -191,8 +191,8 @@ type Journal struct {
 // is logged at warn level and truncated away; any other bad line is an error
 // that names the file and the line. keep must be at least 1. A nil logger
 // discards the logs. The file and the lock stay open until Run returns; to
-// release them without running the
-// journal, call Run with a context that is already done.
+// release them without running the journal, call Run with a context that is
+// already done.
 func Open(path string, keep int, logger *slog.Logger, opts ...Option) (*Journal, []Record, error) {
 	if keep < 1 {
 		return nil, nil, fmt.Errorf("open journal %s: keep is %d, must be at least 1", path, keep)
