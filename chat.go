@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,6 +109,9 @@ var (
 	// errUnknownID means a history request named an id from another epoch
 	// or one the room has not assigned.
 	errUnknownID = errors.New("unknown message id")
+	// errNoSuchMessage means a deletion named a message that history does
+	// not hold (never posted, gone from history, or already deleted).
+	errNoSuchMessage = errors.New("no such message")
 )
 
 // Message is one chat message as stored, sent to clients and returned by
@@ -122,6 +126,10 @@ type Message struct {
 	Content string `json:"content"`
 	// Time is when the hub accepted the message.
 	Time time.Time `json:"time"`
+	// deletes is set only on a deletion (a moderator's removal of a
+	// message, which takes its own place in the sequence): the id of the
+	// message it removed. A deletion is never marshalled as a message.
+	deletes string
 }
 
 // formatID returns the id of message seq in the history that began at epoch.
@@ -254,6 +262,10 @@ type postRequest struct {
 	// dups holds the posts with the same key that arrived while this one
 	// was waiting for the journal; they get its outcome.
 	dups []*postRequest
+	// deletes, when set, makes the request a deletion of the message with
+	// that id rather than a post; target is that message's sequence number.
+	deletes string
+	target  uint64
 	// reply receives nil once the message is committed, or the reason it
 	// was not. Buffered (1) so that neither the hub nor the journal ever
 	// blocks on a poster that has gone away.
@@ -293,6 +305,15 @@ type historyResult struct {
 	err  error
 }
 
+// kickRequest asks the hub to disconnect the clients whose address
+// matches.
+type kickRequest struct {
+	match func(addr string) bool
+	// reply receives how many clients were disconnected. Buffered (1) so
+	// the hub never blocks on a handler that has gone away.
+	reply chan int
+}
+
 // joinRequest asks the hub to add a client to the room.
 type joinRequest struct {
 	c *client
@@ -312,7 +333,10 @@ type joinResult struct {
 	err  error
 }
 
-// entry is one message kept in history, with its encoded event.
+// entry is one message kept in history, with its encoded event, or a
+// deletion (msg.deletes is set, enc is its "delete" event and data is nil).
+// A message that was deleted keeps its place with enc and data nil and
+// nothing of its text.
 type entry struct {
 	seq uint64
 	msg Message
@@ -320,6 +344,9 @@ type entry struct {
 	// data is the message's JSON: the data line of enc, shared with it.
 	data []byte
 }
+
+// visible reports whether e is a message that has not been deleted.
+func (e *entry) visible() bool { return e.data != nil && e.msg.deletes == "" }
 
 // newEntry returns the history entry of message seq, msg, whose JSON is
 // data.
@@ -366,6 +393,18 @@ func (h *history) at(i int) *entry { return &h.buf[(h.start+i)%len(h.buf)] }
 // greater than seq (h.n if none).
 func (h *history) after(seq uint64) int {
 	return sort.Search(h.n, func(i int) bool { return h.at(i).seq > seq })
+}
+
+// find returns the entry with sequence number seq, or nil if the ring does
+// not hold it.
+func (h *history) find(seq uint64) *entry {
+	if seq == 0 {
+		return nil
+	}
+	if i := h.after(seq - 1); i < h.n && h.at(i).seq == seq {
+		return h.at(i)
+	}
+	return nil
 }
 
 // RoomConfig holds the settings of a ChatRoom.
@@ -460,6 +499,8 @@ type ChatRoom struct {
 	presenceReq chan chan []byte
 	// histories carries GET /history queries to Run.
 	histories chan *historyRequest
+	// kicks carries requests to disconnect clients (a new ban) to Run.
+	kicks chan *kickRequest
 	// done is closed when Run returns.
 	done chan struct{}
 
@@ -521,6 +562,9 @@ type ChatRoom struct {
 	keys *idem.Table
 	// inflight holds the keyed posts waiting for the journal, by key.
 	inflight map[string]*postRequest
+	// deleting holds the sequence numbers of messages whose deletion waits
+	// for the journal, so that a second deletion of one is refused.
+	deleting map[uint64]bool
 }
 
 // NewChatRoom returns a room that is ready to Run.
@@ -540,6 +584,8 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		unregister:  make(chan *client),
 		written:     make(chan struct{}, 1),
 		histories:   make(chan *historyRequest),
+		kicks:       make(chan *kickRequest),
+		deleting:    make(map[uint64]bool),
 		typing:      make(chan string, typingQueue),
 		presenceReq: make(chan chan []byte),
 		done:        make(chan struct{}),
@@ -568,6 +614,10 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 			cr.hist.evicted = seq - 1
 		}
 		cr.epoch, cr.next, cr.last = epoch, seq, seq
+		if m.deletes != "" {
+			cr.applyDeletion(seq, m)
+			continue
+		}
 		cr.hist.add(newEntry(seq, m, marshalMessage(m)))
 	}
 	for _, e := range cfg.RecoveredKeys {
@@ -658,6 +708,62 @@ func (cr *ChatRoom) History(ctx context.Context, q historyQuery) (historyPage, e
 	}
 }
 
+// Delete removes the message with id from the room: the hub gives the
+// deletion the next id, makes it durable (with a journal), marks the
+// message deleted in history and sends every client a "delete" event. It
+// returns the deletion (its ID, the id it deletes, its time), or
+// errNoSuchMessage if history does not hold that message or it is already
+// deleted (or being deleted), or an error if ctx ends, the room closes or
+// the journal fails.
+func (cr *ChatRoom) Delete(ctx context.Context, id string) (Message, error) {
+	req := &postRequest{deletes: id, reply: make(chan error, 1)}
+	select {
+	case cr.broadcast <- req:
+	case <-cr.done:
+		return Message{}, errRoomClosed
+	case <-ctx.Done():
+		return Message{}, ctx.Err()
+	}
+	select {
+	case err := <-req.reply:
+		return req.msg, err
+	case <-cr.done:
+		select {
+		case err := <-req.reply:
+			return req.msg, err
+		default:
+			return Message{}, errRoomClosed
+		}
+	case <-ctx.Done():
+		return Message{}, ctx.Err()
+	}
+}
+
+// Kick disconnects every client whose address (its per-address key)
+// match reports true, as a new ban asks, and returns how many it cut.
+// Their writers send what is already queued and close the streams.
+func (cr *ChatRoom) Kick(ctx context.Context, match func(addr string) bool) (int, error) {
+	req := &kickRequest{match: match, reply: make(chan int, 1)}
+	select {
+	case cr.kicks <- req:
+	case <-cr.done:
+		return 0, errRoomClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case n := <-req.reply:
+		return n, nil
+	case <-cr.done:
+		return 0, errRoomClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// Join adds a new client from addr to the room. It returns the client and
+// the bytes it must be sent before anything from its queue: the preamble, a
+// reset event if from cannot be resumed, and the backlog. From then on every
 // Join adds a new anonymous client from addr to the room (see JoinAs).
 func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*client, [][]byte, error) {
 	return cr.JoinAs(ctx, addr, "", from)
@@ -816,6 +922,8 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 		case req := <-cr.histories:
 			page, err := cr.page(req.q)
 			req.reply <- historyResult{page: page, err: err}
+		case req := <-cr.kicks:
+			req.reply <- cr.kick(req.match)
 		}
 	}
 }
@@ -825,6 +933,10 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 // the message the key stored (or a conflict), and one whose key belongs to
 // a post still waiting for the journal waits with it.
 func (cr *ChatRoom) accept(req *postRequest) {
+	if req.deletes != "" {
+		cr.acceptDeletion(req)
+		return
+	}
 	if req.key != "" && cr.repeated(req) {
 		return
 	}
@@ -855,6 +967,84 @@ func (cr *ChatRoom) accept(req *postRequest) {
 	}
 	cr.next = seq
 	cr.commit(req)
+}
+
+// acceptDeletion checks that history holds the message a deletion names,
+// not deleted and not being deleted, gives the deletion the next id and
+// commits it, or hands it to the journal first.
+func (cr *ChatRoom) acceptDeletion(req *postRequest) {
+	epoch, seq, err := parseID(req.deletes)
+	var t *entry
+	if err == nil && epoch == cr.epoch {
+		t = cr.hist.find(seq)
+	}
+	if t == nil || !t.visible() || cr.deleting[seq] {
+		req.reply <- errNoSuchMessage
+		return
+	}
+	req.target = seq
+	req.seq = cr.next + 1
+	req.msg = Message{ID: formatID(cr.epoch, req.seq), Time: time.Now().UTC(), deletes: t.msg.ID}
+	req.data = marshalDeletion(req.msg)
+	if j := cr.cfg.Journal; j != nil {
+		if !j.Append(journal.Record{Epoch: cr.epoch, Seq: req.seq, Data: req.data}) {
+			req.reply <- errJournalBusy
+			return
+		}
+		cr.next = req.seq
+		cr.deleting[seq] = true
+		cr.pending = append(cr.pending, req)
+		return
+	}
+	cr.next = req.seq
+	cr.commit(req)
+}
+
+// deletionRecord is a deletion as the journal keeps it, and as DELETE
+// /messages/{id} answers it: its own id, the id it deleted, its time.
+type deletionRecord struct {
+	ID     string    `json:"id"`
+	Delete string    `json:"delete"`
+	Time   time.Time `json:"time"`
+}
+
+// marshalDeletion returns the deletion d as one line of JSON.
+func marshalDeletion(d Message) []byte {
+	b, _ := json.Marshal(deletionRecord{ID: d.ID, Delete: d.deletes, Time: d.Time})
+	return b
+}
+
+// applyDeletion marks the message that deletion d (sequence number seq)
+// names as deleted, dropping its text from history, and adds d to history.
+// It returns d's encoded "delete" event.
+func (cr *ChatRoom) applyDeletion(seq uint64, d Message) []byte {
+	if epoch, tseq, err := parseID(d.deletes); err == nil && epoch == cr.epoch {
+		if t := cr.hist.find(tseq); t != nil && t.msg.deletes == "" {
+			*t = entry{seq: t.seq, msg: Message{ID: t.msg.ID}}
+		}
+	}
+	data, _ := json.Marshal(struct {
+		ID string `json:"id"`
+	}{d.deletes})
+	enc := sse.AppendEvent(nil, sse.Event{Type: "delete", ID: d.ID, Data: data})
+	cr.hist.add(entry{seq: seq, msg: d, enc: enc})
+	return enc
+}
+
+// kick disconnects the clients whose address matches and returns how many.
+func (cr *ChatRoom) kick(match func(addr string) bool) int {
+	var gone []*client
+	cr.mu.RLock()
+	for c := range cr.clients {
+		if match(c.addr) {
+			gone = append(gone, c)
+		}
+	}
+	cr.mu.RUnlock()
+	for _, c := range gone {
+		cr.remove(c)
+	}
+	return len(gone)
 }
 
 // repeated handles a keyed post whose key is known: it answers the post
@@ -917,6 +1107,9 @@ func (cr *ChatRoom) committed(c journal.Commit) {
 			if req.key != "" {
 				delete(cr.inflight, req.key)
 			}
+			if req.deletes != "" {
+				delete(cr.deleting, req.target)
+			}
 			req.reply <- err
 			answerDups(req, err)
 			continue
@@ -930,6 +1123,10 @@ func (cr *ChatRoom) committed(c journal.Commit) {
 // commit adds an accepted message to history and to the batch, and answers
 // its poster.
 func (cr *ChatRoom) commit(req *postRequest) {
+	if req.deletes != "" {
+		cr.commitDeletion(req)
+		return
+	}
 	e := newEntry(req.seq, req.msg, req.data)
 	enc := e.enc
 	cr.hist.add(e)
@@ -952,6 +1149,21 @@ func (cr *ChatRoom) commit(req *postRequest) {
 	answerDups(req, nil)
 }
 
+// commitDeletion applies an accepted deletion, adds its event to the batch
+// and answers the moderator.
+func (cr *ChatRoom) commitDeletion(req *postRequest) {
+	delete(cr.deleting, req.target)
+	enc := cr.applyDeletion(req.seq, req.msg)
+	cr.last = req.seq
+	if cr.batch == nil {
+		cr.batch = &frame{at: req.msg.Time}
+	}
+	cr.batch.data = append(cr.batch.data, enc...)
+	cr.batch.n++
+	cr.stats.setHistory(cr.hist.n)
+	req.reply <- nil
+}
+
 // page answers a history query from the ring.
 func (cr *ChatRoom) page(q historyQuery) (historyPage, error) {
 	h := &cr.hist
@@ -960,30 +1172,44 @@ func (cr *ChatRoom) page(q historyQuery) (historyPage, error) {
 			return historyPage{}, errUnknownID
 		}
 	}
-	var start, end int
-	var more bool
-	switch {
-	case q.after != nil:
-		start = h.after(q.after.seq)
-		end = min(h.n, start+q.limit)
-		more = end < h.n
-	case q.before != nil:
+	// Deleted messages and deletions are skipped: a page holds up to
+	// limit messages that are still there.
+	var msgs [][]byte
+	if q.after != nil {
+		i := h.after(q.after.seq)
+		for ; i < h.n && len(msgs) < q.limit; i++ {
+			if e := h.at(i); e.visible() {
+				msgs = append(msgs, e.data)
+			}
+		}
+		return historyPage{msgs: msgs, more: cr.visibleIn(i, h.n)}, nil
+	}
+	end := h.n
+	if q.before != nil {
 		end = 0
 		if q.before.seq > 0 {
 			end = h.after(q.before.seq - 1)
 		}
-		start = max(0, end-q.limit)
-		more = start > 0
-	default:
-		end = h.n
-		start = max(0, end-q.limit)
-		more = start > 0
 	}
-	msgs := make([][]byte, 0, end-start)
-	for i := start; i < end; i++ {
-		msgs = append(msgs, h.at(i).data)
+	i := end - 1
+	for ; i >= 0 && len(msgs) < q.limit; i-- {
+		if e := h.at(i); e.visible() {
+			msgs = append(msgs, e.data)
+		}
 	}
-	return historyPage{msgs: msgs, more: more}, nil
+	slices.Reverse(msgs)
+	return historyPage{msgs: msgs, more: cr.visibleIn(0, i+1)}, nil
+}
+
+// visibleIn reports whether history entries [from, to) hold a message that
+// is still there.
+func (cr *ChatRoom) visibleIn(from, to int) bool {
+	for i := from; i < to; i++ {
+		if cr.hist.at(i).visible() {
+			return true
+		}
+	}
+	return false
 }
 
 // deliver applies the batching rule to the batch: it leaves now if no
@@ -1166,7 +1392,13 @@ func (cr *ChatRoom) head(from *position) [][]byte {
 	out := make([][]byte, 0, 1+h.n-start)
 	out = append(out, pre)
 	for i := start; i < h.n; i++ {
-		out = append(out, h.at(i).enc)
+		e := h.at(i)
+		// Deleted messages are gone; a new client, which has none of
+		// them, needs no deletions either.
+		if e.enc == nil || (from == nil && e.msg.deletes != "") {
+			continue
+		}
+		out = append(out, e.enc)
 	}
 	return out
 }
@@ -1356,6 +1588,13 @@ func marshalMessage(m Message) []byte {
 func recoveredMessages(recs []journal.Record) ([]Message, error) {
 	msgs := make([]Message, 0, len(recs))
 	for _, r := range recs {
+		if bytes.Contains(r.Data, []byte(`"delete":`)) {
+			var d deletionRecord
+			if err := json.Unmarshal(r.Data, &d); err == nil && d.Delete != "" {
+				msgs = append(msgs, Message{ID: d.ID, Time: d.Time, deletes: d.Delete})
+				continue
+			}
+		}
 		var m Message
 		if err := json.Unmarshal(r.Data, &m); err != nil {
 			return nil, fmt.Errorf("journal record %s: %w", formatID(r.Epoch, r.Seq), err)

@@ -27,6 +27,7 @@ import (
 	"unicode/utf8"
 
 	"chat/internal/auth"
+	"chat/internal/ban"
 	"chat/internal/idem"
 	"chat/internal/limit"
 	"chat/internal/text"
@@ -98,6 +99,21 @@ type serverConfig struct {
 	// gate decides who may use the room and who may moderate it (nil: an
 	// open room without moderation).
 	gate *auth.Gate
+	// bans lists the banned addresses (nil: none).
+	bans *ban.List
+}
+
+// bannedMsg is the error a banned address gets.
+const bannedMsg = "your address is banned from this room"
+
+// banned reports whether the request's address (its per-address key) is
+// banned now.
+func (cfg serverConfig) banned(r *http.Request) bool {
+	if cfg.bans == nil {
+		return false
+	}
+	_, banned := cfg.bans.Banned(cfg.addrOf(r), time.Now())
+	return banned
 }
 
 // newServer returns the chat server's handler.
@@ -148,6 +164,10 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"GET", "/session", accessOpen, handleSession(cfg)},
 		{"POST", "/login", accessLogin, crossOriginProtection(nil, handleLogin(cfg))},
 		{"POST", "/logout", accessLogin, crossOriginProtection(nil, handleLogout())},
+		{"DELETE", "/messages/{id}", accessAdmin, crossOriginProtection(nil, handleDeleteMessage(room))},
+		{"GET", "/bans", accessAdmin, handleListBans(cfg)},
+		{"POST", "/bans", accessAdmin, crossOriginProtection(nil, handleAddBan(room, cfg))},
+		{"DELETE", "/bans/{addr...}", accessAdmin, crossOriginProtection(nil, handleLiftBan(cfg))},
 		{"GET", "/stats", accessOpen, handleStats(stats)},
 		{"GET", "/healthz", accessOpen, handleHealth(health, stats)},
 		{"GET", "/metrics", accessOpen, handleMetrics(stats)},
@@ -604,6 +624,10 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			stats.rejectedPost()
 			writeError(w, status, msg)
 		}
+		if cfg.banned(r) {
+			fail(http.StatusForbidden, bannedMsg)
+			return
+		}
 		if cfg.limiter != nil {
 			if ok, wait := cfg.limiter.Allow(cfg.addrOf(r), time.Now()); !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
@@ -840,6 +864,10 @@ func parseTyping(contentType string, body []byte) (string, *apiError) {
 // a message.
 func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.banned(r) {
+			writeError(w, http.StatusForbidden, bannedMsg)
+			return
+		}
 		if cfg.typingLimiter != nil {
 			if ok, wait := cfg.typingLimiter.Allow(cfg.addrOf(r), time.Now()); !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
@@ -944,6 +972,12 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			return
 		}
 		addr := cfg.addrOf(r)
+		if cfg.banned(r) {
+			h.Del("Content-Type")
+			stats.rejectedStream()
+			writeError(w, http.StatusForbidden, bannedMsg)
+			return
+		}
 		c, head, err := room.JoinAs(r.Context(), addr, name, from)
 		if err != nil {
 			h.Del("Content-Type")
@@ -1729,5 +1763,166 @@ func handleSession(cfg serverConfig) http.Handler {
 			role = auth.Member // an open room: everyone is a member
 		}
 		_ = encode(w, http.StatusOK, response{cfg.gate.Private(), cfg.gate.Moderated(), role.String()})
+	})
+}
+
+// Moderation: deleting messages and banning addresses.
+const (
+	// maxBanBody is the largest POST /bans body, in bytes.
+	maxBanBody = 4 << 10
+)
+
+// handleDeleteMessage serves DELETE /messages/{id}: the message leaves
+// history and every stream gets a "delete" event, which has its own id in
+// the sequence. It answers 200 with the deletion, 404 for an id that
+// history does not hold (or holds deleted), 400 for a malformed one.
+func handleDeleteMessage(room *ChatRoom) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if _, _, err := parseID(id); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		d, err := room.Delete(r.Context(), id)
+		switch {
+		case err == nil:
+			_ = encode(w, http.StatusOK, deletionRecord{ID: d.ID, Delete: d.deletes, Time: d.Time})
+		case errors.Is(err, errNoSuchMessage):
+			writeError(w, http.StatusNotFound, "no such message: "+truncate(id, 40))
+		case errors.Is(err, errRoomClosed), errors.Is(err, errUnconfirmed):
+			w.Header().Set("Retry-After", "2")
+			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+		case errors.Is(err, errJournalBusy):
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "server busy; try again")
+		case r.Context().Err() != nil:
+			// The moderator has gone; nobody to answer.
+		default:
+			writeError(w, http.StatusInternalServerError, "could not store the deletion")
+		}
+	})
+}
+
+// banJSON is one ban as GET and POST /bans show it.
+type banJSON struct {
+	// Addr is the banned address or prefix.
+	Addr string `json:"addr"`
+	// Until is when the ban ends; null for a ban without end.
+	Until *time.Time `json:"until"`
+	// StreamsClosed is how many open streams the new ban cut (POST only).
+	StreamsClosed *int `json:"streams_closed,omitempty"`
+}
+
+// toBanJSON returns b as JSON shows it.
+func toBanJSON(b ban.Ban) banJSON {
+	out := banJSON{Addr: b.String()}
+	if !b.Until.IsZero() {
+		u := b.Until.UTC()
+		out.Until = &u
+	}
+	return out
+}
+
+// handleListBans serves GET /bans: the bans in force, oldest first.
+func handleListBans(cfg serverConfig) http.Handler {
+	type response struct {
+		Bans []banJSON `json:"bans"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		out := response{Bans: []banJSON{}}
+		for _, b := range cfg.bans.All(time.Now()) {
+			out.Bans = append(out.Bans, toBanJSON(b))
+		}
+		_ = encode(w, http.StatusOK, out)
+	})
+}
+
+// handleAddBan serves POST /bans with {"addr": "203.0.113.7" or a prefix,
+// "for": "1h"} ("for" left out: no end). The address is keyed as the rate
+// limits key it (an IPv6 address bans its /64). Its posts and new streams
+// get 403 from then on, and its open streams are closed at once. It answers
+// 201 with the ban.
+func handleAddBan(room *ChatRoom, cfg serverConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBanBody {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxBanBody))
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBanBody))
+		if err != nil {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxBanBody))
+			return
+		}
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+			return
+		}
+		if len(bytes.TrimSpace(body)) == 0 {
+			writeError(w, http.StatusBadRequest, `body is empty; send {"addr": "...", "for": "1h"}`)
+			return
+		}
+		var in struct {
+			Addr string `json:"addr"`
+			For  string `json:"for"`
+		}
+		if e := decodeJSON(body, &in); e != nil {
+			writeError(w, e.status, e.msg)
+			return
+		}
+		if in.Addr == "" {
+			writeError(w, http.StatusBadRequest, "addr is required")
+			return
+		}
+		p, err := ban.Parse(in.Addr)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "addr: "+err.Error())
+			return
+		}
+		now := time.Now()
+		var until time.Time
+		if in.For != "" {
+			d, err := time.ParseDuration(in.For)
+			if err != nil || d <= 0 {
+				writeError(w, http.StatusBadRequest, `for must be a positive duration such as "30m" or "24h"`)
+				return
+			}
+			until = now.Add(d)
+		}
+		b, err := cfg.bans.Add(p, until, now)
+		switch {
+		case errors.Is(err, ban.ErrFull):
+			writeError(w, http.StatusConflict, fmt.Sprintf("the ban list is full (%d bans); lift some first", ban.MaxBans))
+			return
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, "could not save the ban list")
+			return
+		}
+		n, _ := room.Kick(r.Context(), func(addr string) bool { return ban.Covers(b, addr) })
+		out := toBanJSON(b)
+		out.StreamsClosed = &n
+		_ = encode(w, http.StatusCreated, out)
+	})
+}
+
+// handleLiftBan serves DELETE /bans/{addr}: it lifts the ban on exactly
+// that address or prefix (204), or answers 404 if there is none.
+func handleLiftBan(cfg serverConfig) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := ban.Parse(r.PathValue("addr"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		ok, err := cfg.bans.Remove(p, time.Now())
+		switch {
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, "could not save the ban list")
+		case !ok:
+			writeError(w, http.StatusNotFound, "no ban on "+ban.Format(p))
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
 	})
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"chat/internal/auth"
+	"chat/internal/ban"
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
@@ -410,6 +411,13 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 			"sessions_kept", cfg.data != "", "session_lifetime", cfg.sessionLifetime.String())
 	}
 
+	bans := ban.New()
+	if cfg.data != "" {
+		if bans, err = ban.Open(cfg.data+".bans", time.Now()); err != nil {
+			return err
+		}
+	}
+
 	streams := newStreamTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
@@ -421,6 +429,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		typingLimiter: limit.New(cfg.typingRate, cfg.typingBurst),
 		addrOf:        limit.ClientAddr(trusted),
 		gate:          gate,
+		bans:          bans,
 	}, logger)
 
 	ln, err := net.Listen("tcp", cfg.addr)
