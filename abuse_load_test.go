@@ -324,13 +324,17 @@ func TestUnreadStreamsKernelMemory(t *testing.T) {
 	}
 	_, heldQueued := serverQueued(t, port)
 	perStream := (peak - baseMem) / streams
-	// The cut: the write timeout ends every stream.
+	// The cut: the write timeout ends every stream. The room may drop a
+	// blocked stream (its queue full of the hub's own events) before its
+	// write times out, so a socket is reset up to one write timeout after
+	// its stream leaves the count: the cut is within writeTimeout of this.
 	waitFor(t, "the write timeout to cut every stream", func() bool { return procStats(t, p).Clients == 0 })
+	const writeTimeout = 2 * time.Second
 	cut := time.Now()
 	var gone time.Duration = -1
 	var afterMem int64
 	var afterOrphans, afterSockets int
-	for time.Since(cut) < 3*time.Second {
+	for time.Since(cut) < writeTimeout+3*time.Second {
 		afterMem, afterOrphans = sockstat(t)
 		var q int64
 		afterSockets, q = serverQueued(t, port)
@@ -344,9 +348,9 @@ func TestUnreadStreamsKernelMemory(t *testing.T) {
 	}
 	goneText := gone.Round(time.Millisecond).String()
 	if gone < 0 {
-		goneText = "not within 3 s"
+		goneText = "not within 5 s"
 	}
-	t.Logf("%d never-reading streams resuming %d messages of 2 000 characters: kernel TCP memory %.1f MiB → %.1f MiB held (%.0f KiB per stream, target < 256), server send queues %.1f MiB; after the cut: server sockets gone after %s (target < 1 s), %d orphans (baseline %d), TCP memory %.1f MiB (the clients' own unread receive buffers remain until they close)",
+	t.Logf("%d never-reading streams resuming %d messages of 2 000 characters: kernel TCP memory %.1f MiB → %.1f MiB held (%.0f KiB per stream, target < 256), server send queues %.1f MiB; after the cut: server sockets gone %s after the streams left the count (target < write timeout 2 s + 1 s), %d orphans (baseline %d), TCP memory %.1f MiB (the clients' own unread receive buffers remain until they close)",
 		streams, history, float64(baseMem)/(1<<20), float64(peak)/(1<<20), float64(perStream)/1024, float64(heldQueued)/(1<<20),
 		goneText, afterOrphans, baseOrphans, float64(afterMem)/(1<<20))
 	// /proc/net/sockstat counts every TCP socket of the machine, which
@@ -358,7 +362,7 @@ func TestUnreadStreamsKernelMemory(t *testing.T) {
 	if perStream >= 256<<10 {
 		t.Logf("note: sockstat grew %.0f KiB per stream; other processes on this machine may be using TCP memory too", float64(perStream)/1024)
 	}
-	if gone < 0 || gone > time.Second {
+	if gone < 0 || gone > writeTimeout+time.Second {
 		t.Errorf("server sockets still held %v after the cut (%d sockets, %d orphans); want gone within 1 s", time.Since(cut).Round(time.Millisecond), afterSockets, afterOrphans)
 	}
 }
