@@ -855,6 +855,10 @@ func parseTyping(contentType string, body []byte) (string, *apiError) {
 // a message.
 func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.banned(r) {
+			writeError(w, http.StatusForbidden, bannedMsg)
+			return
+		}
 		if cfg.typingLimiter != nil {
 			if ok, wait := cfg.typingLimiter.Allow(cfg.addrOf(r), time.Now()); !ok {
 				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))

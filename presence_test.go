@@ -758,3 +758,26 @@ func TestTypingRateLimit(t *testing.T) {
 	}
 	ts.post(t, "alice", "posting has its own bucket")
 }
+
+// A banned address cannot say that someone is typing, and its stream's
+// name leaves the roster when the ban cuts the stream.
+func TestTypingAndPresenceOfBannedAddress(t *testing.T) {
+	ts := presenceServer(t, "-admin-key", "boss")
+	bad := clientFrom(t, "127.0.0.2")
+	req, _ := http.NewRequest("GET", ts.URL+"/stream?name=mallory", nil)
+	resp, err := bad.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("stream from the soon banned address: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	w := namedStream(t, ts.URL, "")
+	w.waitRoster(t, "mallory", func(r rosterEvent) bool { return fmt.Sprint(r.names()) == "[mallory]" })
+	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"127.0.0.2","for":"1h"}`, admin()); r.status != http.StatusCreated {
+		t.Fatalf("POST /bans: %d %s", r.status, r.body)
+	}
+	w.waitRoster(t, "mallory gone", func(r rosterEvent) bool { return r.PeopleTotal == 0 })
+	r := mustSend(t, bad, "POST", ts.URL+"/typing", "application/json", `{"username":"mallory"}`, nil)
+	if r.status != http.StatusForbidden || r.errorText() == "" {
+		t.Errorf("typing from a banned address: %d %s, want 403", r.status, r.body)
+	}
+}
