@@ -210,3 +210,159 @@ func TestHeaderFloodLoad(t *testing.T) {
 		t.Logf("caps off: RSS grew %.1f MiB", float64(off)/(1<<20))
 	}
 }
+
+// sockstat returns the kernel's TCP memory in bytes and the orphaned TCP
+// sockets, from /proc/net/sockstat.
+func sockstat(t *testing.T) (mem int64, orphans int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		t.Skipf("no /proc/net/sockstat: %v", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "TCP:" {
+			continue
+		}
+		for i := 1; i+1 < len(f); i += 2 {
+			v, _ := strconv.ParseInt(f[i+1], 10, 64)
+			switch f[i] {
+			case "mem":
+				mem = v * int64(os.Getpagesize())
+			case "orphan":
+				orphans = int(v)
+			}
+		}
+	}
+	return mem, orphans
+}
+
+// serverQueued returns how many sockets with local port port (the
+// server's side of its connections) and a peer in 127.0.1.0/24 (the
+// streams of TestUnreadStreamsKernelMemory) exist, and the bytes queued in
+// their send queues, from /proc/net/tcp.
+func serverQueued(t *testing.T, port int) (sockets int, queued int64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Skipf("no /proc/net/tcp: %v", err)
+	}
+	{
+		for line := range strings.Lines(string(b)) {
+			fs := strings.Fields(line)
+			// The remote address is hex in host (little-endian) order:
+			// 127.0.1.x is "xx01007F".
+			if len(fs) < 5 || !strings.HasSuffix(strings.Split(fs[2], ":")[0], "01007F") {
+				continue
+			}
+			_, lport, ok := strings.Cut(fs[1], ":")
+			if p, err := strconv.ParseInt(lport, 16, 32); !ok || err != nil || int(p) != port {
+				continue
+			}
+			tx, _, _ := strings.Cut(fs[4], ":")
+			n, _ := strconv.ParseInt(tx, 16, 64)
+			sockets++
+			queued += n
+		}
+	}
+	return sockets, queued
+}
+
+// TestUnreadStreamsKernelMemory holds the 100 never-reading
+// streams that resume from an unknown id, so each is sent the whole
+// history (1 000 messages of 2 000 characters, about 6 MB), and reads the
+// kernel's TCP memory: under 256 KiB per stream while held, and, once the
+// write timeout cuts them, the server's sockets gone (reset, no orphans
+// holding unsent data) within a second. The clients keep their sockets
+// open, never reading, as an attacker would; each has a 16 KiB receive
+// buffer so that the figures are the server's.
+func TestUnreadStreamsKernelMemory(t *testing.T) {
+	bin := buildChat(t, t.TempDir())
+	const history = 1000
+	p := startChatProc(t, bin, "-write-timeout", "2s", "-history", strconv.Itoa(history))
+	addr := strings.TrimPrefix(p.URL, "http://")
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+
+	content := strings.Repeat("€", 2000)
+	poster := clientFrom(t, "127.0.0.9")
+	body, _ := json.Marshal(map[string]string{"username": "filler", "content": content})
+	for i := range history {
+		if r := mustSend(t, poster, "POST", p.URL+"/post", "application/json", string(body), nil); r.status != http.StatusCreated {
+			t.Fatalf("post %d: %d %s", i, r.status, r.body)
+		}
+	}
+	poster.CloseIdleConnections()
+	baseMem, baseOrphans := sockstat(t)
+
+	const streams = 100
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range streams {
+		ip := fmt.Sprintf("127.0.1.%d", 1+i/25) // 25 per address, within every per-address cap
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: waitTimeout}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.(*net.TCPConn).SetReadBuffer(16 << 10)
+		conns = append(conns, c)
+		if _, err := io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: t\r\nLast-Event-ID: 1-1\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every stream to join", func() bool { return procStats(t, p).Clients == streams })
+	// Held: poll while the server's writes are blocked, keep the peak.
+	var peak int64
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		m, _ := sockstat(t)
+		peak = max(peak, m)
+	}
+	_, heldQueued := serverQueued(t, port)
+	perStream := (peak - baseMem) / streams
+	// The cut: the write timeout ends every stream. The room may drop a
+	// blocked stream (its queue full of the hub's own events) before its
+	// write times out, so a socket is reset up to one write timeout after
+	// its stream leaves the count: the cut is within writeTimeout of this.
+	waitFor(t, "the write timeout to cut every stream", func() bool { return procStats(t, p).Clients == 0 })
+	const writeTimeout = 2 * time.Second
+	cut := time.Now()
+	var gone time.Duration = -1
+	var afterMem int64
+	var afterOrphans, afterSockets int
+	for time.Since(cut) < writeTimeout+3*time.Second {
+		afterMem, afterOrphans = sockstat(t)
+		var q int64
+		afterSockets, q = serverQueued(t, port)
+		// Orphans are counted machine-wide (others share it), so only
+		// the server's own sockets decide.
+		if afterSockets == 0 && q == 0 {
+			gone = time.Since(cut)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	goneText := gone.Round(time.Millisecond).String()
+	if gone < 0 {
+		goneText = "not within 5 s"
+	}
+	t.Logf("%d never-reading streams resuming %d messages of 2 000 characters: kernel TCP memory %.1f MiB → %.1f MiB held (%.0f KiB per stream, target < 256), server send queues %.1f MiB; after the cut: server sockets gone %s after the streams left the count (target < write timeout 2 s + 1 s), %d orphans (baseline %d), TCP memory %.1f MiB (the clients' own unread receive buffers remain until they close)",
+		streams, history, float64(baseMem)/(1<<20), float64(peak)/(1<<20), float64(perStream)/1024, float64(heldQueued)/(1<<20),
+		goneText, afterOrphans, baseOrphans, float64(afterMem)/(1<<20))
+	// /proc/net/sockstat counts every TCP socket of the machine, which
+	// others share: the figure asserted on is the server's own sockets'
+	// send queues, which sockstat's growth matches on a quiet machine.
+	if q := heldQueued / streams; q >= 256<<10 {
+		t.Errorf("%.0f KiB queued in the server's socket per held stream, want < 256 KiB", float64(q)/1024)
+	}
+	if perStream >= 256<<10 {
+		t.Logf("note: sockstat grew %.0f KiB per stream; other processes on this machine may be using TCP memory too", float64(perStream)/1024)
+	}
+	if gone < 0 || gone > writeTimeout+time.Second {
+		t.Errorf("server sockets still held %v after the cut (%d sockets, %d orphans); want gone within 1 s", time.Since(cut).Round(time.Millisecond), afterSockets, afterOrphans)
+	}
+}

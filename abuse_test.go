@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"chat/internal/limit"
+	"chat/internal/sse"
 )
 
 // TestStrictJSON checks the strict JSON decoder: keys must match a field
@@ -302,4 +303,142 @@ func TestHubIPv6Aggregates(t *testing.T) {
 			t.Errorf("the next /48: %v", err)
 		}
 	})
+}
+
+// slowReader reads at most chunk bytes every interval: a client on a slow
+// link.
+type slowReader struct {
+	r        io.Reader
+	chunk    int
+	interval time.Duration
+	next     time.Time
+}
+
+// Read reads up to chunk bytes once interval has passed since the last
+// read.
+func (s *slowReader) Read(p []byte) (int, error) {
+	if d := time.Until(s.next); d > 0 {
+		time.Sleep(d) // pacing a simulated slow link, not synchronisation
+	}
+	s.next = time.Now().Add(s.interval)
+	return s.r.Read(p[:min(len(p), s.chunk)])
+}
+
+// fillHistory posts n messages of 2 000 three-byte characters.
+func fillHistory(t *testing.T, ts *testServer, n int) {
+	t.Helper()
+	content := strings.Repeat("€", 2000)
+	for range n {
+		ts.post(t, "filler", content)
+	}
+}
+
+// openRawStream opens GET /stream on a bare connection, resuming after
+// lastID, with a deadline of waitTimeout for everything.
+func openRawStream(t *testing.T, ts *testServer, lastID string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	// _ = c.(*net.TCPConn).SetReadBuffer(16 << 10)
+	if _, err := fmt.Fprintf(c, "GET /stream HTTP/1.1\r\nHost: t\r\nLast-Event-ID: %s\r\n\r\n", lastID); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// readEvents reads the stream's events (after the HTTP head) until n
+// messages have come or the stream ends, and returns the messages' ids,
+// whether a reset came first and the error that ended it (nil if n came).
+func readEvents(t *testing.T, r io.Reader, n int) (ids []string, reset bool, err error) {
+	t.Helper()
+	br := bufio.NewReaderSize(r, 64<<10)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /stream: %d", resp.StatusCode)
+	}
+	return moreEvents(sse.NewReader(br), n)
+}
+
+// moreEvents reads from sr until n messages have come or the stream ends,
+// as readEvents does.
+func moreEvents(sr *sse.Reader, n int) (ids []string, reset bool, err error) {
+	for len(ids) < n {
+		ev, err := sr.NextEvent()
+		if err != nil {
+			return ids, reset, err
+		}
+		if ev.Type == "reset" {
+			reset = true
+			continue
+		}
+		ids = append(ids, ev.ID)
+	}
+	return ids, reset, nil
+}
+
+// TestReplayInPieces checks that a resume's replay of all history (here
+// 400 messages of 2 000 characters, 2.4 MB) reaches a client that reads
+// steadily but too slowly to take it within one write timeout: the head
+// goes out in pieces, each within the deadline.
+func TestReplayInPieces(t *testing.T) {
+	ts := startServer(t, "-history", "400", "-write-timeout", "1s")
+	fillHistory(t, ts, 400)
+	c := openRawStream(t, ts, "1-1")
+	start := time.Now()
+	// 16 KiB every 20 ms is 800 KB/s: about 3 s for the replay.
+	ids, reset, err := readEvents(t, &slowReader{r: c, chunk: 16 << 10, interval: 20 * time.Millisecond}, 400)
+	took := time.Since(start)
+	if err != nil || !reset || len(ids) != 400 {
+		t.Fatalf("slow reader got %d of 400 messages (reset %v) in %v, then %v", len(ids), reset, took, err)
+	}
+	if took < 2*time.Second {
+		t.Errorf("the replay took %v, less than two write timeouts: the test proves nothing", took)
+	}
+}
+
+// TestReplayCutResumes checks that a client that stops reading in the
+// middle of its replay is cut at the write timeout, and that resuming from
+// the last message it got yields exactly the rest.
+func TestReplayCutResumes(t *testing.T) {
+	ts := startServer(t, "-history", "200", "-write-timeout", "300ms")
+	fillHistory(t, ts, 200)
+	c := openRawStream(t, ts, "1-1")
+	br := bufio.NewReaderSize(c, 4096)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /stream: %v", err)
+	}
+	sr := sse.NewReader(br)
+	got, _, err := moreEvents(sr, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stop reading: the server's writes block, and the write timeout
+	// cuts the stream.
+	waitFor(t, "the stalled replay to be cut", func() bool { return ts.stats(t).Clients == 0 })
+	// Whatever reached the client before the cut is still readable; read
+	// it, then resume after the last whole message.
+	more, _, _ := moreEvents(sr, 200)
+	got = append(got, more...)
+	if len(got) >= 200 {
+		t.Fatalf("the client got all %d messages although it stopped reading", len(got))
+	}
+	rest, reset, err := readEvents(t, openRawStream(t, ts, got[len(got)-1]), 200-len(got))
+	if err != nil || reset {
+		t.Fatalf("resume after %s: %d messages, reset %v, %v", got[len(got)-1], len(rest), reset, err)
+	}
+	got = append(got, rest...)
+	for i := 1; i < len(got); i++ {
+		_, a, _ := parseID(got[i-1])
+		_, b, _ := parseID(got[i])
+		if b != a+1 {
+			t.Fatalf("message %d: id %s after %s; want no gap and no repeat", i, got[i], got[i-1])
+		}
+	}
 }

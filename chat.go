@@ -214,6 +214,9 @@ type client struct {
 	send chan *frame
 	// addr is the client's address, for the per-address stream limit.
 	addr string
+	// slow is set by the hub, before it closes send, when it cuts the
+	// client for a full queue; the writer reads it once send is closed.
+	slow bool
 	// name is the name the stream carries on the roster ("" for an
 	// anonymous watcher).
 	name string
@@ -1275,6 +1278,7 @@ func (cr *ChatRoom) flush() {
 	}
 	cr.mu.RUnlock()
 	for _, c := range slow {
+		c.slow = true
 		f.release()
 		cr.remove(c)
 		cr.stats.slowClient(f.n)

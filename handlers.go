@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
@@ -55,8 +56,16 @@ const (
 	// defaultTypingBurst is how many POST /typing one address may make at
 	// once.
 	defaultTypingBurst = 5
-	// maxWriteBatch bounds how many bytes of queued frames one write takes.
+	// maxWriteBatch bounds how many bytes of queued frames one write takes,
+	// and the size of the pieces a stream's head (a resume's replay of
+	// history, up to megabytes) is written in, each within the write
+	// deadline.
 	maxWriteBatch = 64 << 10
+	// streamSendBuffer is the kernel send buffer of a stream's socket
+	// (SO_SNDBUF; Linux doubles it for its bookkeeping). Without it the
+	// kernel grows the buffer to megabytes for a client that never reads,
+	// and a few hundred such streams pin gigabytes of kernel memory.
+	streamSendBuffer = 64 << 10
 	// probeWindow is how long a stream writer waits, at each probe, for its
 	// peer's end-of-file before deciding the peer is still there.
 	probeWindow = time.Millisecond
@@ -996,6 +1005,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 		if r.ProtoMajor == 1 {
 			if conn, _, err := rc.Hijack(); err == nil {
 				_ = conn.SetDeadline(time.Time{})
+				boundSendBuffer(conn)
 				s.out = &rawConn{Conn: conn}
 				head = append([][]byte{responseHead(h)}, head...)
 				// The head goes out from the handler's goroutine: its
@@ -1007,7 +1017,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 					return
 				}
 				if !s.open(head, backlog) {
-					_ = conn.Close()
+					s.out.abort()
 					room.Leave(c)
 					streams.done(conn)
 					return
@@ -1015,6 +1025,9 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 				go s.serveHijacked(streams, conn, logger, addr)
 				return
 			}
+		}
+		if nc, ok := r.Context().Value(netConnKey{}).(net.Conn); ok {
+			boundSendBuffer(nc) // the connection's, shared by its streams
 		}
 		w.WriteHeader(http.StatusOK)
 		s.out = &responseConn{w: w, rc: rc}
@@ -1046,6 +1059,11 @@ type sseConn interface {
 	alive() bool
 	// close releases the connection.
 	close()
+	// abort releases the connection of a stream that was cut (a write
+	// timed out or failed, the client was too slow, or it went away):
+	// a hijacked socket is reset, so that the kernel drops its unsent data
+	// at once instead of holding it as an orphan for minutes.
+	abort()
 }
 
 // rawConn is a hijacked HTTP/1.x connection.
@@ -1085,6 +1103,48 @@ func (c *rawConn) alive() bool {
 
 // close closes the connection.
 func (c *rawConn) close() { _ = c.Close() }
+
+// abort closes the connection with a reset (SO_LINGER 0).
+func (c *rawConn) abort() {
+	if tc := tcpConn(c.Conn); tc != nil {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
+// tcpConn returns the TCP connection beneath c (which may be a TLS
+// connection, or the listener's counted connection), or nil.
+func tcpConn(c net.Conn) *net.TCPConn {
+	for c != nil {
+		if tc, ok := c.(*net.TCPConn); ok {
+			return tc
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = u.NetConn()
+	}
+	return nil
+}
+
+// netConnKey is the context key under which withNetConn stores a
+// request's connection.
+type netConnKey struct{}
+
+// withNetConn is an http.Server ConnContext hook: it stores the connection
+// in ctx, so that an HTTP/2 stream can bound its socket's send buffer.
+func withNetConn(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, netConnKey{}, c)
+}
+
+// boundSendBuffer sets the send buffer of the TCP connection beneath c to
+// streamSendBuffer.
+func boundSendBuffer(c net.Conn) {
+	if tc := tcpConn(c); tc != nil {
+		_ = tc.SetWriteBuffer(streamSendBuffer)
+	}
+}
 
 // responseConn is a stream written through net/http (HTTP/2).
 //
@@ -1150,6 +1210,10 @@ func (c *responseConn) alive() bool { return true }
 // close does nothing: net/http owns the connection.
 func (c *responseConn) close() {}
 
+// abort does nothing: the connection is shared with other streams, and
+// net/http resets this stream when the handler returns.
+func (c *responseConn) abort() {}
+
 // stream is one subscriber's writer: the only goroutine that writes to its
 // connection.
 type stream struct {
@@ -1163,6 +1227,10 @@ type stream struct {
 	deadlineSet time.Time
 	// lastWrite is when the stream last wrote anything.
 	lastWrite time.Time
+	// drained is set when the stream ends because the room shut down and
+	// everything queued went out: the one ending that closes the
+	// connection gracefully rather than with abort (a reset).
+	drained bool
 }
 
 // batchPool holds buffers for writes that join several queued frames.
@@ -1177,7 +1245,7 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 // peer and writes a heartbeat when one is due. It waits on the queue
 // alone, or on the queue and gone (HTTP/2).
 func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
-	defer s.out.close()
+	defer s.end()
 	defer s.room.Leave(s.c)
 	if head != nil && !s.open(head, backlog) {
 		return
@@ -1188,7 +1256,11 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 		// plain receive, the cheapest wake-up there is.
 		for {
 			f, ok := <-queue
-			if !ok || !s.handle(f) {
+			if !ok {
+				s.closed()
+				return
+			}
+			if !s.handle(f) {
 				return
 			}
 		}
@@ -1196,7 +1268,11 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 	for {
 		select {
 		case f, ok := <-queue:
-			if !ok || !s.handle(f) {
+			if !ok {
+				s.closed()
+				return
+			}
+			if !s.handle(f) {
 				return
 			}
 		case <-gone:
@@ -1204,6 +1280,11 @@ func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
 		}
 	}
 }
+
+// closed notes that the hub closed the queue after what was queued: for
+// a shutdown, which ends the stream gracefully, or a cut for being slow,
+// which ends it with a reset.
+func (s *stream) closed() { s.drained = !s.c.slow }
 
 // handle writes f, or handles the hub's tick, and reports whether the
 // stream goes on.
@@ -1226,16 +1307,44 @@ func (s *stream) serveHijacked(streams *streamTracker, conn net.Conn, logger *sl
 // then fits in the runtime's smallest stack, which is most of what an idle
 // stream costs.
 
-// open writes the head, which holds backlog messages, and reports whether
-// it went out.
+// end closes the stream's connection: gracefully after a shutdown that
+// sent everything, with abort (a reset) after any cut.
+//
+//go:noinline
+func (s *stream) end() {
+	if s.drained {
+		s.out.close()
+	} else {
+		s.out.abort()
+	}
+}
+
+// open writes the head, whose last backlog buffers are messages, and
+// reports whether it went out. A resume's head can hold all of history
+// (megabytes), so it goes out in pieces of about maxWriteBatch bytes, each
+// written within the write deadline: a client too slow for one piece is
+// cut like any slow client, and resumes after the last message it got.
 //
 //go:noinline
 func (s *stream) open(head [][]byte, backlog int) bool {
+	// The messages are the buffers in [lo, hi): before them the response
+	// head and the preamble, after them the presence and typing events.
+	hi := len(head) - s.c.headEvents
+	lo := hi - backlog
 	now := time.Now()
-	if s.extendDeadline(now) != nil || s.out.writeBuffers(head) != nil {
-		return false
+	for start := 0; start < len(head); {
+		end, size := start, 0
+		for end < len(head) && (end == start || size+len(head[end]) <= maxWriteBatch) {
+			size += len(head[end])
+			end++
+		}
+		if s.extendDeadline(now) != nil || s.out.writeBuffers(head[start:end]) != nil {
+			return false
+		}
+		s.stats.delivered(max(0, min(end, hi)-max(start, lo)))
+		start = end
+		now = time.Now()
 	}
-	s.stats.delivered(backlog)
 	s.lastWrite = now
 	return true
 }
@@ -1432,9 +1541,12 @@ const (
 	// that are sending request headers at once. net/http spends about
 	// eight times the header bytes on headers of many small fields (122 KB
 	// for 15 KB of "X-1: 1" lines), so this bounds what one address can
-	// make the server hold to about 4 MB, where legitimate clients need a
-	// few (headers arrive in one round trip).
-	defaultMaxHeaderConnsPerAddr = 32
+	// make the server hold to about 8 MB. Legitimate clients need a few
+	// (headers arrive in one round trip), but a connection counts from its
+	// accept until its headers are read, which under load can take a
+	// while: 32 refused some of a burst of 50 stream connections from one
+	// address while the server was busy.
+	defaultMaxHeaderConnsPerAddr = 64
 )
 
 // Access: the room key, sessions and moderation (see internal/auth).

@@ -446,9 +446,11 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	})
 	stats.countConnections(counted)
 	srv := &http.Server{
-		Handler:           counted.Handler(handler),
-		ConnState:         counted.ConnState,
-		ConnContext:       counted.ConnContext,
+		Handler:   counted.Handler(handler),
+		ConnState: counted.ConnState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return withNetConn(counted.ConnContext(ctx, c), c)
+		},
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,

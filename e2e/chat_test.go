@@ -74,16 +74,21 @@ func TestTwentyTabsShareOneStream(t *testing.T) {
 			t.Errorf("messages out of order: %s before %s", want[i-1].ID, m.ID)
 		}
 	}
-	// Every tab: the same list, its own message marked, the form cleared.
+	// Every tab: the same list, every message marked as its own (this
+	// browser sent them all: own messages are known by the ids the posts
+	// got back, shared by the browser's tabs), the form cleared.
 	waitShown(t, longWait, tabs, want)
-	for i, tb := range tabs {
-		st := tb.mustState()
-		me := fmt.Sprintf("user%02d", i)
-		for _, m := range st.Msgs {
-			if m.Own != (m.Name == me) {
-				t.Errorf("%s (%s): message of %s has own=%v", tb.name, me, m.Name, m.Own)
+	for _, tb := range tabs {
+		waitFor(t, shortWait, tb.name+" to mark every message its own", func() (bool, string) {
+			st := tb.mustState()
+			for _, m := range st.Msgs {
+				if !m.Own {
+					return false, "message of " + m.Name + " not marked own"
+				}
 			}
-		}
+			return true, ""
+		})
+		st := tb.mustState()
 		if st.Message != "" || st.Error != "" || !st.SendOff {
 			t.Errorf("%s: after sending: textarea %q, error %q, send disabled %v", tb.name, st.Message, st.Error, st.SendOff)
 		}
@@ -147,7 +152,8 @@ func TestHostileContentIsShownAsText(t *testing.T) {
 	for _, p := range []struct{ name, content string }{
 		{`<img src=x onerror=__xss=1>`, `<img src=x onerror="window.__xss=2">`},
 		{`<script>__xss=3</script>`, "<script>window.__xss=4</script><b>bold?</b>\n<a href=\"javascript:__xss=5\">link</a>"},
-		// Names may not hold bidi controls (the server refuses them); messages may.
+		// Names may not hold bidi controls (the server refuses them);
+		// messages may.
 		{"evil", "\u202Egnp.exe\u202C then \u2067isolate \u202D<style>body{display:none}</style>"},
 		{"plain", "after the payloads"},
 	} {
