@@ -61,7 +61,8 @@ func New(rate float64, burst int) *Limiter {
 	return &Limiter{rate: rate, burst: float64(max(burst, 1)), buckets: make(map[string]*bucket)}
 }
 
-// Allow takes a token for key at now. If none is left it reports false and
+// Allow takes a token for key at now (and, for an IPv6 /64, from its
+// wider prefixes too; see Scopes). If none is left it reports false and
 // how long until one will be.
 func (l *Limiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
@@ -69,17 +70,30 @@ func (l *Limiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	if now.Sub(l.lastSweep) >= SweepInterval || len(l.buckets) >= MaxAddrs {
 		l.sweep(now)
 	}
-	b, ok := l.buckets[key]
-	if !ok {
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
+	// An IPv6 /64 also draws on its /56 and /48 (see Scopes), whose
+	// buckets hold and refill a multiple of one address's: a token is
+	// taken from every scope or from none.
+	scopes := Scopes(key)
+	var wait time.Duration
+	for _, sc := range scopes {
+		burst, rate := l.burst*float64(sc.Factor), l.rate*float64(sc.Factor)
+		b, ok := l.buckets[sc.Key]
+		if !ok {
+			b = &bucket{tokens: burst, last: now}
+			l.buckets[sc.Key] = b
+		}
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+		b.last = now
+		if b.tokens < 1 {
+			wait = max(wait, time.Duration((1-b.tokens)/rate*float64(time.Second)))
+		}
 	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	if wait > 0 {
+		return false, wait
 	}
-	b.tokens--
+	for _, sc := range scopes {
+		l.buckets[sc.Key].tokens--
+	}
 	return true, 0
 }
 

@@ -184,3 +184,51 @@ func TestClientAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowIPv6Aggregates checks that the /64s of one /56 share four times
+// one address's burst, and those of one /48 sixteen times, while another
+// /48 keeps its own.
+func TestAllowIPv6Aggregates(t *testing.T) {
+	l := New(postRate, postBurst)
+	t0 := time.Unix(1_000_000, 0)
+	// Every /64 of 2001:db8:0:0::/56 in turn, one burst each until the /56
+	// is spent.
+	allowed := 0
+	for i := range 256 {
+		key := Key(fmt.Sprintf("2001:db8:0:%x::1", i))
+		for {
+			ok, wait := l.Allow(key, t0)
+			if !ok {
+				if wait <= 0 {
+					t.Fatalf("refused with wait %v", wait)
+				}
+				break
+			}
+			allowed++
+		}
+	}
+	if allowed != 4*postBurst {
+		t.Errorf("one /56 made %d posts at once, want %d (4 bursts)", allowed, 4*postBurst)
+	}
+	// The other /56s of the same /48 together reach the /48's 16 bursts.
+	for n := 1; n < 256; n++ {
+		for i := range 256 {
+			key := Key(fmt.Sprintf("2001:db8:0:%x::1", n<<8|i))
+			for {
+				if ok, _ := l.Allow(key, t0); !ok {
+					break
+				}
+				allowed++
+			}
+		}
+	}
+	if allowed != 16*postBurst {
+		t.Errorf("one /48 made %d posts at once, want %d (16 bursts)", allowed, 16*postBurst)
+	}
+	if ok, _ := l.Allow(Key("2001:db8:1::1"), t0); !ok {
+		t.Error("an address in another /48 refused")
+	}
+	if ok, _ := l.Allow("192.0.2.1", t0); !ok {
+		t.Error("an IPv4 address refused")
+	}
+}
