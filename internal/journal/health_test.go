@@ -101,20 +101,23 @@ func TestObserveSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := testStart(t, s)
-	for i := range 3 {
+	// One record per group, each awaited before the next, so that every
+	// group is one fsync however the scheduler runs Run.
+	for i := range 5 {
 		testAppendAll(t, s, testRecords(uint64(i), 1))
 		testAwait(t, s, 1)
-		if got := count(); got != i+1 {
-			t.Fatalf("after %d group commits, %d fsyncs observed, want %d", i+1, got, i+1)
+		if i < 4 {
+			if got := count(); got != i+1 {
+				t.Fatalf("after %d group commits, %d fsyncs observed, want %d", i+1, got, i+1)
+			}
 		}
 	}
-	// A fourth line makes five lines in all, more than 2*keep: Run compacts
-	// after this group, with one more fsync, before it takes the next.
-	testAppendAll(t, s, testRecords(3, 2))
-	testAwait(t, s, 2)
+	// The fifth line makes more than 2*keep: Run compacts right after
+	// reporting that group, with one more fsync, before it looks at its
+	// context again.
 	stop()
-	if got := count(); got != 5 {
-		t.Errorf("%d fsyncs observed, want 5 (four groups and a compaction)", got)
+	if got := count(); got != 6 {
+		t.Errorf("%d fsyncs observed, want 6 (five groups and a compaction)", got)
 	}
 	mu.Lock()
 	defer mu.Unlock()
