@@ -658,27 +658,11 @@ func (cr *ChatRoom) PostKeyed(ctx context.Context, username, content, key string
 	if key != "" {
 		req.fp = idem.Sum(username, content)
 	}
-	select {
-	case cr.broadcast <- req:
-	case <-cr.done:
-		return Message{}, false, errRoomClosed
-	case <-ctx.Done():
-		return Message{}, false, ctx.Err()
+	err, askErr := ask(ctx, cr.done, cr.broadcast, req, req.reply)
+	if askErr != nil {
+		return Message{}, false, askErr
 	}
-	select {
-	case err := <-req.reply:
-		return req.msg, req.repeat, err
-	case <-cr.done:
-		// Run may have answered just before it returned.
-		select {
-		case err := <-req.reply:
-			return req.msg, req.repeat, err
-		default:
-			return Message{}, false, errRoomClosed
-		}
-	case <-ctx.Done():
-		return Message{}, false, ctx.Err()
-	}
+	return req.msg, req.repeat, err
 }
 
 // History returns one page of history (see historyQuery), or errUnknownID
@@ -686,26 +670,11 @@ func (cr *ChatRoom) PostKeyed(ctx context.Context, username, content, key string
 // if ctx ends or the room closes.
 func (cr *ChatRoom) History(ctx context.Context, q historyQuery) (historyPage, error) {
 	req := &historyRequest{q: q, reply: make(chan historyResult, 1)}
-	select {
-	case cr.histories <- req:
-	case <-cr.done:
-		return historyPage{}, errRoomClosed
-	case <-ctx.Done():
-		return historyPage{}, ctx.Err()
+	res, err := ask(ctx, cr.done, cr.histories, req, req.reply)
+	if err != nil {
+		return historyPage{}, err
 	}
-	select {
-	case res := <-req.reply:
-		return res.page, res.err
-	case <-cr.done:
-		select {
-		case res := <-req.reply:
-			return res.page, res.err
-		default:
-			return historyPage{}, errRoomClosed
-		}
-	case <-ctx.Done():
-		return historyPage{}, ctx.Err()
-	}
+	return res.page, res.err
 }
 
 // Delete removes the message with id from the room: the hub gives the
@@ -717,25 +686,38 @@ func (cr *ChatRoom) History(ctx context.Context, q historyQuery) (historyPage, e
 // the journal fails.
 func (cr *ChatRoom) Delete(ctx context.Context, id string) (Message, error) {
 	req := &postRequest{deletes: id, reply: make(chan error, 1)}
+	err, askErr := ask(ctx, cr.done, cr.broadcast, req, req.reply)
+	if askErr != nil {
+		return Message{}, askErr
+	}
+	return req.msg, err
+}
+
+// ask hands req to the hub on ch and waits for the hub's answer on reply.
+// It returns errRoomClosed once the room has shut down (taking an answer
+// that Run gave just before it returned), or ctx's error if ctx ends
+// first, so no hub method blocks forever.
+func ask[Q, A any](ctx context.Context, done <-chan struct{}, ch chan<- Q, req Q, reply <-chan A) (A, error) {
+	var zero A
 	select {
-	case cr.broadcast <- req:
-	case <-cr.done:
-		return Message{}, errRoomClosed
+	case ch <- req:
+	case <-done:
+		return zero, errRoomClosed
 	case <-ctx.Done():
-		return Message{}, ctx.Err()
+		return zero, ctx.Err()
 	}
 	select {
-	case err := <-req.reply:
-		return req.msg, err
-	case <-cr.done:
+	case a := <-reply:
+		return a, nil
+	case <-done:
 		select {
-		case err := <-req.reply:
-			return req.msg, err
+		case a := <-reply:
+			return a, nil
 		default:
-			return Message{}, errRoomClosed
+			return zero, errRoomClosed
 		}
 	case <-ctx.Done():
-		return Message{}, ctx.Err()
+		return zero, ctx.Err()
 	}
 }
 
