@@ -95,7 +95,9 @@ func TestBatchingRule(t *testing.T) {
 		}
 
 		// Busy: f1 is not released (still being written), so m2..m4
-		// collect; they leave as one frame the moment f1 is released.
+		// collect. f1 is written 10ms after it left; the batch then
+		// waits as long again, so that the room spends at most half its
+		// time writing, and leaves as one frame 20ms after f1 did.
 		time.Sleep(10 * time.Millisecond)
 		for _, m := range []string{"m2", "m3", "m4"} {
 			post(t, ctx, room, m)
@@ -104,12 +106,16 @@ func TestBatchingRule(t *testing.T) {
 			t.Fatal("busy room: a batch left while the frame before it was still being written")
 		}
 		f1.release()
+		if queued(c) {
+			t.Fatal("busy room: the batch left as soon as a frame that took 10ms to write was written; want it held 10ms more")
+		}
+		time.Sleep(10 * time.Millisecond)
 		if !queued(c) {
-			t.Fatal("busy room: the batch did not leave once the frame before it was written")
+			t.Fatal("busy room: the batch did not leave 10ms after the frame before it was written")
 		}
 		f2 := <-c.frames()
-		if got := contents(t, f2); fmt.Sprint(got) != "[m2 m3 m4]" || time.Since(start) != 10*time.Millisecond {
-			t.Errorf("busy room: frame %v after %v, want [m2 m3 m4] after 10ms", got, time.Since(start))
+		if got := contents(t, f2); fmt.Sprint(got) != "[m2 m3 m4]" || time.Since(start) != 20*time.Millisecond {
+			t.Errorf("busy room: frame %v after %v, want [m2 m3 m4] after 20ms", got, time.Since(start))
 		}
 
 		// Bounded: f2 is never released; m5, posted 20ms after f2 left,
@@ -134,6 +140,14 @@ func TestBatchingRule(t *testing.T) {
 		f2.release()
 		f3.release()
 		f4.release()
+
+		// A frame written the moment it left costs nothing to wait for:
+		// the next message, posted at that same instant, goes at once.
+		post(t, ctx, room, "m7")
+		if !queued(c) {
+			t.Error("a message after a frame written at once waited")
+		}
+		(<-c.frames()).release()
 	})
 }
 

@@ -533,17 +533,20 @@ type ChatRoom struct {
 	// sending is the last frame fanned out while it may still be being
 	// written (nil once written).
 	sending *frame
-	// sentAt is when sending left.
-	sentAt time.Time
+	// sentAt is when the last frame left, writtenAt when the hub saw it
+	// written (zero while it is in flight): the time between them is what
+	// writing a frame to the room costs now, and the batching rule holds
+	// the next batch as long again after writtenAt.
+	sentAt, writtenAt time.Time
 	// lastAll is when the hub last queued a frame for every client.
 	lastAll time.Time
 	// perAddr counts clients per address key, and for IPv6 also per
 	// wider prefix (see limit.Scopes).
 	perAddr map[string]int
-	// timer fires when a held batch is due (BatchWait after sending
-	// left); armed says it is set.
+	// timer fires when a held batch is due (dueAt); armed says it is set.
 	timer *time.Timer
 	armed bool
+	dueAt time.Time
 
 	// roster is who is connected: the names of the streams, and how many
 	// carry none.
@@ -885,6 +888,7 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 			cr.committed(c)
 			cr.deliver()
 		case <-cr.written:
+			cr.noteWritten(time.Now())
 			cr.deliver()
 		case <-due:
 			cr.armed = false
@@ -1194,30 +1198,44 @@ func (cr *ChatRoom) visibleIn(from, to int) bool {
 	return false
 }
 
-// deliver applies the batching rule to the batch: it leaves now if no
-// frame is in flight (the room is idle) or the one in flight left
-// BatchWait ago; otherwise it waits, and the timer is set for that bound.
+// noteWritten records, at now, that the frame in flight has been written
+// (down to its stragglers), if it has.
+func (cr *ChatRoom) noteWritten(now time.Time) {
+	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
+		cr.sending, cr.writtenAt = nil, now
+	}
+}
+
+// deliver applies the batching rule to the batch. While the last frame is
+// in flight the batch waits for it; once it has been written, the batch
+// waits as long again as that frame took to write (so the room spends at
+// most half its time writing frames), which in an idle room has long
+// passed, so the batch leaves at once. It never waits past BatchWait after
+// the last frame left. The timer is set for the next time the batch may
+// be due.
 func (cr *ChatRoom) deliver() {
 	if cr.batch == nil {
 		return
 	}
-	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
-		cr.sending = nil
-	}
-	if cr.sending == nil || cr.cfg.BatchWait <= 0 {
+	if cr.cfg.BatchWait <= 0 {
 		cr.flush()
 		return
 	}
-	if cr.armed {
-		return
+	now := time.Now()
+	cr.noteWritten(now)
+	due := cr.sentAt.Add(cr.cfg.BatchWait)
+	if hold := cr.writtenAt.Add(cr.writtenAt.Sub(cr.sentAt)); cr.sending == nil && hold.Before(due) {
+		due = hold
 	}
-	wait := cr.cfg.BatchWait - time.Since(cr.sentAt)
-	if wait <= 0 {
+	if !now.Before(due) {
 		cr.flush()
 		return
 	}
-	cr.timer.Reset(wait)
-	cr.armed = true
+	if cr.armed && cr.dueAt.Equal(due) {
+		return
+	}
+	cr.timer.Reset(due.Sub(now))
+	cr.armed, cr.dueAt = true, due
 }
 
 // flush fans the batch out to every client without blocking: a client whose
@@ -1228,6 +1246,7 @@ func (cr *ChatRoom) flush() {
 	if f == nil {
 		return
 	}
+	start := time.Now()
 	cr.batch = nil
 	if cr.armed {
 		cr.timer.Stop()
@@ -1266,10 +1285,9 @@ func (cr *ChatRoom) flush() {
 		cr.stats.slowClient(f.n)
 	}
 	f.release()
-	now := time.Now()
-	cr.lastAll = now
+	cr.lastAll = time.Now()
 	if cr.cfg.BatchWait > 0 {
-		cr.sending, cr.sentAt = f, now
+		cr.sending, cr.sentAt, cr.writtenAt = f, start, time.Time{}
 	}
 }
 
