@@ -56,6 +56,12 @@ const (
 	// the frame before them is still being written (see ChatRoom): a
 	// batch leaves at the latest this long after that frame did.
 	defaultBatchWait = 100 * time.Millisecond
+	// batchHold is how long, as a multiple of the time the last frame took
+	// to be written, the hub holds the next batch after that frame was
+	// written (see ChatRoom.deliver): 1 lets the room spend at most half
+	// its time writing frames. An idle room's frames are written long
+	// before the next message, so its messages never wait.
+	batchHold = 1
 	// stragglerShare sets how many writers a frame in flight may still
 	// wait for and count as written: one in stragglerShare of the
 	// clients it went to (none below that many clients). The slowest few
@@ -1224,7 +1230,7 @@ func (cr *ChatRoom) deliver() {
 	now := time.Now()
 	cr.noteWritten(now)
 	due := cr.sentAt.Add(cr.cfg.BatchWait)
-	if hold := cr.writtenAt.Add(cr.writtenAt.Sub(cr.sentAt)); cr.sending == nil && hold.Before(due) {
+	if hold := cr.writtenAt.Add(batchHold * cr.writtenAt.Sub(cr.sentAt)); cr.sending == nil && hold.Before(due) {
 		due = hold
 	}
 	if !now.Before(due) {
