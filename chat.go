@@ -428,9 +428,9 @@ type RoomConfig struct {
 	// of their own.
 	Tick time.Duration
 	// BatchWait, when positive, lets the hub hold new messages while the
-	// frame before them is still being written, for at most this long
-	// after that frame left (adaptive batching, see ChatRoom). Zero fans
-	// every message out at once.
+	// frame before them is still being written and for a while after
+	// (adaptive batching, see ChatRoom), for at most this long after that
+	// frame left. Zero fans every message out at once.
 	BatchWait time.Duration
 	// Retry is the reconnection delay sent in the "retry:" field.
 	Retry time.Duration
@@ -481,11 +481,13 @@ type RoomConfig struct {
 // room is idle leave at once, one frame each. Messages committed while the
 // last frame is still being written (its writers have not all released it,
 // but for a few stragglers) wait and collect into one frame, which leaves
-// as soon as that frame has been written, and at the latest BatchWait after
-// it left. A quiet room therefore sees no added delay, and a busy one sends
-// as many messages per write as it takes the room to write one frame,
-// without a flag to tune. A slow client holds nobody back: it counts among
-// the stragglers, its queue fills and it is disconnected as before.
+// once that frame has been written and as long again as writing it took
+// has passed (batchHold), and at the latest BatchWait after it left. A
+// quiet room therefore sees no added delay, and a busy one spends at most
+// half its time writing frames, sending more messages per write the longer
+// a frame takes to write, without a flag to tune. A slow client holds
+// nobody back: it counts among the stragglers, its queue fills and it is
+// disconnected as before.
 type ChatRoom struct {
 	// broadcast carries posts from POST handlers to Run (producer-consumer).
 	broadcast chan *postRequest

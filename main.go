@@ -117,7 +117,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&c.maxContent, "max-content", defaultMaxContent, "longest message, in characters")
 	fs.IntVar(&c.maxBody, "max-body", defaultMaxBody, "largest POST body, in bytes")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", defaultWriteTimeout, "time a stream client has to accept one write")
-	fs.DurationVar(&c.batchWait, "batch-wait", defaultBatchWait, "longest a message waits to share a write while the previous one is being written (0: no batching)")
+	fs.DurationVar(&c.batchWait, "batch-wait", defaultBatchWait, "longest a busy room holds a batch after the frame before it left (0: no batching)")
 	fs.DurationVar(&c.batchWait, "coalesce", defaultBatchWait, "old name of -batch-wait")
 	fs.StringVar(&c.data, "data", "", "journal file that keeps history across restarts (empty: memory only)")
 	fs.IntVar(&c.maxStreams, "max-streams", defaultMaxStreams, "most streams open at once (0: no limit)")
