@@ -288,8 +288,8 @@ func TestBatchingStreamWriter(t *testing.T) {
 			t.Errorf("writes carried %v, want [m1 m2+m3]", got)
 		}
 		synctest.Wait() // the writer has returned from its write
-		if n := room.stats.Snapshot().Deliveries; n != 3 {
-			t.Errorf("deliveries = %d, want 3", n)
+		if st := room.stats.Snapshot(); st.Deliveries != 3 || st.StreamWrites != 2 {
+			t.Errorf("deliveries = %d in %d writes, want 3 in 2", st.Deliveries, st.StreamWrites)
 		}
 		peer.Close()
 		post(t, ctx, room, "m4") // fails the write: the writer ends

@@ -51,6 +51,10 @@ type Stats struct {
 	// every stream writer after every write, so it is an atomic rather than
 	// a field under mu: the writers never contend on the lock.
 	deliveries atomic.Uint64
+	// writes counts the stream writes that carried chat messages, so
+	// that deliveries/writes is how many messages a write carried (the
+	// batching's effect). Updated with deliveries, by the same writers.
+	writes atomic.Uint64
 	// deliveryLatency is the time from a message's acceptance to its
 	// write to a client.
 	deliveryLatency *histogram
@@ -170,8 +174,14 @@ func (s *Stats) rejectedStream() {
 	s.mu.Unlock()
 }
 
-// delivered records n messages written to one client.
-func (s *Stats) delivered(n int) { s.deliveries.Add(uint64(n)) }
+// delivered records one write that carried n messages to one client (a
+// write without messages, n 0, is not counted).
+func (s *Stats) delivered(n int) {
+	if n > 0 {
+		s.deliveries.Add(uint64(n))
+		s.writes.Add(1)
+	}
+}
 
 // StatsSnapshot is a copy of the statistics at one moment, as /stats
 // returns it.
@@ -183,6 +193,7 @@ type StatsSnapshot struct {
 	ConnectionsTotal uint64  `json:"connections_total"`
 	MessagesPosted   uint64  `json:"messages_posted"`
 	Deliveries       uint64  `json:"deliveries"`
+	StreamWrites     uint64  `json:"stream_writes"`
 	SlowDropped      uint64  `json:"slow_dropped_messages"`
 	SlowDisconnects  uint64  `json:"slow_disconnects"`
 	PostsRejected    uint64  `json:"posts_rejected"`
@@ -225,6 +236,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	}
 	s.mu.Unlock()
 	snap.Deliveries = s.deliveries.Load()
+	snap.StreamWrites = s.writes.Load()
 	if s.conns != nil {
 		snap.ConnectionsOpen, snap.ConnectionsRefused = s.conns.Open(), s.conns.Refused()
 	}
@@ -402,6 +414,7 @@ func handleMetrics(stats *Stats) http.Handler {
 		metric("chat_connections_total", "counter", "Streams opened.", float64(s.ConnectionsTotal))
 		metric("chat_messages_total", "counter", "Messages accepted and sent out.", float64(s.MessagesPosted))
 		metric("chat_deliveries_total", "counter", "Messages written to stream clients.", float64(s.Deliveries))
+		metric("chat_stream_writes_total", "counter", "Writes to stream clients that carried messages (deliveries per write is the batching).", float64(s.StreamWrites))
 		metric("chat_slow_dropped_messages_total", "counter", "Messages that did not fit a slow client's queue (the client was disconnected and resumes from history).", float64(s.SlowDropped))
 		metric("chat_slow_disconnects_total", "counter", "Clients disconnected for being slow.", float64(s.SlowDisconnects))
 		metric("chat_posts_rejected_total", "counter", "Posts answered with an error.", float64(s.PostsRejected))

@@ -1193,6 +1193,7 @@ func TestMetricsExposition(t *testing.T) {
 		"connections_total":     {"chat_connections_total", true},
 		"messages_posted":       {"chat_messages_total", true},
 		"deliveries":            {"chat_deliveries_total", true},
+		"stream_writes":         {"chat_stream_writes_total", true},
 		"slow_dropped_messages": {"chat_slow_dropped_messages_total", true},
 		"slow_disconnects":      {"chat_slow_disconnects_total", true},
 		"posts_rejected":        {"chat_posts_rejected_total", true},
