@@ -195,6 +195,7 @@ func (f *floorServer) handleStats(w http.ResponseWriter, r *http.Request) {
 	st := serverStats{Clients: int64(len(f.conns)), ConnectionsTotal: f.joined, MessagesPosted: int64(f.seq)}
 	f.mu.Unlock()
 	st.Deliveries = f.deliveries.Load()
+	st.StreamWrites = st.Deliveries // one write per delivery, always
 	st.UptimeSeconds = time.Since(f.start).Seconds()
 	st.Goroutines = int64(runtime.NumGoroutine())
 	cpu, _ := selfUsage()

@@ -49,4 +49,7 @@ func TestFloorServesTheLoad(t *testing.T) {
 	if !rep.Clean || rep.Delivered != 5*rep.PostsOK || rep.PostsOK == 0 || rep.ServerEnd == nil || rep.ServerDeliveries != rep.Delivered {
 		t.Errorf("floor run: clean %v, delivered %d of %d posts × 5, server counted %d", rep.Clean, rep.Delivered, rep.PostsOK, rep.ServerDeliveries)
 	}
+	if rep.ServerWrites != rep.ServerDeliveries || rep.ServerPerWrite != 1 {
+		t.Errorf("floor run: %d writes for %d deliveries (%v a write), want one each", rep.ServerWrites, rep.ServerDeliveries, rep.ServerPerWrite)
+	}
 }

@@ -150,6 +150,7 @@ type serverStats struct {
 	ConnectionsTotal    int64   `json:"connections_total"`
 	MessagesPosted      int64   `json:"messages_posted"`
 	Deliveries          int64   `json:"deliveries"`
+	StreamWrites        int64   `json:"stream_writes"`
 	SlowDroppedMessages int64   `json:"slow_dropped_messages"`
 	SlowDisconnects     int64   `json:"slow_disconnects"`
 	PostsRejected       int64   `json:"posts_rejected"`

@@ -107,6 +107,11 @@ type report struct {
 	ServerDelivPerCPU    float64 `json:"server_deliveries_per_cpu_second"`
 	ServerUsPerDeliv     float64 `json:"server_cpu_us_per_delivery"`
 	ServerDeliveries     int64   `json:"server_deliveries_delta"`
+	// ServerWrites is the server's count of stream writes that carried
+	// messages over the posting phase, and ServerPerWrite the messages a
+	// write carried on average (0 when the server does not count writes).
+	ServerWrites         int64   `json:"server_writes_delta"`
+	ServerPerWrite       float64 `json:"server_messages_per_write"`
 	ServerSlowDisconn    int64   `json:"server_slow_disconnects_delta"`
 	ServerRSSBefore      int64   `json:"server_rss_before"`
 	ServerRSSStreams     int64   `json:"server_rss_streams"`
@@ -235,6 +240,10 @@ func (rep *report) fill(r *loadRun, toolCPU time.Duration, toolMaxRSS int64) {
 	if st != nil && e != nil {
 		rep.ServerCPUSecs = e.CPUSeconds - st.CPUSeconds
 		rep.ServerDeliveries = e.Deliveries - st.Deliveries
+		rep.ServerWrites = e.StreamWrites - st.StreamWrites
+		if rep.ServerWrites > 0 {
+			rep.ServerPerWrite = float64(rep.ServerDeliveries) / float64(rep.ServerWrites)
+		}
 		rep.ServerSlowDisconn = e.SlowDisconnects - st.SlowDisconnects
 		if rep.ServerCPUSecs > 0 {
 			rep.ServerDelivPerCPU = float64(rep.Delivered) / rep.ServerCPUSecs
@@ -306,6 +315,9 @@ func (rep *report) writeText(w io.Writer) {
 		p("server      cpu %.2fs to open the streams and hold them (connect and hold phases)", rep.ServerConnectCPUSecs)
 		p("            cpu %.2fs for the posting phase -> %.0f deliveries per CPU-second, %.2f µs each (server counted %d deliveries, %d slow disconnects)",
 			rep.ServerCPUSecs, rep.ServerDelivPerCPU, rep.ServerUsPerDeliv, rep.ServerDeliveries, rep.ServerSlowDisconn)
+		if rep.ServerWrites > 0 {
+			p("            %d writes carried them: %.2f messages a write", rep.ServerWrites, rep.ServerPerWrite)
+		}
 		p("            rss before %s, with streams %s, end %s -> %.0f bytes per stream; goroutines %d / %d / %d",
 			mib(rep.ServerRSSBefore), mib(rep.ServerRSSStreams), mib(rep.ServerRSSEnd), rep.ServerBytesPerStream,
 			rep.ServerGorBefore, rep.ServerGorStreams, rep.ServerGorEnd)
