@@ -95,9 +95,8 @@ func TestBatchingRule(t *testing.T) {
 		}
 
 		// Busy: f1 is not released (still being written), so m2..m4
-		// collect. f1 is written 10ms after it left; the batch then
-		// waits as long again, so that the room spends at most half its
-		// time writing, and leaves as one frame 20ms after f1 did.
+		// collect; they leave as one frame the moment f1 is released
+		// (the room is not saturated: its frames have held one message).
 		time.Sleep(10 * time.Millisecond)
 		for _, m := range []string{"m2", "m3", "m4"} {
 			post(t, ctx, room, m)
@@ -106,16 +105,12 @@ func TestBatchingRule(t *testing.T) {
 			t.Fatal("busy room: a batch left while the frame before it was still being written")
 		}
 		f1.release()
-		if queued(c) {
-			t.Fatal("busy room: the batch left as soon as a frame that took 10ms to write was written; want it held 10ms more")
-		}
-		time.Sleep(10 * time.Millisecond)
 		if !queued(c) {
-			t.Fatal("busy room: the batch did not leave 10ms after the frame before it was written")
+			t.Fatal("busy room: the batch did not leave once the frame before it was written")
 		}
 		f2 := <-c.frames()
-		if got := contents(t, f2); fmt.Sprint(got) != "[m2 m3 m4]" || time.Since(start) != 20*time.Millisecond {
-			t.Errorf("busy room: frame %v after %v, want [m2 m3 m4] after 20ms", got, time.Since(start))
+		if got := contents(t, f2); fmt.Sprint(got) != "[m2 m3 m4]" || time.Since(start) != 10*time.Millisecond {
+			t.Errorf("busy room: frame %v after %v, want [m2 m3 m4] after 10ms", got, time.Since(start))
 		}
 
 		// Bounded: f2 is never released; m5, posted 20ms after f2 left,
@@ -148,6 +143,76 @@ func TestBatchingRule(t *testing.T) {
 			t.Error("a message after a frame written at once waited")
 		}
 		(<-c.frames()).release()
+	})
+}
+
+// TestBatchingSaturatedHold checks the hold of a saturated room: once its
+// frames carry saturatedFrame messages or more on average, the next batch
+// leaves not when the frame before it is written but as long again after
+// (batchHold), and never later than BatchWait after that frame left; a room
+// whose frames fall back to one message each stops holding.
+func TestBatchingSaturatedHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
+		c, _, err := room.Join(ctx, "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// cycle posts k messages while the frame in flight, f, is being
+		// written, releases f after writing takes, and returns the next
+		// frame with how long after f's release it left.
+		cycle := func(f *frame, k int, writing time.Duration) (*frame, time.Duration) {
+			t.Helper()
+			for i := range k {
+				post(t, ctx, room, fmt.Sprint("m", i))
+			}
+			time.Sleep(writing)
+			if queued(c) {
+				t.Fatal("a batch left while the frame before it was still being written")
+			}
+			f.release()
+			released := time.Now()
+			next := <-c.frames()
+			if got := contents(t, next); len(got) != k {
+				t.Fatalf("frame of %d messages, want %d", len(got), k)
+			}
+			return next, time.Since(released)
+		}
+		post(t, ctx, room, "first")
+		f := <-c.frames()
+		// Frames of four messages make the room saturated after a few;
+		// until then each batch leaves the moment the frame before it is
+		// written. Then a frame written 10ms after it left holds the
+		// next batch 10ms more.
+		var after time.Duration
+		n := 0
+		for after == 0 {
+			if n++; n > 10 {
+				t.Fatal("ten frames of four messages did not make the room hold a batch")
+			}
+			f, after = cycle(f, 4, 10*time.Millisecond)
+		}
+		if n < 3 {
+			t.Errorf("the room held a batch after %d frames of four; one or two large frames must not make it saturated", n)
+		}
+		if after != 10*time.Millisecond {
+			t.Errorf("saturated room: batch left %v after the frame before it was written, want 10ms", after)
+		}
+		// The hold never goes past BatchWait after the frame left: a
+		// frame written 40ms after it left holds the next one 10ms more.
+		f, after = cycle(f, 4, 40*time.Millisecond)
+		if after != batchWait-40*time.Millisecond {
+			t.Errorf("saturated room, slow frame: batch left %v after the frame before it was written, want %v", after, batchWait-40*time.Millisecond)
+		}
+		// Frames of one message bring the average down, and the room
+		// stops holding.
+		for range 10 {
+			f, after = cycle(f, 1, 10*time.Millisecond)
+		}
+		if after != 0 {
+			t.Errorf("room back to one message a frame: batch left %v after the frame before it was written, want at once", after)
+		}
+		f.release()
 	})
 }
 

@@ -57,11 +57,21 @@ const (
 	// batch leaves at the latest this long after that frame did.
 	defaultBatchWait = 100 * time.Millisecond
 	// batchHold is how long, as a multiple of the time the last frame took
-	// to be written, the hub holds the next batch after that frame was
-	// written (see ChatRoom.deliver): 1 lets the room spend at most half
-	// its time writing frames. An idle room's frames are written long
-	// before the next message, so its messages never wait.
+	// to be written, a saturated room holds the next batch after that
+	// frame was written (see ChatRoom.deliver): 1 lets it spend at most
+	// half its time writing frames.
 	batchHold = 1
+	// saturatedFrame is the average number of messages per frame at and
+	// above which the room counts as saturated: messages come faster than
+	// it writes frames, and only a hold gives its writers' CPU back. A
+	// room below it sends each batch as soon as the frame before it is
+	// written, so its messages wait no longer than that.
+	saturatedFrame = 2
+	// frameAverageWeight is the weight of the newest frame in the average
+	// number of messages per frame (an exponential average over about
+	// the last 1/frameAverageWeight frames), so that two messages that
+	// happen to share a frame do not make the room saturated.
+	frameAverageWeight = 0.25
 	// stragglerShare sets how many writers a frame in flight may still
 	// wait for and count as written: one in stragglerShare of the
 	// clients it went to (none below that many clients). The slowest few
@@ -546,6 +556,10 @@ type ChatRoom struct {
 	// writing a frame to the room costs now, and the batching rule holds
 	// the next batch as long again after writtenAt.
 	sentAt, writtenAt time.Time
+	// perFrame is the average number of messages per frame fanned out
+	// (exponential, frameAverageWeight): saturatedFrame or more makes the
+	// room hold batches (batchHold).
+	perFrame float64
 	// lastAll is when the hub last queued a frame for every client.
 	lastAll time.Time
 	// perAddr counts clients per address key, and for IPv6 also per
@@ -1214,6 +1228,10 @@ func (cr *ChatRoom) noteWritten(now time.Time) {
 	}
 }
 
+// saturated reports whether the room's frames carry saturatedFrame messages
+// or more on average, so that it holds batches (batchHold). Run's alone.
+func (cr *ChatRoom) saturated() bool { return cr.perFrame >= saturatedFrame }
+
 // deliver applies the batching rule to the batch. While the last frame is
 // in flight the batch waits for it; once it has been written, the batch
 // waits as long again as that frame took to write (so the room spends at
@@ -1232,8 +1250,14 @@ func (cr *ChatRoom) deliver() {
 	now := time.Now()
 	cr.noteWritten(now)
 	due := cr.sentAt.Add(cr.cfg.BatchWait)
-	if hold := cr.writtenAt.Add(batchHold * cr.writtenAt.Sub(cr.sentAt)); cr.sending == nil && hold.Before(due) {
-		due = hold
+	if cr.sending == nil {
+		hold := cr.writtenAt
+		if cr.saturated() {
+			hold = hold.Add(batchHold * cr.writtenAt.Sub(cr.sentAt))
+		}
+		if hold.Before(due) {
+			due = hold
+		}
 	}
 	if !now.Before(due) {
 		cr.flush()
@@ -1294,6 +1318,7 @@ func (cr *ChatRoom) flush() {
 	}
 	f.release()
 	cr.lastAll = time.Now()
+	cr.perFrame += frameAverageWeight * (float64(f.n) - cr.perFrame)
 	if cr.cfg.BatchWait > 0 {
 		cr.sending, cr.sentAt, cr.writtenAt = f, start, time.Time{}
 	}
