@@ -216,6 +216,48 @@ func TestBatchingSaturatedHold(t *testing.T) {
 	})
 }
 
+// TestBatchingBehind checks that a room whose writers have fallen behind
+// does not hold batches: once a batch has left at BatchWait with the frame
+// before it still unwritten, the writers batch from their own queues, so
+// the next batches leave at once, until a frame is written again.
+func TestBatchingBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
+		c, _, err := room.Join(ctx, "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		post(t, ctx, room, "m1")
+		f1 := <-c.frames() // never written until the end
+		post(t, ctx, room, "m2")
+		if queued(c) {
+			t.Fatal("m2 left while m1's frame was being written, before BatchWait")
+		}
+		f2 := <-c.frames() // leaves at BatchWait, with f1 unwritten
+		var held []*frame
+		for _, m := range []string{"m3", "m4"} {
+			post(t, ctx, room, m)
+			if !queued(c) {
+				t.Fatalf("writers behind: %s waited, want it sent at once", m)
+			}
+			held = append(held, <-c.frames())
+		}
+		// The writer catches up: every frame is written, and the room
+		// batches again.
+		for _, f := range append([]*frame{f1, f2}, held...) {
+			f.release()
+		}
+		post(t, ctx, room, "m5")
+		f5 := <-c.frames()
+		post(t, ctx, room, "m6")
+		if queued(c) {
+			t.Error("writers caught up: m6 left while m5's frame was being written")
+		}
+		f5.release()
+		(<-c.frames()).release()
+	})
+}
+
 // TestBatchingOff checks that BatchWait zero sends every message at once,
 // however busy the room.
 func TestBatchingOff(t *testing.T) {

@@ -500,8 +500,11 @@ type RoomConfig struct {
 // as long again as writing that frame took (batchHold), so that the room
 // spends at most half its time writing and its writers' CPU goes to fewer,
 // larger writes. A batch leaves at the latest BatchWait after the last frame
-// did. A quiet room therefore sees no added delay, and a room that keeps up
-// no more than the time its last frame takes to write, without a flag to
+// did; when it leaves so with the frame before it still unwritten, the
+// writers are behind and batch from their own queues, and batches leave at
+// once until a frame is written again (holding them would only add delay).
+// A quiet room therefore sees no added delay, and a room that keeps up no
+// more than the time its last frame takes to write, without a flag to
 // tune. A slow client holds nobody back: it counts among the stragglers,
 // its queue fills and it is disconnected as before.
 type ChatRoom struct {
@@ -562,6 +565,11 @@ type ChatRoom struct {
 	// writing a frame to the room costs now, and a saturated room holds
 	// the next batch as long again after writtenAt.
 	sentAt, writtenAt time.Time
+	// behind is set when the last frame left at BatchWait with the one
+	// before it still unwritten: the writers are behind and batch from
+	// their own queues, so holding batches would only delay them, and
+	// batches leave at once until a frame is written.
+	behind bool
 	// perFrame is the average number of messages per frame fanned out
 	// (exponential, frameAverageWeight): saturatedFrame or more makes the
 	// room hold batches (batchHold).
@@ -1239,7 +1247,8 @@ func (cr *ChatRoom) noteWritten(now time.Time) {
 func (cr *ChatRoom) saturated() bool { return cr.perFrame >= saturatedFrame }
 
 // deliver applies the batching rule to the batch. While the last frame is
-// in flight the batch waits for it; once it has been written, the batch
+// in flight the batch waits for it, unless the writers are behind (behind),
+// when it leaves at once; once that frame has been written, the batch
 // leaves, except in a saturated room, where it waits as long again as that
 // frame took to write (batchHold). An idle room's last frame was written
 // long ago, so its batch leaves at once. It never waits past BatchWait after
@@ -1255,6 +1264,10 @@ func (cr *ChatRoom) deliver() {
 	}
 	now := time.Now()
 	cr.noteWritten(now)
+	if cr.behind && cr.sending != nil {
+		cr.flush()
+		return
+	}
 	due := cr.sentAt.Add(cr.cfg.BatchWait)
 	if cr.sending == nil {
 		hold := cr.writtenAt
@@ -1286,6 +1299,8 @@ func (cr *ChatRoom) flush() {
 	}
 	start := time.Now()
 	cr.batch = nil
+	cr.noteWritten(start)
+	cr.behind = cr.sending != nil
 	if cr.armed {
 		cr.timer.Stop()
 		cr.armed = false
