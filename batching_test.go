@@ -258,6 +258,32 @@ func TestBatchingBehind(t *testing.T) {
 	})
 }
 
+// TestBatchingJoinIsNotBehind checks that a batch a join sends early (so
+// that the new client does not get it twice) does not count as the writers
+// being behind: the next batch still waits for the frame in flight.
+func TestBatchingJoinIsNotBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
+		a, _, err := room.Join(ctx, "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		post(t, ctx, room, "m1")
+		f1 := <-a.frames() // being written
+		post(t, ctx, room, "m2")
+		if _, _, err := room.Join(ctx, "b", nil); err != nil { // sends m2 before the bound
+			t.Fatal(err)
+		}
+		f2 := <-a.frames()
+		post(t, ctx, room, "m3")
+		if queued(a) {
+			t.Error("after a join's early batch, m3 left while the frames before it were being written")
+		}
+		f1.release()
+		f2.release()
+	})
+}
+
 // TestBatchingOff checks that BatchWait zero sends every message at once,
 // however busy the room.
 func TestBatchingOff(t *testing.T) {

@@ -1300,7 +1300,9 @@ func (cr *ChatRoom) flush() {
 	start := time.Now()
 	cr.batch = nil
 	cr.noteWritten(start)
-	cr.behind = cr.sending != nil
+	// Behind: the frame before is still unwritten at the bound (or was
+	// already behind); a join's flush before the bound does not count.
+	cr.behind = cr.sending != nil && (cr.behind || !start.Before(cr.sentAt.Add(cr.cfg.BatchWait)))
 	if cr.armed {
 		cr.timer.Stop()
 		cr.armed = false
