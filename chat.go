@@ -500,12 +500,8 @@ type RoomConfig struct {
 // as long again as writing that frame took (batchHold), so that the room
 // spends at most half its time writing and its writers' CPU goes to fewer,
 // larger writes. A batch leaves at the latest BatchWait after the last frame
-// did; when it leaves so with the frame before it still unwritten, the
-// writers are behind and batch from their own queues, and batches leave at
-// once until they have written that frame (holding them would only add
-// delay).
-// A quiet room therefore sees no added delay, and a room that keeps up no
-// more than the time its last frame takes to write, without a flag to
+// did. A quiet room therefore sees no added delay, and a room that keeps up
+// no more than the time its last frame takes to write, without a flag to
 // tune. A slow client holds nobody back: it counts among the stragglers,
 // its queue fills and it is disconnected as before.
 type ChatRoom struct {
@@ -566,11 +562,6 @@ type ChatRoom struct {
 	// writing a frame to the room costs now, and a saturated room holds
 	// the next batch as long again after writtenAt.
 	sentAt, writtenAt time.Time
-	// behind, when not nil, is the frame that was still unwritten when a
-	// batch left at BatchWait: the writers are behind and batch from their
-	// own queues, so holding batches would only delay them, and batches
-	// leave at once until the writers have caught up with that frame.
-	behind *frame
 	// perFrame is the average number of messages per frame fanned out
 	// (exponential, frameAverageWeight): saturatedFrame or more makes the
 	// room hold batches (batchHold).
@@ -1241,9 +1232,6 @@ func (cr *ChatRoom) noteWritten(now time.Time) {
 	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
 		cr.sending, cr.writtenAt = nil, now
 	}
-	if f := cr.behind; f != nil && f.left.Load() <= f.slack {
-		cr.behind = nil
-	}
 }
 
 // saturated reports whether the room's frames carry saturatedFrame messages
@@ -1251,9 +1239,7 @@ func (cr *ChatRoom) noteWritten(now time.Time) {
 func (cr *ChatRoom) saturated() bool { return cr.perFrame >= saturatedFrame }
 
 // deliver applies the batching rule to the batch. While the last frame is
-// in flight the batch waits for it, unless the writers are behind (they
-// have not yet written the frame that was in flight at the last bound),
-// when it leaves at once; once that frame has been written, the batch
+// in flight the batch waits for it; once it has been written, the batch
 // leaves, except in a saturated room, where it waits as long again as that
 // frame took to write (batchHold). An idle room's last frame was written
 // long ago, so its batch leaves at once. It never waits past BatchWait after
@@ -1269,10 +1255,6 @@ func (cr *ChatRoom) deliver() {
 	}
 	now := time.Now()
 	cr.noteWritten(now)
-	if cr.behind != nil && cr.sending != nil {
-		cr.flush()
-		return
-	}
 	due := cr.sentAt.Add(cr.cfg.BatchWait)
 	if cr.sending == nil {
 		hold := cr.writtenAt
@@ -1304,12 +1286,6 @@ func (cr *ChatRoom) flush() {
 	}
 	start := time.Now()
 	cr.batch = nil
-	cr.noteWritten(start)
-	// Behind: the frame before is still unwritten at the bound (a join's
-	// flush before the bound does not count).
-	if cr.behind == nil && cr.sending != nil && !start.Before(cr.sentAt.Add(cr.cfg.BatchWait)) {
-		cr.behind = cr.sending
-	}
 	if cr.armed {
 		cr.timer.Stop()
 		cr.armed = false
