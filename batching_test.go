@@ -216,6 +216,44 @@ func TestBatchingSaturatedHold(t *testing.T) {
 	})
 }
 
+// TestBatchingBehind checks that a room whose writers are behind does not
+// hold batches: once a frame has taken longer than BatchWait to be written,
+// the writers batch from their own queues, and a batch leaves at once even
+// while a frame is in flight; once a frame is written within BatchWait
+// again, batches wait for the frame in flight as before.
+func TestBatchingBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
+		c, _, err := room.Join(ctx, "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		post(t, ctx, room, "m1")
+		f1 := <-c.frames()
+		time.Sleep(2 * batchWait) // f1 takes twice the bound to be written
+		f1.release()
+		post(t, ctx, room, "m2")
+		f2 := <-c.frames() // the room is idle: at once
+		post(t, ctx, room, "m3")
+		if !queued(c) {
+			t.Fatal("writers behind: m3 waited for the frame in flight")
+		}
+		f3 := <-c.frames()
+		// The writer catches up quickly: f2 and f3 are written within the
+		// bound, and the room batches again.
+		f2.release()
+		f3.release()
+		post(t, ctx, room, "m4")
+		f4 := <-c.frames()
+		post(t, ctx, room, "m5")
+		if queued(c) {
+			t.Error("writers caught up: m5 left while m4's frame was being written")
+		}
+		f4.release()
+		(<-c.frames()).release()
+	})
+}
+
 // TestBatchingOff checks that BatchWait zero sends every message at once,
 // however busy the room.
 func TestBatchingOff(t *testing.T) {

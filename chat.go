@@ -206,6 +206,8 @@ type frame struct {
 	// tick marks the hub's tick (tickFrame): no bytes, it asks an idle
 	// writer to probe its peer and write a heartbeat when one is due.
 	tick bool
+	// sent is when the hub queued the frame (chat frames only; Run's).
+	sent time.Time
 }
 
 // tickFrame is the frame the hub queues for every client when the room has
@@ -500,7 +502,9 @@ type RoomConfig struct {
 // as long again as writing that frame took (batchHold), so that the room
 // spends at most half its time writing and its writers' CPU goes to fewer,
 // larger writes. A batch leaves at the latest BatchWait after the last frame
-// did. A quiet room therefore sees no added delay, and a room that keeps up
+// did. When the last frame to be written took longer than BatchWait, the
+// writers are behind and batch from their own queues: a batch then leaves
+// at once, since holding it would only add delay. A quiet room therefore sees no added delay, and a room that keeps up
 // no more than the time its last frame takes to write, without a flag to
 // tune. A slow client holds nobody back: it counts among the stragglers,
 // its queue fills and it is disconnected as before.
@@ -562,6 +566,13 @@ type ChatRoom struct {
 	// writing a frame to the room costs now, and a saturated room holds
 	// the next batch as long again after writtenAt.
 	sentAt, writtenAt time.Time
+	// unwritten holds the chat frames queued but not yet written (down to
+	// their stragglers), oldest first, and lastWrite is how long the last
+	// of them to be written took: longer than BatchWait means the writers
+	// are behind, batching from their own queues, and batches leave at
+	// once rather than wait.
+	unwritten []*frame
+	lastWrite time.Duration
 	// perFrame is the average number of messages per frame fanned out
 	// (exponential, frameAverageWeight): saturatedFrame or more makes the
 	// room hold batches (batchHold).
@@ -1232,14 +1243,32 @@ func (cr *ChatRoom) noteWritten(now time.Time) {
 	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
 		cr.sending, cr.writtenAt = nil, now
 	}
+	// Writers write their queues in order, so frames come down to their
+	// stragglers oldest first; a later one that is done early waits.
+	n := 0
+	for _, f := range cr.unwritten {
+		if f.left.Load() > f.slack {
+			break
+		}
+		cr.lastWrite = now.Sub(f.sent)
+		n++
+	}
+	if n > 0 {
+		cr.unwritten = append(cr.unwritten[:0], cr.unwritten[n:]...)
+	}
 }
+
+// behind reports whether the writers are behind: the last frame written took
+// longer than BatchWait.
+func (cr *ChatRoom) behind() bool { return cr.lastWrite > cr.cfg.BatchWait }
 
 // saturated reports whether the room's frames carry saturatedFrame messages
 // or more on average, so that it holds batches (batchHold). Run's alone.
 func (cr *ChatRoom) saturated() bool { return cr.perFrame >= saturatedFrame }
 
 // deliver applies the batching rule to the batch. While the last frame is
-// in flight the batch waits for it; once it has been written, the batch
+// in flight the batch waits for it, unless the writers are behind (behind),
+// when it leaves at once; once that frame has been written, the batch
 // leaves, except in a saturated room, where it waits as long again as that
 // frame took to write (batchHold). An idle room's last frame was written
 // long ago, so its batch leaves at once. It never waits past BatchWait after
@@ -1255,6 +1284,10 @@ func (cr *ChatRoom) deliver() {
 	}
 	now := time.Now()
 	cr.noteWritten(now)
+	if cr.sending != nil && cr.behind() {
+		cr.flush()
+		return
+	}
 	due := cr.sentAt.Add(cr.cfg.BatchWait)
 	if cr.sending == nil {
 		hold := cr.writtenAt
@@ -1327,6 +1360,10 @@ func (cr *ChatRoom) flush() {
 	cr.perFrame += frameAverageWeight * (float64(f.n) - cr.perFrame)
 	if cr.cfg.BatchWait > 0 {
 		cr.sending, cr.sentAt, cr.writtenAt = f, start, time.Time{}
+		if f.left.Load() > f.slack {
+			f.sent = start
+			cr.unwritten = append(cr.unwritten, f)
+		}
 	}
 }
 
