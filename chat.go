@@ -504,9 +504,9 @@ type RoomConfig struct {
 // larger writes. A batch leaves at the latest BatchWait after the last frame
 // did. When the last frame to be written took longer than BatchWait, the
 // writers are behind and batch from their own queues: a batch then leaves
-// at once, since holding it would only add delay. A quiet room therefore sees no added delay, and a room that keeps up
-// no more than the time its last frame takes to write, without a flag to
-// tune. A slow client holds nobody back: it counts among the stragglers,
+// at once, since holding it would only add delay. A quiet room therefore
+// sees no added delay, and a room that keeps up no more than the time its
+// last frame takes to write, without a flag to tune. A slow client holds nobody back: it counts among the stragglers,
 // its queue fills and it is disconnected as before.
 type ChatRoom struct {
 	// broadcast carries posts from POST handlers to Run (producer-consumer).
@@ -927,7 +927,6 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 			cr.committed(c)
 			cr.deliver()
 		case <-cr.written:
-			cr.noteWritten(time.Now())
 			cr.deliver()
 		case <-due:
 			cr.armed = false
@@ -1275,15 +1274,17 @@ func (cr *ChatRoom) saturated() bool { return cr.perFrame >= saturatedFrame }
 // the last frame left. The timer is set for the next time the batch may be
 // due.
 func (cr *ChatRoom) deliver() {
-	if cr.batch == nil {
-		return
-	}
 	if cr.cfg.BatchWait <= 0 {
 		cr.flush()
 		return
 	}
+	// Frames written are noted whether or not a batch waits, so that each
+	// frame's time to be written is measured when the hub hears of it.
 	now := time.Now()
 	cr.noteWritten(now)
+	if cr.batch == nil {
+		return
+	}
 	if cr.sending != nil && cr.behind() {
 		cr.flush()
 		return
