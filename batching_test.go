@@ -40,6 +40,16 @@ func post(t *testing.T, ctx context.Context, room *ChatRoom, content string) {
 	}
 }
 
+// join joins the room from addr and fails the test on an error.
+func join(t *testing.T, ctx context.Context, room *ChatRoom, addr string) *client {
+	t.Helper()
+	c, _, err := room.Join(ctx, addr, nil)
+	if err != nil {
+		t.Fatalf("Join(%q): %v", addr, err)
+	}
+	return c
+}
+
 // contents returns the contents of the chat messages in f, in order.
 func contents(t *testing.T, f *frame) []string {
 	t.Helper()
@@ -78,10 +88,7 @@ func queued(c *client) bool {
 func TestBatchingRule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
-		c, _, err := room.Join(ctx, "a", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := join(t, ctx, room, "a")
 
 		// Idle: a message leaves at once, alone.
 		start := time.Now()
@@ -154,10 +161,7 @@ func TestBatchingRule(t *testing.T) {
 func TestBatchingSaturatedHold(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
-		c, _, err := room.Join(ctx, "a", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := join(t, ctx, room, "a")
 		// cycle posts k messages while the frame in flight, f, is being
 		// written, releases f after writing takes, and returns the next
 		// frame with how long after f's release it left.
@@ -224,10 +228,7 @@ func TestBatchingSaturatedHold(t *testing.T) {
 func TestBatchingBehind(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
-		c, _, err := room.Join(ctx, "a", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := join(t, ctx, room, "a")
 		post(t, ctx, room, "m1")
 		f1 := <-c.frames()
 		time.Sleep(2 * batchWait) // f1 takes twice the bound to be written
@@ -259,7 +260,7 @@ func TestBatchingBehind(t *testing.T) {
 func TestBatchingOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, room := startRoom(t, RoomConfig{History: 100})
-		c, _, _ := room.Join(ctx, "a", nil)
+		c := join(t, ctx, room, "a")
 		for i := range 3 {
 			post(t, ctx, room, fmt.Sprint(i))
 			if !queued(c) {
@@ -281,11 +282,7 @@ func TestBatchingStragglers(t *testing.T) {
 		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
 		clients := make([]*client, 128)
 		for i := range clients {
-			c, _, err := room.Join(ctx, fmt.Sprint(i), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			clients[i] = c
+			clients[i] = join(t, ctx, room, fmt.Sprint(i))
 		}
 		// receive takes the next frame of every client and releases it,
 		// except for the first lag clients, whose frames it returns.
@@ -327,8 +324,8 @@ func TestBatchingStragglers(t *testing.T) {
 func TestBatchingLeaveReleases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx, room := startRoom(t, RoomConfig{History: 100, BatchWait: batchWait})
-		a, _, _ := room.Join(ctx, "a", nil)
-		b, _, _ := room.Join(ctx, "b", nil)
+		a := join(t, ctx, room, "a")
+		b := join(t, ctx, room, "b")
 		post(t, ctx, room, "m1")
 		(<-a.frames()).release()
 		room.Leave(b) // m1 is still in b's queue
@@ -410,7 +407,7 @@ func TestHubTicksQuietRoomOnly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const every = 5 * time.Second
 		ctx, room := startRoom(t, RoomConfig{History: 100, Tick: every})
-		c, _, _ := room.Join(ctx, "a", nil)
+		c := join(t, ctx, room, "a")
 		time.Sleep(every)
 		if !queued(c) {
 			t.Fatal("quiet room: no tick after one interval")

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -433,28 +432,8 @@ func TestJournalDiskFullBinary(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(dir, "chat.jsonl")
 	script := mount + ` && exec "$0" -addr 127.0.0.1:0 -post-rate 0 -stats-interval 0 -data "$1"`
-	p := &chatProc{cmd: exec.Command(unshare, "-m", "--propagation", "private", "sh", "-c", script, bin, path), logs: newLogWatcher(), exited: make(chan struct{})}
-	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "CHAT_") })
-	p.cmd.Stderr = p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	})
-	select {
-	case addr := <-p.logs.addr:
-		p.URL = "http://" + addr
-	case <-p.exited:
-		t.Fatalf("server exited at start: %v\n%s", p.err, p.logs)
-	case <-time.After(waitTimeout):
-		t.Fatalf("server did not listen within %v\n%s", waitTimeout, p.logs)
-	}
+	p := startCmd(t, exec.Command(unshare, "-m", "--propagation", "private", "sh", "-c", script, bin, path))
+	p.waitListening(t)
 
 	// 64 KiB holds about 30 messages of 1900 characters.
 	content := strings.Repeat("x", 1900)

@@ -77,6 +77,13 @@ type chatProc struct {
 func startChatProc(t *testing.T, bin string, args ...string) *chatProc {
 	t.Helper()
 	p := startChatProcNoWait(t, bin, args...)
+	p.waitListening(t)
+	return p
+}
+
+// waitListening waits until the server logs its address, and sets URL.
+func (p *chatProc) waitListening(t *testing.T) {
+	t.Helper()
 	select {
 	case addr := <-p.logs.addr:
 		p.URL = "http://" + addr
@@ -85,19 +92,27 @@ func startChatProc(t *testing.T, bin string, args ...string) *chatProc {
 	case <-time.After(waitTimeout):
 		t.Fatalf("server did not listen within %v\n%s", waitTimeout, p.logs)
 	}
-	return p
 }
 
 // startChatProcNoWait starts the server binary and returns at once.
 func startChatProcNoWait(t *testing.T, bin string, args ...string) *chatProc {
 	t.Helper()
 	all := append([]string{"-addr", "127.0.0.1:0", "-post-rate", "0", "-stats-interval", "0", "-presence-interval", "0"}, args...)
-	p := &chatProc{cmd: exec.Command(bin, all...), logs: newLogWatcher(), exited: make(chan struct{})}
+	return startCmd(t, exec.Command(bin, all...))
+}
+
+// startCmd starts cmd, a command that runs the server (the binary, or a
+// wrapper that execs it), with the server's log on a watcher and no CHAT_*
+// variable, and returns at once. The process is killed when the test ends
+// if it is still running.
+func startCmd(t *testing.T, cmd *exec.Cmd) *chatProc {
+	t.Helper()
+	p := &chatProc{cmd: cmd, logs: newLogWatcher(), exited: make(chan struct{})}
 	// Flags only: no CHAT_* variable from the environment may change them.
 	p.cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "CHAT_") })
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", bin, err)
+		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	go func() {
 		p.err = p.cmd.Wait()
