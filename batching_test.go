@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"chat/internal/fanout"
 )
 
 // batchWait is the bound the batching tests give the hub.
@@ -51,10 +53,10 @@ func join(t *testing.T, ctx context.Context, room *ChatRoom, addr string) *clien
 }
 
 // contents returns the contents of the chat messages in f, in order.
-func contents(t *testing.T, f *frame) []string {
+func contents(t *testing.T, f *fanout.Frame) []string {
 	t.Helper()
 	var out []string
-	for _, ev := range parseSSE(t, string(f.data)) {
+	for _, ev := range parseSSE(t, string(f.Data)) {
 		out = append(out, jsonField(t, ev.Data, "content"))
 	}
 	return out
@@ -111,7 +113,7 @@ func TestBatchingRule(t *testing.T) {
 		if queued(c) {
 			t.Fatal("busy room: a batch left while the frame before it was still being written")
 		}
-		f1.release()
+		f1.Release()
 		if !queued(c) {
 			t.Fatal("busy room: the batch did not leave once the frame before it was written")
 		}
@@ -139,9 +141,9 @@ func TestBatchingRule(t *testing.T) {
 			t.Error("quiet room with a stuck writer: m6 waited")
 		}
 		f4 := <-c.frames()
-		f2.release()
-		f3.release()
-		f4.release()
+		f2.Release()
+		f3.Release()
+		f4.Release()
 
 		// A frame written the moment it left costs nothing to wait for:
 		// the next message, posted at that same instant, goes at once.
@@ -149,7 +151,7 @@ func TestBatchingRule(t *testing.T) {
 		if !queued(c) {
 			t.Error("a message after a frame written at once waited")
 		}
-		(<-c.frames()).release()
+		(<-c.frames()).Release()
 	})
 }
 
@@ -165,7 +167,7 @@ func TestBatchingSaturatedHold(t *testing.T) {
 		// cycle posts k messages while the frame in flight, f, is being
 		// written, releases f after writing takes, and returns the next
 		// frame with how long after f's release it left.
-		cycle := func(f *frame, k int, writing time.Duration) (*frame, time.Duration) {
+		cycle := func(f *fanout.Frame, k int, writing time.Duration) (*fanout.Frame, time.Duration) {
 			t.Helper()
 			for i := range k {
 				post(t, ctx, room, fmt.Sprint("m", i))
@@ -174,7 +176,7 @@ func TestBatchingSaturatedHold(t *testing.T) {
 			if queued(c) {
 				t.Fatal("a batch left while the frame before it was still being written")
 			}
-			f.release()
+			f.Release()
 			released := time.Now()
 			next := <-c.frames()
 			if got := contents(t, next); len(got) != k {
@@ -216,7 +218,7 @@ func TestBatchingSaturatedHold(t *testing.T) {
 		if after != 0 {
 			t.Errorf("room back to one message a frame: batch left %v after the frame before it was written, want at once", after)
 		}
-		f.release()
+		f.Release()
 	})
 }
 
@@ -232,7 +234,7 @@ func TestBatchingBehind(t *testing.T) {
 		post(t, ctx, room, "m1")
 		f1 := <-c.frames()
 		time.Sleep(2 * batchWait) // f1 takes twice the bound to be written
-		f1.release()
+		f1.Release()
 		post(t, ctx, room, "m2")
 		f2 := <-c.frames() // the room is idle: at once
 		post(t, ctx, room, "m3")
@@ -242,16 +244,16 @@ func TestBatchingBehind(t *testing.T) {
 		f3 := <-c.frames()
 		// The writer catches up quickly: f2 and f3 are written within the
 		// bound, and the room batches again.
-		f2.release()
-		f3.release()
+		f2.Release()
+		f3.Release()
 		post(t, ctx, room, "m4")
 		f4 := <-c.frames()
 		post(t, ctx, room, "m5")
 		if queued(c) {
 			t.Error("writers caught up: m5 left while m4's frame was being written")
 		}
-		f4.release()
-		(<-c.frames()).release()
+		f4.Release()
+		(<-c.frames()).Release()
 	})
 }
 
@@ -286,14 +288,14 @@ func TestBatchingStragglers(t *testing.T) {
 		}
 		// receive takes the next frame of every client and releases it,
 		// except for the first lag clients, whose frames it returns.
-		receive := func(lag int) []*frame {
-			var held []*frame
+		receive := func(lag int) []*fanout.Frame {
+			var held []*fanout.Frame
 			for i, c := range clients {
 				f := <-c.frames()
 				if i < lag {
 					held = append(held, f)
 				} else {
-					f.release()
+					f.Release()
 				}
 			}
 			return held
@@ -310,7 +312,7 @@ func TestBatchingStragglers(t *testing.T) {
 			t.Error("three lagging writers of 128 did not hold the batch")
 		}
 		for _, f := range held[2:] {
-			f.release()
+			f.Release()
 		}
 		if !queued(clients[127]) {
 			t.Error("the batch did not leave once all but the stragglers had written")
@@ -327,13 +329,13 @@ func TestBatchingLeaveReleases(t *testing.T) {
 		a := join(t, ctx, room, "a")
 		b := join(t, ctx, room, "b")
 		post(t, ctx, room, "m1")
-		(<-a.frames()).release()
+		(<-a.frames()).Release()
 		room.Leave(b) // m1 is still in b's queue
 		post(t, ctx, room, "m2")
 		if !queued(a) {
 			t.Error("a client that left held the batch back")
 		}
-		(<-a.frames()).release()
+		(<-a.frames()).Release()
 	})
 }
 
@@ -412,8 +414,8 @@ func TestHubTicksQuietRoomOnly(t *testing.T) {
 		if !queued(c) {
 			t.Fatal("quiet room: no tick after one interval")
 		}
-		if f := <-c.frames(); !f.tick {
-			t.Fatalf("quiet room: got a frame of %d messages, want the tick", f.n)
+		if f := <-c.frames(); !f.Tick {
+			t.Fatalf("quiet room: got a frame of %d messages, want the tick", f.N)
 		}
 		// Busy: a message just before each tick, so none is sent.
 		for range 3 {
@@ -422,7 +424,7 @@ func TestHubTicksQuietRoomOnly(t *testing.T) {
 			time.Sleep(time.Second)
 			synctest.Wait()
 			for len(c.frames()) > 0 {
-				if f := <-c.frames(); f.tick {
+				if f := <-c.frames(); f.Tick {
 					t.Fatal("busy room: the hub sent a tick")
 				}
 			}

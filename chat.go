@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"chat/internal/fanout"
 	"chat/internal/idem"
 	"chat/internal/journal"
 	"chat/internal/limit"
@@ -76,12 +77,6 @@ const (
 	// the last 1/frameAverageWeight frames), so that two messages that
 	// happen to share a frame do not make the room saturated.
 	frameAverageWeight = 0.25
-	// stragglerShare sets how many writers a frame in flight may still
-	// wait for and count as written: one in stragglerShare of the
-	// clients it went to (none below that many clients). The slowest few
-	// writers then batch on their own, from their queues, instead of
-	// holding back the room.
-	stragglerShare = 64
 )
 
 // Tuning values of presence and typing.
@@ -183,57 +178,11 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// frame is one or more encoded chat events that the hub hands to every
-// client at once. Its bytes are shared by all clients and never change after
-// the hub sends it. Whoever receives a frame from a client's queue (the
-// stream writer, or Leave) calls release once it is done with it.
-type frame struct {
-	// data holds the events exactly as they go on the wire.
-	data []byte
-	// n is the number of chat messages in data.
-	n int
-	// at is when the oldest message in data was accepted.
-	at time.Time
-	// left counts the queues the frame is in whose reader has not
-	// released it yet, plus one while the hub is still queueing it.
-	left atomic.Int32
-	// slack is how many writers may still hold the frame when the hub
-	// counts it as written (stragglerShare); set before it is queued.
-	slack int32
-	// written is the room's signal that a frame has come down to its
-	// slack; set before the frame is queued.
-	written chan<- struct{}
-	// tick marks the hub's tick (tickFrame): no bytes, it asks an idle
-	// writer to probe its peer and write a heartbeat when one is due.
-	tick bool
-	// sent is when the hub queued the frame (chat frames only; Run's).
-	sent time.Time
-}
-
-// tickFrame is the frame the hub queues for every client when the room has
-// been quiet for a tick (RoomConfig.Tick). It is shared and never changes.
-var tickFrame = &frame{tick: true}
-
-// release records that one reader is done with f: it has written it, or
-// copied it into a write, or discarded it because its client left. The
-// release that brings f down to its slack tells the hub.
-func (f *frame) release() {
-	if f.written == nil {
-		return // a frame without chat messages (presence, typing): not counted
-	}
-	if f.left.Add(-1) == f.slack {
-		select {
-		case f.written <- struct{}{}:
-		default: // a signal is pending already; the hub reads left
-		}
-	}
-}
-
 // client is one subscriber of the room.
 type client struct {
 	// send is the client's buffered queue of frames. Only the hub sends on
 	// it and closes it; the client's stream writer receives from it.
-	send chan *frame
+	send chan *fanout.Frame
 	// addr is the client's address, for the per-address stream limit.
 	addr string
 	// slow is set by the hub, before it closes send, when it cuts the
@@ -252,7 +201,7 @@ type client struct {
 }
 
 // frames returns the client's queue, receive-only.
-func (c *client) frames() <-chan *frame { return c.send }
+func (c *client) frames() <-chan *fanout.Frame { return c.send }
 
 // position says where a client wants its stream to start: after the message
 // with id (epoch, seq).
@@ -439,7 +388,7 @@ type RoomConfig struct {
 	// (defaultClientBuffer).
 	ClientBuffer int
 	// Tick, when positive, is how often the hub asks the stream writers
-	// of a quiet room to check their peer and heartbeat (tickFrame):
+	// of a quiet room to check their peer and heartbeat (fanout.Tick):
 	// after a tick with no frame for everyone. The writers have no timer
 	// of their own.
 	Tick time.Duration
@@ -516,7 +465,7 @@ type ChatRoom struct {
 	// unregister carries leaving clients to Run.
 	unregister chan *client
 	// written carries the stream writers' signal that a frame has been
-	// written (frame.release) to Run. Buffered (1): writers never block
+	// written (fanout.Frame.Release) to Run. Buffered (1): writers never block
 	// on it, and one pending signal is enough, since Run reads the
 	// frame's count itself.
 	written chan struct{}
@@ -557,10 +506,10 @@ type ChatRoom struct {
 	// pending holds posts accepted but not yet durable, in order.
 	pending []*postRequest
 	// batch holds committed messages not yet fanned out.
-	batch *frame
+	batch *fanout.Frame
 	// sending is the last frame fanned out while it may still be being
 	// written (nil once written).
-	sending *frame
+	sending *fanout.Frame
 	// sentAt is when the last frame left, writtenAt when the hub saw it
 	// written (zero while it is in flight): the time between them is what
 	// writing a frame to the room costs now, and a saturated room holds
@@ -571,7 +520,7 @@ type ChatRoom struct {
 	// of them to be written took: longer than BatchWait means the writers
 	// are behind, batching from their own queues, and batches leave at
 	// once rather than wait.
-	unwritten []*frame
+	unwritten []*fanout.Frame
 	lastWrite time.Duration
 	// perFrame is the average number of messages per frame fanned out
 	// (exponential, frameAverageWeight): saturatedFrame or more makes the
@@ -801,7 +750,7 @@ func (cr *ChatRoom) Join(ctx context.Context, addr string, from *position) (*cli
 // committed message arrives in the client's queue, with no gap and no
 // duplicate after the backlog. A nil from means a new client.
 func (cr *ChatRoom) JoinAs(ctx context.Context, addr, name string, from *position) (*client, [][]byte, error) {
-	c := &client{send: make(chan *frame, cr.cfg.ClientBuffer), addr: addr, name: name}
+	c := &client{send: make(chan *fanout.Frame, cr.cfg.ClientBuffer), addr: addr, name: name}
 	req := &joinRequest{c: c, from: from, reply: make(chan joinResult, 1)}
 	select {
 	case cr.register <- req:
@@ -846,7 +795,7 @@ func (cr *ChatRoom) Leave(c *client) {
 	// The hub closes the queue as it removes c (or has closed it
 	// already), so this ends.
 	for f := range c.send {
-		f.release()
+		f.Release()
 	}
 }
 
@@ -1156,10 +1105,10 @@ func (cr *ChatRoom) commit(req *postRequest) {
 	cr.hist.add(e)
 	cr.last = req.seq
 	if cr.batch == nil {
-		cr.batch = &frame{at: req.msg.Time}
+		cr.batch = &fanout.Frame{At: req.msg.Time}
 	}
-	cr.batch.data = append(cr.batch.data, enc...)
-	cr.batch.n++
+	cr.batch.Data = append(cr.batch.Data, enc...)
+	cr.batch.N++
 	cr.stats.posted(cr.hist.n)
 	if cr.typers.Stop(req.msg.Username) {
 		cr.typingGate.Changed()
@@ -1180,10 +1129,10 @@ func (cr *ChatRoom) commitDeletion(req *postRequest) {
 	enc := cr.applyDeletion(req.seq, req.msg)
 	cr.last = req.seq
 	if cr.batch == nil {
-		cr.batch = &frame{at: req.msg.Time}
+		cr.batch = &fanout.Frame{At: req.msg.Time}
 	}
-	cr.batch.data = append(cr.batch.data, enc...)
-	cr.batch.n++
+	cr.batch.Data = append(cr.batch.Data, enc...)
+	cr.batch.N++
 	cr.stats.setHistory(cr.hist.n)
 	req.reply <- nil
 }
@@ -1239,17 +1188,17 @@ func (cr *ChatRoom) visibleIn(from, to int) bool {
 // noteWritten records, at now, that the frame in flight has been written
 // (down to its stragglers), if it has.
 func (cr *ChatRoom) noteWritten(now time.Time) {
-	if f := cr.sending; f != nil && f.left.Load() <= f.slack {
+	if f := cr.sending; f != nil && f.Written() {
 		cr.sending, cr.writtenAt = nil, now
 	}
 	// Writers write their queues in order, so frames come down to their
 	// stragglers oldest first; a later one that is done early waits.
 	n := 0
 	for _, f := range cr.unwritten {
-		if f.left.Load() > f.slack {
+		if !f.Written() {
 			break
 		}
-		cr.lastWrite = now.Sub(f.sent)
+		cr.lastWrite = now.Sub(f.Sent)
 		n++
 	}
 	if n > 0 {
@@ -1328,7 +1277,7 @@ func (cr *ChatRoom) flush() {
 		// A sender stopped typing: say so in the same write as the
 		// message, when the typing interval allows, or soon after.
 		if now := time.Now(); cr.cfg.PresenceInterval > 0 && cr.typingGate.Ready(now) {
-			f.data = sse.AppendEvent(f.data, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})
+			f.Data = sse.AppendEvent(f.Data, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})
 			cr.typingGate.Sent(now)
 		} else {
 			cr.schedulePresence()
@@ -1339,9 +1288,7 @@ func (cr *ChatRoom) flush() {
 	n := len(cr.clients)
 	// Every queue the frame may enter counts before the first does, and
 	// the hub holds one more until it is done queueing.
-	f.left.Store(int32(n) + 1)
-	f.slack = int32(n / stragglerShare)
-	f.written = cr.written
+	f.Arm(n, cr.written)
 	for c := range cr.clients {
 		select {
 		case c.send <- f:
@@ -1352,23 +1299,23 @@ func (cr *ChatRoom) flush() {
 	cr.mu.RUnlock()
 	for _, c := range slow {
 		c.slow = true
-		f.release()
+		f.Release()
 		cr.remove(c)
-		cr.stats.slowClient(f.n)
+		cr.stats.slowClient(f.N)
 	}
-	f.release()
+	f.Release()
 	cr.lastAll = time.Now()
-	cr.perFrame += frameAverageWeight * (float64(f.n) - cr.perFrame)
+	cr.perFrame += frameAverageWeight * (float64(f.N) - cr.perFrame)
 	if cr.cfg.BatchWait > 0 {
 		cr.sending, cr.sentAt, cr.writtenAt = f, start, time.Time{}
-		if f.left.Load() > f.slack {
-			f.sent = start
+		if !f.Written() {
+			f.Sent = start
 			cr.unwritten = append(cr.unwritten, f)
 		}
 	}
 }
 
-// tick queues tickFrame for every client, unless the room has queued a
+// tick queues fanout.Tick for every client, unless the room has queued a
 // frame for everyone within the last tick (less an eighth, for jitter):
 // then every writer has written or is writing, and needs no probe. A
 // client whose queue is full is disconnected as slow.
@@ -1377,7 +1324,7 @@ func (cr *ChatRoom) tick() {
 	if time.Since(cr.lastAll) < every-every/8 {
 		return
 	}
-	cr.sendAll(tickFrame, 0)
+	cr.sendAll(fanout.Tick, 0)
 }
 
 // join registers a client and answers with what it must be sent first.
@@ -1568,12 +1515,12 @@ func (cr *ChatRoom) presenceTick() {
 	}
 	if cr.rosterGate.Ready(now) {
 		cr.rosterGate.Sent(now)
-		f := &frame{data: sse.AppendEvent(nil, sse.Event{Type: "presence", Data: cr.roster.JSON(cr.cfg.PresenceNames)})}
+		f := &fanout.Frame{Data: sse.AppendEvent(nil, sse.Event{Type: "presence", Data: cr.roster.JSON(cr.cfg.PresenceNames)})}
 		cr.sendAll(f, cr.roster.Version())
 	}
 	if cr.typingGate.Ready(now) {
 		cr.typingGate.Sent(now)
-		f := &frame{data: sse.AppendEvent(nil, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})}
+		f := &fanout.Frame{Data: sse.AppendEvent(nil, sse.Event{Type: "typing", Data: cr.typers.JSON(cr.cfg.PresenceNames)})}
 		cr.sendAll(f, 0)
 	}
 	cr.schedulePresence()
@@ -1583,7 +1530,7 @@ func (cr *ChatRoom) presenceTick() {
 // those whose head carried roster version skip (0: none), with the same
 // slow-client policy as messages: a client whose queue is full is
 // disconnected.
-func (cr *ChatRoom) sendAll(f *frame, skip uint64) {
+func (cr *ChatRoom) sendAll(f *fanout.Frame, skip uint64) {
 	var slow []*client
 	cr.mu.RLock()
 	for c := range cr.clients {

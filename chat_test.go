@@ -828,7 +828,7 @@ func TestHub(t *testing.T) {
 		readerDone := make(chan struct{})
 		go func() {
 			for f := range fast.frames() {
-				for _, ev := range parseSSE(t, string(f.data)) {
+				for _, ev := range parseSSE(t, string(f.Data)) {
 					got = append(got, ev.ID)
 				}
 			}
@@ -847,7 +847,7 @@ func TestHub(t *testing.T) {
 		// it off, and nobody waited for it.
 		var slowGot int
 		for f := range slow.frames() {
-			slowGot += f.n
+			slowGot += f.N
 		}
 		if slowGot != 2 {
 			t.Errorf("slow client kept %d messages, want 2", slowGot)

@@ -28,6 +28,7 @@ import (
 
 	"chat/internal/auth"
 	"chat/internal/ban"
+	"chat/internal/fanout"
 	"chat/internal/idem"
 	"chat/internal/limit"
 	"chat/internal/text"
@@ -1241,7 +1242,7 @@ var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return
 // client goes (gone, or a failed write), or the hub closes the queue (it
 // does when the client is removed and when the room shuts down; what is
 // still queued goes out first). The writer has no timer: in a quiet room
-// the hub queues its tick (tickFrame), on which the writer probes its
+// the hub queues its tick (fanout.Tick), on which the writer probes its
 // peer and writes a heartbeat when one is due. It waits on the queue
 // alone, or on the queue and gone (HTTP/2).
 func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
@@ -1288,8 +1289,8 @@ func (s *stream) closed() { s.drained = !s.c.slow }
 
 // handle writes f, or handles the hub's tick, and reports whether the
 // stream goes on.
-func (s *stream) handle(f *frame) bool {
-	if f.tick {
+func (s *stream) handle(f *fanout.Frame) bool {
+	if f.Tick {
 		return s.tick()
 	}
 	return s.send(f) == nil
@@ -1387,31 +1388,31 @@ func (s *stream) tick() bool {
 }
 
 // send writes f and whatever else is already queued (up to maxWriteBatch
-// bytes) with one write, and releases the frames (frame.release): f once
+// bytes) with one write, and releases the frames (fanout.Frame.Release): f once
 // written, the others as they are copied into the write.
-func (s *stream) send(f *frame) error {
+func (s *stream) send(f *fanout.Frame) error {
 	queue := s.c.frames()
 	if len(queue) == 0 {
-		now, err := s.write(f.data, f.n)
-		f.release()
+		now, err := s.write(f.Data, f.N)
+		f.Release()
 		if err == nil {
-			s.stats.deliveryLatency.observe(now.Sub(f.at), f.n)
+			s.stats.deliveryLatency.observe(now.Sub(f.At), f.N)
 		}
 		return err
 	}
 	bp := batchPool.Get().(*[]byte)
-	buf, n := append((*bp)[:0], f.data...), f.n
-	oldest := f.at
-	f.release()
+	buf, n := append((*bp)[:0], f.Data...), f.N
+	oldest := f.At
+	f.Release()
 	for len(queue) > 0 && len(buf) < maxWriteBatch {
 		next, ok := <-queue
 		if !ok {
 			break
 		}
-		buf, n = append(buf, next.data...), n+next.n // a tick adds nothing
-		next.release()
+		buf, n = append(buf, next.Data...), n+next.N // a tick adds nothing
+		next.Release()
 		if oldest.IsZero() { // f held no message (presence, typing)
-			oldest = next.at
+			oldest = next.At
 		}
 	}
 	now, err := s.write(buf, n)

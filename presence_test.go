@@ -74,7 +74,7 @@ func hubEvents(t *testing.T, c *client) (roster []rosterEvent, typing []typingEv
 			if !ok {
 				return roster, typing
 			}
-			r, ty := decodeEvents(t, f.data)
+			r, ty := decodeEvents(t, f.Data)
 			roster, typing = append(roster, r...), append(typing, ty...)
 		default:
 			return roster, typing
@@ -330,12 +330,12 @@ func TestHubTyping(t *testing.T) {
 			t.Fatal(err)
 		}
 		f := <-w.frames()
-		evs := rawEvents(t, f.data)
+		evs := rawEvents(t, f.Data)
 		if len(evs) != 2 || evs[0].typ != "message" || !strings.Contains(evs[0].data, m.ID) || evs[1].typ != "typing" || evs[1].data != `{"typing":[]}` {
-			t.Errorf("bob's message frame = %q, want the message then an empty typing set", f.data)
+			t.Errorf("bob's message frame = %q, want the message then an empty typing set", f.Data)
 		}
-		if f.n != 1 {
-			t.Errorf("frame counts %d messages, want 1", f.n)
+		if f.N != 1 {
+			t.Errorf("frame counts %d messages, want 1", f.N)
 		}
 		if s := stats.Snapshot(); s.MessagesPosted != 1 || s.HistorySize != 1 {
 			t.Errorf("typing counted as messages: %d posted, history %d", s.MessagesPosted, s.HistorySize)
