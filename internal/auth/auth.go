@@ -1,8 +1,8 @@
 // Package auth checks the credentials of a private chat room: keys sent as
 // "Authorization: Bearer" headers, compared in constant time, and session
 // cookies whose values are signed with HMAC-SHA256 by a server secret. It
-// also keeps the per-address count of failed logins. It holds no keys in
-// logs or errors and starts no goroutines.
+// also keeps the per-address count of tries of keys (the login throttle).
+// It holds no keys in logs or errors and starts no goroutines.
 package auth
 
 import (
@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -36,8 +35,9 @@ const (
 	// nonceSize is the number of random bytes in each session value, so
 	// that no two sessions have the same value.
 	nonceSize = 12
-	// maxThrottled bounds how many addresses the login throttle
-	// remembers; past it, ended windows are forgotten, then arbitrary ones.
+	// maxThrottled bounds how many addresses and prefixes the login
+	// throttle remembers; past it, ended windows are forgotten, then
+	// arbitrary ones.
 	maxThrottled = 100000
 )
 
@@ -333,20 +333,16 @@ func (g *Gate) Private() bool { return g.Keys.Room != "" }
 func (g *Gate) Moderated() bool { return g.Keys.Admin != "" }
 
 // Authorize returns the role that the request's credentials grant at now:
-// its Bearer key if it sends one, else its session cookie. A wrong Bearer
-// key counts as a failed login of addr (the request's per-address key);
-// once addr has used up its failures, no Bearer key from it is checked
-// until its window ends, and Authorize returns None and the time left.
+// its Bearer key if it sends one, else its session cookie. A Bearer key is
+// checked and counted against addr (the request's per-address key) in one
+// step (Throttle.Record): a wrong one counts as a failed login, and once
+// addr has used up its tries, Authorize returns None and the time left
+// whatever key it sent.
 func (g *Gate) Authorize(r *http.Request, addr string, now time.Time) (Role, time.Duration) {
 	if key, ok := Bearer(r.Header); ok {
-		if g.Failures != nil {
-			if wait, blocked := g.Failures.Blocked(addr, now); blocked {
-				return None, wait
-			}
-		}
 		role := g.Keys.RoleOf(key)
-		if role == None && g.Failures != nil {
-			g.Failures.Fail(addr, now)
+		if wait, blocked := g.Failures.Record(addr, now, role != None); blocked {
+			return None, wait
 		}
 		return role, 0
 	}
@@ -358,75 +354,4 @@ func (g *Gate) Authorize(r *http.Request, addr string, now time.Time) (Role, tim
 		return None, 0
 	}
 	return g.Sessions.Check(c.Value, now), 0
-}
-
-// Throttle counts failed logins per address in fixed windows: once an
-// address has failed max times in one window, it is refused until the
-// window ends. Addresses are whatever keys the caller uses (the rate
-// limits' per-address keys). Throttle is safe for concurrent use.
-type Throttle struct {
-	max    int
-	window time.Duration
-	// mu guards seen.
-	mu   sync.Mutex
-	seen map[string]*failures
-}
-
-// failures is one address's failed logins in the window that began at
-// start.
-type failures struct {
-	start time.Time
-	n     int
-}
-
-// NewThrottle returns a throttle that allows max failures per window.
-func NewThrottle(max int, window time.Duration) *Throttle {
-	return &Throttle{max: max, window: window, seen: make(map[string]*failures)}
-}
-
-// Blocked reports whether addr has used up its failures at now, and if so
-// how long until it may try again.
-func (t *Throttle) Blocked(addr string, now time.Time) (time.Duration, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.seen[addr]
-	if f == nil {
-		return 0, false
-	}
-	if left := f.start.Add(t.window).Sub(now); left > 0 {
-		return left, f.n >= t.max
-	}
-	delete(t.seen, addr)
-	return 0, false
-}
-
-// Fail counts one failed login from addr at now.
-func (t *Throttle) Fail(addr string, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.seen[addr]
-	if f == nil || now.Sub(f.start) >= t.window {
-		if f == nil && len(t.seen) >= maxThrottled {
-			t.sweep(now)
-		}
-		f = &failures{start: now}
-		t.seen[addr] = f
-	}
-	f.n++
-}
-
-// sweep forgets the windows that have ended, and if that is not enough,
-// arbitrary ones until a tenth of the room is free.
-func (t *Throttle) sweep(now time.Time) {
-	for a, f := range t.seen {
-		if now.Sub(f.start) >= t.window {
-			delete(t.seen, a)
-		}
-	}
-	for a := range t.seen {
-		if len(t.seen) < maxThrottled-maxThrottled/10 {
-			break
-		}
-		delete(t.seen, a)
-	}
 }

@@ -199,42 +199,6 @@ func TestLoadSecret(t *testing.T) {
 	}
 }
 
-func TestThrottle(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	th := NewThrottle(3, time.Minute)
-	for i := range 3 {
-		if _, blocked := th.Blocked("a", now); blocked {
-			t.Fatalf("blocked after %d failures", i)
-		}
-		th.Fail("a", now.Add(time.Duration(i)*time.Second))
-	}
-	wait, blocked := th.Blocked("a", now.Add(10*time.Second))
-	if !blocked || wait != 50*time.Second {
-		t.Errorf("after 3 failures: blocked %v, wait %v; want true, 50s", blocked, wait)
-	}
-	if _, blocked := th.Blocked("b", now); blocked {
-		t.Error("another address is blocked")
-	}
-	if _, blocked := th.Blocked("a", now.Add(time.Minute)); blocked {
-		t.Error("still blocked once the window ended")
-	}
-	th.Fail("a", now.Add(time.Minute))
-	if _, blocked := th.Blocked("a", now.Add(time.Minute)); blocked {
-		t.Error("one failure in a new window blocks")
-	}
-}
-
-func TestThrottleBounded(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	th := NewThrottle(1, time.Minute)
-	for i := range maxThrottled + 10 {
-		th.Fail(string(rune(i+0x10000)), now)
-	}
-	if n := len(th.seen); n > maxThrottled {
-		t.Errorf("throttle remembers %d addresses, bound %d", n, maxThrottled)
-	}
-}
-
 func TestGateAuthorize(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	keys := Keys{Room: "room", Admin: "admin"}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// heldLogins sends one POST /login per key at once through c, each with
+// "Expect: 100-continue" and its body held back. The server asks for a
+// body (100 Continue) only once its handler reads it, so when every
+// request has either been asked for its body or answered, the server has
+// read every request's headers and decided on each; only then are all the
+// bodies sent, together. It returns the final status of each request.
+func heldLogins(t *testing.T, c *http.Client, url string, keys []string) []int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*waitTimeout)
+	defer cancel()
+	decided := make(chan struct{}, len(keys))
+	statuses := make([]int, len(keys))
+	bodies := make([]*io.PipeWriter, len(keys))
+	var wg sync.WaitGroup
+	for i, key := range keys {
+		body := `{"key":"` + key + `"}`
+		pr, pw := io.Pipe()
+		bodies[i] = pw
+		var once sync.Once
+		signal := func() { once.Do(func() { decided <- struct{}{} }) }
+		trace := &httptrace.ClientTrace{Got100Continue: signal}
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), "POST", url+"/login", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = int64(len(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Expect", "100-continue")
+		wg.Go(func() {
+			defer signal()
+			resp, err := c.Do(req)
+			if err != nil {
+				statuses[i] = -1
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		})
+	}
+	for range keys {
+		select {
+		case <-decided:
+		case <-ctx.Done():
+			t.Fatalf("the server did not read every login's headers within %v", 2*waitTimeout)
+		}
+	}
+	for i, key := range keys {
+		go func() {
+			_, _ = io.WriteString(bodies[i], `{"key":"`+key+`"}`)
+			bodies[i].Close()
+		}()
+	}
+	wg.Wait()
+	return statuses
+}
+
+// TestLoginThrottleHeldBodies sends 40 logins from one address at once,
+// over HTTP/1.1 (one connection each) and over HTTP/2 (one connection),
+// holding every body back until the server has read all the headers, with
+// the right key among the wrong ones. At most loginFailures of them may
+// have their key looked at (401, or 204 for the right key); the others get
+// 429 without their bodies being read.
+func TestLoginThrottleHeldBodies(t *testing.T) {
+	certFile, keyFile := writeTestCert(t, t.TempDir())
+	keys := make([]string, 40)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("wrong%d", i)
+	}
+	keys[len(keys)/2] = "right"
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2"} {
+		t.Run(proto, func(t *testing.T) {
+			ts := startServer(t, "-room-key", "right", "-tls-cert", certFile, "-tls-key", keyFile)
+			base := strings.Replace(ts.URL, "http://", "https://", 1)
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: waitTimeout}
+			tr := &http.Transport{
+				DialContext:           d.DialContext,
+				TLSClientConfig:       &tls.Config{InsecureSkipVerify: true},
+				ForceAttemptHTTP2:     proto == "HTTP/2",
+				ExpectContinueTimeout: time.Hour, // never send a body unasked
+			}
+			if proto == "HTTP/1.1" {
+				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+			}
+			t.Cleanup(tr.CloseIdleConnections)
+			counts := map[int]int{}
+			for _, s := range heldLogins(t, &http.Client{Transport: tr}, base, keys) {
+				counts[s]++
+			}
+			looked := counts[http.StatusUnauthorized] + counts[http.StatusNoContent]
+			if looked != loginFailures || counts[http.StatusTooManyRequests] != len(keys)-looked {
+				t.Errorf("40 logins with held bodies: statuses %v; want %d keys looked at (401 or 204) and 429 for the rest", counts, loginFailures)
+			}
+			// Unless the right key was among those looked at (and given its
+			// try back), the address is blocked now, the right key included.
+			c := &http.Client{Transport: tr}
+			want := http.StatusTooManyRequests
+			if counts[http.StatusNoContent] > 0 {
+				want = http.StatusNoContent
+			}
+			if r := mustSend(t, c, "POST", base+"/login", "application/json", `{"key":"right"}`, nil); r.status != want {
+				t.Errorf("right key after the burst (statuses %v): %d, want %d", counts, r.status, want)
+			}
+		})
+	}
+}
+
+// TestLoginThrottleRefund checks that a right key and a login whose body
+// is no key at all do not count as wrong keys: an address may log in again
+// and again, and send malformed bodies, without being blocked.
+func TestLoginThrottleRefund(t *testing.T) {
+	ts := startServer(t, "-room-key", "right")
+	c := clientFrom(t, "127.0.0.2")
+	for i := range 2 * loginFailures {
+		if r := login(t, c, ts.URL, "right"); r.status != http.StatusNoContent {
+			t.Fatalf("login %d with the right key: %d, want 204", i+1, r.status)
+		}
+		if r := mustSend(t, c, "POST", ts.URL+"/login", "application/json", `{"key":`, nil); r.status != http.StatusBadRequest {
+			t.Fatalf("malformed login %d: %d, want 400", i+1, r.status)
+		}
+	}
+	for i := range loginFailures {
+		check401(t, fmt.Sprintf("wrong key %d", i+1), login(t, c, ts.URL, "wrong"))
+	}
+	if r := login(t, c, ts.URL, "right"); r.status != http.StatusTooManyRequests {
+		t.Errorf("right key after %d wrong ones: %d, want 429", loginFailures, r.status)
+	}
+}
+
+// TestLoginThrottleIPv6 sends wrong keys through a trusted proxy from 40
+// IPv6 /64s of one /56: the /56 may try 4 times what one address may, and
+// then every /64 in it is refused, for logins and Bearer keys alike, while
+// another /56 is not.
+func TestLoginThrottleIPv6(t *testing.T) {
+	ts := startServer(t, "-room-key", "right", "-trusted-proxies", "127.0.0.1")
+	from := func(host string) map[string]string { return map[string]string{"X-Forwarded-For": host} }
+	tried := 0
+	for i := range 40 {
+		for range loginFailures {
+			r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/login", "application/json", `{"key":"wrong"}`, from(fmt.Sprintf("2001:db8:0:%x::1", i)))
+			if r.status == http.StatusUnauthorized {
+				tried++
+			} else if r.status != http.StatusTooManyRequests {
+				t.Fatalf("wrong key from /64 %d: %d %s", i, r.status, r.body)
+			}
+		}
+	}
+	if want := 4 * loginFailures; tried != want {
+		t.Errorf("40 /64s of one /56 had %d wrong keys looked at, want %d", tried, want)
+	}
+	h := from("2001:db8:0:ff::1")
+	h["Authorization"] = "Bearer right"
+	if r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/history", "", "", h); r.status != http.StatusTooManyRequests {
+		t.Errorf("right Bearer key from a fresh /64 of the blocked /56: %d, want 429", r.status)
+	}
+	other := from("2001:db8:0:100::1")
+	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/login", "application/json", `{"key":"right"}`, other); r.status != http.StatusNoContent {
+		t.Errorf("right key from another /56: %d, want 204", r.status)
+	}
+}
