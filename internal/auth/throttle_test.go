@@ -105,6 +105,25 @@ func TestThrottleTakeCountsAtOnce(t *testing.T) {
 	}
 }
 
+// atOnce runs f in n goroutines released together and returns how many
+// of them returned true.
+func atOnce(n int, f func() bool) int {
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range n {
+		wg.Go(func() {
+			<-start
+			if f() {
+				ok.Add(1)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return int(ok.Load())
+}
+
 // TestThrottleConcurrentTries checks that tries taken at once from one
 // address (logins whose bodies come later, Bearer keys) never exceed the
 // limit, whatever their interleaving.
@@ -112,24 +131,15 @@ func TestThrottleConcurrentTries(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	for _, kind := range []string{"take", "record"} {
 		th := NewThrottle(5, time.Minute)
-		var granted atomic.Int64
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for range 200 {
-			wg.Go(func() {
-				<-start
-				if kind == "take" {
-					if tk, _ := th.Take("a", now); tk != nil {
-						granted.Add(1)
-					}
-				} else if _, blocked := th.Record("a", now, false); !blocked {
-					granted.Add(1)
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		if n := granted.Load(); n != 5 {
+		n := atOnce(200, func() bool {
+			if kind == "take" {
+				tk, _ := th.Take("a", now)
+				return tk != nil
+			}
+			_, blocked := th.Record("a", now, false)
+			return !blocked
+		})
+		if n != 5 {
 			t.Errorf("%s: %d of 200 concurrent tries allowed, want 5", kind, n)
 		}
 	}
@@ -210,20 +220,11 @@ func TestGateAuthorizeConcurrent(t *testing.T) {
 	// check while others are still being compared if the check and the
 	// count were two steps.
 	wrong := strings.Repeat("w", 256<<10)
-	var answered atomic.Int64
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for range 200 {
-		wg.Go(func() {
-			<-start
-			if _, wait := g.Authorize(req(wrong), "a", now); wait == 0 {
-				answered.Add(1)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
-	if n := answered.Load(); n != 5 {
+	n := atOnce(200, func() bool {
+		_, wait := g.Authorize(req(wrong), "a", now)
+		return wait == 0
+	})
+	if n != 5 {
 		t.Errorf("%d of 200 wrong Bearer keys sent at once were looked at, want 5", n)
 	}
 	if role, wait := g.Authorize(req("room"), "a", now); role != None || wait != time.Minute {
