@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"chat/internal/limit"
+	"chat/internal/record"
 	"chat/internal/sse"
 )
 
@@ -435,8 +436,8 @@ func TestReplayCutResumes(t *testing.T) {
 	}
 	got = append(got, rest...)
 	for i := 1; i < len(got); i++ {
-		_, a, _ := parseID(got[i-1])
-		_, b, _ := parseID(got[i])
+		_, a, _ := record.ParseID(got[i-1])
+		_, b, _ := record.ParseID(got[i])
 		if b != a+1 {
 			t.Fatalf("message %d: id %s after %s; want no gap and no repeat", i, got[i], got[i-1])
 		}

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"chat/internal/journal"
 	"chat/internal/limit"
 	"chat/internal/presence"
+	"chat/internal/record"
 	"chat/internal/sse"
 )
 
@@ -145,29 +144,6 @@ type Message struct {
 	// message, which takes its own place in the sequence): the id of the
 	// message it removed. A deletion is never marshalled as a message.
 	deletes string
-}
-
-// formatID returns the id of message seq in the history that began at epoch.
-func formatID(epoch int64, seq uint64) string {
-	return strconv.FormatInt(epoch, 10) + "-" + strconv.FormatUint(seq, 10)
-}
-
-// parseID splits an id of the form "<epoch>-<seq>" (both decimal, without
-// signs) into its parts.
-func parseID(id string) (epoch int64, seq uint64, err error) {
-	e, s, ok := strings.Cut(id, "-")
-	if !ok || e == "" || s == "" || e[0] == '+' || s[0] == '+' {
-		return 0, 0, fmt.Errorf("id %q is not of the form <epoch>-<seq>", truncate(id, 40))
-	}
-	epoch, err = strconv.ParseInt(e, 10, 64)
-	if err != nil || epoch < 0 {
-		return 0, 0, fmt.Errorf("id %q has a bad epoch", truncate(id, 40))
-	}
-	seq, err = strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("id %q has a bad sequence number", truncate(id, 40))
-	}
-	return epoch, seq, nil
 }
 
 // truncate shortens s to at most n bytes for use in error messages.
@@ -597,7 +573,7 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		cr.epoch = cfg.Epoch
 	}
 	for _, m := range cfg.Recovered {
-		epoch, seq, err := parseID(m.ID)
+		epoch, seq, err := record.ParseID(m.ID)
 		if err != nil {
 			continue
 		}
@@ -916,7 +892,7 @@ func (cr *ChatRoom) accept(req *postRequest) {
 	seq := cr.next + 1
 	req.seq = seq
 	req.msg = Message{
-		ID:       formatID(cr.epoch, seq),
+		ID:       record.FormatID(cr.epoch, seq),
 		Username: req.username,
 		Content:  req.content,
 		Time:     time.Now().UTC(),
@@ -946,7 +922,7 @@ func (cr *ChatRoom) accept(req *postRequest) {
 // not deleted and not being deleted, gives the deletion the next id and
 // commits it, or hands it to the journal first.
 func (cr *ChatRoom) acceptDeletion(req *postRequest) {
-	epoch, seq, err := parseID(req.deletes)
+	epoch, seq, err := record.ParseID(req.deletes)
 	var t *entry
 	if err == nil && epoch == cr.epoch {
 		t = cr.hist.find(seq)
@@ -957,7 +933,7 @@ func (cr *ChatRoom) acceptDeletion(req *postRequest) {
 	}
 	req.target = seq
 	req.seq = cr.next + 1
-	req.msg = Message{ID: formatID(cr.epoch, req.seq), Time: time.Now().UTC(), deletes: t.msg.ID}
+	req.msg = Message{ID: record.FormatID(cr.epoch, req.seq), Time: time.Now().UTC(), deletes: t.msg.ID}
 	req.data = marshalDeletion(req.msg)
 	if j := cr.cfg.Journal; j != nil {
 		if !j.Append(journal.Record{Epoch: cr.epoch, Seq: req.seq, Data: req.data}) {
@@ -991,7 +967,7 @@ func marshalDeletion(d Message) []byte {
 // names as deleted, dropping its text from history, and adds d to history.
 // It returns d's encoded "delete" event.
 func (cr *ChatRoom) applyDeletion(seq uint64, d Message) []byte {
-	if epoch, tseq, err := parseID(d.deletes); err == nil && epoch == cr.epoch {
+	if epoch, tseq, err := record.ParseID(d.deletes); err == nil && epoch == cr.epoch {
 		if t := cr.hist.find(tseq); t != nil && t.msg.deletes == "" {
 			*t = entry{seq: t.seq, msg: Message{ID: t.msg.ID}}
 		}
@@ -1403,7 +1379,7 @@ func (cr *ChatRoom) head(from *position) [][]byte {
 	if start < h.n {
 		pos = h.at(start).seq - 1
 	}
-	id := formatID(cr.epoch, pos)
+	id := record.FormatID(cr.epoch, pos)
 	pre := sse.AppendEvent(make([]byte, 0, 256), sse.Event{ID: id, Retry: cr.cfg.Retry})
 	if reset != "" {
 		data, _ := json.Marshal(struct {
@@ -1621,7 +1597,7 @@ func recoveredMessages(recs []journal.Record) ([]Message, error) {
 		}
 		var m Message
 		if err := json.Unmarshal(r.Data, &m); err != nil {
-			return nil, fmt.Errorf("journal record %s: %w", formatID(r.Epoch, r.Seq), err)
+			return nil, fmt.Errorf("journal record %s: %w", record.FormatID(r.Epoch, r.Seq), err)
 		}
 		msgs = append(msgs, m)
 	}

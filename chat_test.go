@@ -20,6 +20,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"chat/internal/record"
 	"chat/internal/sse"
 )
 
@@ -32,37 +33,6 @@ func TestEncodeMessage(t *testing.T) {
 	want := "id: 10-4\ndata: {\"id\":\"10-4\",\"username\":\"<b>eve</b>\",\"content\":\"line1\\nline2\\r\\ndata: x\\u2028\",\"time\":\"2026-01-02T03:04:05.6Z\"}\n\n"
 	if got != want {
 		t.Errorf("encodeMessage = %q, want %q", got, want)
-	}
-}
-
-func TestParseID(t *testing.T) {
-	tests := []struct {
-		in      string
-		epoch   int64
-		seq     uint64
-		wantErr bool
-	}{
-		{"1-0", 1, 0, false},
-		{"1764094637123-42", 1764094637123, 42, false},
-		{"", 0, 0, true},
-		{"42", 0, 0, true},
-		{"-1-2", 0, 0, true},
-		{"1--2", 0, 0, true},
-		{"+1-2", 0, 0, true},
-		{"1-+2", 0, 0, true},
-		{"a-1", 0, 0, true},
-		{"1-99999999999999999999999", 0, 0, true},
-		{"1-2-3", 0, 0, true},
-		{"1 -2", 0, 0, true},
-	}
-	for _, tt := range tests {
-		epoch, seq, err := parseID(tt.in)
-		if (err != nil) != tt.wantErr || epoch != tt.epoch || seq != tt.seq {
-			t.Errorf("parseID(%q) = %d, %d, %v; want %d, %d, error %v", tt.in, epoch, seq, err, tt.epoch, tt.seq, tt.wantErr)
-		}
-		if err == nil && formatID(epoch, seq) != tt.in {
-			t.Errorf("formatID(parseID(%q)) = %q", tt.in, formatID(epoch, seq))
-		}
 	}
 }
 
@@ -320,7 +290,7 @@ func TestPostAndStream(t *testing.T) {
 		posted = append(posted, ts.post(t, fmt.Sprintf("user%d", i%3), fmt.Sprintf("message %d\nwith a second line", i)))
 	}
 	for i, m := range posted {
-		_, seq, err := parseID(m.ID)
+		_, seq, err := record.ParseID(m.ID)
 		if err != nil || seq != uint64(i+1) {
 			t.Fatalf("post %d got id %q, want sequence %d", i, m.ID, i+1)
 		}
@@ -377,7 +347,7 @@ func TestStreamHeaders(t *testing.T) {
 	if got := s.sse.Retry(); got != time.Second {
 		t.Errorf("retry = %v, want 1s", got)
 	}
-	if _, seq, err := parseID(s.sse.LastEventID()); err != nil || seq != 0 {
+	if _, seq, err := record.ParseID(s.sse.LastEventID()); err != nil || seq != 0 {
 		t.Errorf("preamble id = %q, want <epoch>-0", s.sse.LastEventID())
 	}
 }
@@ -411,7 +381,7 @@ func TestHistoryOnJoin(t *testing.T) {
 	later := <-done
 	all := append(posted, later...)
 	got, _ := s.messages(t, 1)
-	_, first, _ := parseID(got[0].ID)
+	_, first, _ := record.ParseID(got[0].ID)
 	if first < 4 || first > 14 {
 		t.Fatalf("first message %s, want one of the 5 newest at join time", got[0].ID)
 	}
@@ -428,7 +398,7 @@ func TestResume(t *testing.T) {
 	for i := range 6 {
 		posted = append(posted, ts.post(t, "a", fmt.Sprint(i)))
 	}
-	epochOf := func(m Message) string { e, _, _ := parseID(m.ID); return strconv.FormatInt(e, 10) }
+	epochOf := func(m Message) string { e, _, _ := record.ParseID(m.ID); return strconv.FormatInt(e, 10) }
 	tests := []struct {
 		name string
 		// lastID returns the id to resume after and the index in posted

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"chat/internal/journal"
+	"chat/internal/record"
 	"chat/internal/sse"
 )
 
@@ -35,7 +36,7 @@ func TestEmptyJournalRestartKeepsEpoch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("read the preamble: %v", err)
 	}
-	epoch, seq, err := parseID(pre.ID)
+	epoch, seq, err := record.ParseID(pre.ID)
 	if err != nil || seq != 0 {
 		t.Fatalf("preamble id %q (%v), want <epoch>-0", pre.ID, err)
 	}
@@ -54,11 +55,11 @@ func TestEmptyJournalRestartKeepsEpoch(t *testing.T) {
 	if got[0].ID != m.ID {
 		t.Errorf("resumed stream got %s, want %s", got[0].ID, m.ID)
 	}
-	if e, q, _ := parseID(m.ID); e != epoch || q != 1 {
-		t.Errorf("first message after the restart is %s, want %s", m.ID, formatID(epoch, 1))
+	if e, q, _ := record.ParseID(m.ID); e != epoch || q != 1 {
+		t.Errorf("first message after the restart is %s, want %s", m.ID, record.FormatID(epoch, 1))
 	}
-	if resumed.sse.LastEventID() != formatID(epoch, 1) {
-		t.Errorf("last event id %q, want %s", resumed.sse.LastEventID(), formatID(epoch, 1))
+	if resumed.sse.LastEventID() != record.FormatID(epoch, 1) {
+		t.Errorf("last event id %q, want %s", resumed.sse.LastEventID(), record.FormatID(epoch, 1))
 	}
 }
 

@@ -31,6 +31,7 @@ import (
 	"chat/internal/fanout"
 	"chat/internal/idem"
 	"chat/internal/limit"
+	"chat/internal/record"
 	"chat/internal/text"
 )
 
@@ -738,7 +739,7 @@ func parseHistoryQuery(rawQuery string) (historyQuery, *apiError) {
 		if !ok {
 			continue
 		}
-		epoch, seq, err := parseID(v[0])
+		epoch, seq, err := record.ParseID(v[0])
 		if err != nil {
 			return q, badRequest("%s: %s", name, err.Error())
 		}
@@ -917,7 +918,7 @@ func resumePosition(r *http.Request) (*position, error) {
 	if id == "" {
 		return nil, nil
 	}
-	epoch, seq, err := parseID(id)
+	epoch, seq, err := record.ParseID(id)
 	if err != nil {
 		return nil, fmt.Errorf("invalid Last-Event-ID: %w", err)
 	}
@@ -1788,7 +1789,7 @@ const (
 func handleDeleteMessage(room *ChatRoom) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if _, _, err := parseID(id); err != nil {
+		if _, _, err := record.ParseID(id); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"chat/internal/limit"
+	"chat/internal/record"
 	"chat/internal/sse"
 )
 
@@ -917,7 +918,7 @@ func checkFuzzAnswer(t *testing.T, req *http.Request, rec *httptest.ResponseReco
 		if req.Method != "POST" || req.URL.Path != "/post" || json.Unmarshal(body, &m) != nil || m.Username == "" || m.Content == "" {
 			t.Fatalf("%s: 201 with %q", what, body)
 		}
-		if _, _, err := parseID(m.ID); err != nil || m.Time.IsZero() {
+		if _, _, err := record.ParseID(m.ID); err != nil || m.Time.IsZero() {
 			t.Fatalf("%s: 201 with id %q, time %v", what, m.ID, m.Time)
 		}
 	case code == http.StatusOK && req.URL.Path == "/stream":

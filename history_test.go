@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"chat/internal/record"
 )
 
 // historyReply is the body of a 200 from GET /history, each message kept as
@@ -122,7 +124,7 @@ func TestHistoryPaging(t *testing.T) {
 
 	// Forward from the start of the epoch, 41 at a time.
 	var fwd []json.RawMessage
-	after := formatID(epoch, 0)
+	after := record.FormatID(epoch, 0)
 	for pages = 0; ; pages++ {
 		page := getHistory(t, ts.URL, "?limit=41&after="+after, http.StatusOK)
 		fwd = append(fwd, page.Messages...)

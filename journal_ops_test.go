@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"chat/internal/journal"
+	"chat/internal/record"
 )
 
 // TestJournalLockInProcess runs two servers through run on one -data in
@@ -102,7 +103,7 @@ func TestJournalLockBinary(t *testing.T) {
 	t.Logf("new server listening %v after the holder's SIGKILL", time.Since(start))
 	epoch, _ := mustParseID(t, acked[0].ID)
 	next := checkRecovered(t, third.URL, epoch, acked, acked[len(acked)-1])
-	if want := formatID(epoch, uint64(len(acked)+1)); next.ID != want {
+	if want := record.FormatID(epoch, uint64(len(acked)+1)); next.ID != want {
 		t.Errorf("first post after the restart got id %s, want %s", next.ID, want)
 	}
 }
@@ -288,7 +289,7 @@ func TestJournalMetricsWithoutData(t *testing.T) {
 // repairLine returns message seq of epoch as a journal line.
 func repairLine(t *testing.T, epoch int64, seq uint64, content string) string {
 	t.Helper()
-	b, err := json.Marshal(Message{ID: formatID(epoch, seq), Username: "u", Content: content, Time: time.Unix(epoch/1000, int64(seq)).UTC()})
+	b, err := json.Marshal(Message{ID: record.FormatID(epoch, seq), Username: "u", Content: content, Time: time.Unix(epoch/1000, int64(seq)).UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +326,7 @@ func TestJournalRepairCommand(t *testing.T) {
 	writeJournal(t, path, good, rest)
 
 	err := run(context.Background(), []string{"chat", "-addr", "127.0.0.1:0", "-data", path}, func(string) string { return "" }, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), path+" line 3: id "+formatID(b, 1)+" does not follow "+formatID(a, 2)) {
+	if err == nil || !strings.Contains(err.Error(), path+" line 3: id "+record.FormatID(b, 1)+" does not follow "+record.FormatID(a, 2)) {
 		t.Fatalf("server on the damaged journal: %v, want line 3 refused", err)
 	}
 
@@ -336,7 +337,7 @@ line 3 at byte %[3]d: id %[4]s does not follow %[5]s
   lines 3-8 (%[7]d bytes) from there on: 2 with ids of epoch %[8]d, 2 with ids of epoch %[9]d, 2 without an id
   ids out of order: two servers may have written into this journal at once
 -repair-write keeps lines 1-2 and moves lines 3-8 to %[1]s.bad-<time>
-`, path, len(good)+len(rest), len(good), formatID(b, 1), formatID(a, 2), formatID(a, 1), len(rest), int64(a), int64(b))
+`, path, len(good)+len(rest), len(good), record.FormatID(b, 1), record.FormatID(a, 2), record.FormatID(a, 1), len(rest), int64(a), int64(b))
 	if out != wantOut {
 		t.Errorf("-repair printed:\n%s\nwant:\n%s", out, wantOut)
 	}
@@ -362,7 +363,7 @@ line 3 at byte %[3]d: id %[4]s does not follow %[5]s
 		t.Errorf("%s holds:\n%s\nwant:\n%s", matches[0], data, rest)
 	}
 	out, err = runRepair(t, "-repair", path)
-	if want := fmt.Sprintf("journal %s: 2 lines, %d bytes, ids %s to %s: sound\n", path, len(good), formatID(a, 1), formatID(a, 2)); err != nil || out != want {
+	if want := fmt.Sprintf("journal %s: 2 lines, %d bytes, ids %s to %s: sound\n", path, len(good), record.FormatID(a, 1), record.FormatID(a, 2)); err != nil || out != want {
 		t.Errorf("-repair after the repair: %v\n%s\nwant:\n%s", err, out, want)
 	}
 
@@ -370,8 +371,8 @@ line 3 at byte %[3]d: id %[4]s does not follow %[5]s
 	if st := ts.stats(t); st.HistorySize != 2 || st.Journal != "ok" {
 		t.Errorf("after the repair: history_size %d, journal %q; want 2, ok", st.HistorySize, st.Journal)
 	}
-	if m := ts.post(t, "u", "three again"); m.ID != formatID(a, 3) {
-		t.Errorf("first post after the repair got id %s, want %s", m.ID, formatID(a, 3))
+	if m := ts.post(t, "u", "three again"); m.ID != record.FormatID(a, 3) {
+		t.Errorf("first post after the repair got id %s, want %s", m.ID, record.FormatID(a, 3))
 	}
 
 	// The journal is in use now: -repair-write may not touch it.

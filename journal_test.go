@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"chat/internal/journal"
+	"chat/internal/record"
 )
 
 // oldJournalLine returns m as the journal wrote it before it moved to
@@ -96,14 +97,14 @@ func TestJournalFormat(t *testing.T) {
 // with an error that names the file and the record's id.
 func TestJournalUndecodableRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	line := `{"id":"` + formatID(opsEpoch, 2) + `","username":"u","content":"two","time":"yesterday"}` + "\n"
+	line := `{"id":"` + record.FormatID(opsEpoch, 2) + `","username":"u","content":"two","time":"yesterday"}` + "\n"
 	writeJournal(t, path, opsJournalLine(t, 1, "one"), line, opsJournalLine(t, 3, "three"))
 	logs := newLogWatcher()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	err := run(ctx, []string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-data", path}, func(string) string { return "" }, io.Discard, logs)
-	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), formatID(opsEpoch, 2)) {
-		t.Errorf("run = %v, want an error naming %s and record %s", err, path, formatID(opsEpoch, 2))
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), record.FormatID(opsEpoch, 2)) {
+		t.Errorf("run = %v, want an error naming %s and record %s", err, path, record.FormatID(opsEpoch, 2))
 	}
 	if strings.Contains(logs.String(), "msg=listening") {
 		t.Errorf("server listened on an undecodable journal:\n%s", logs)

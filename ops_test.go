@@ -32,6 +32,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"chat/internal/record"
 	"chat/internal/sse"
 )
 
@@ -234,7 +235,7 @@ func lastIDs(msgs []Message, n int) []string {
 // mustParseID parses an id or fails the test.
 func mustParseID(t *testing.T, id string) (int64, uint64) {
 	t.Helper()
-	e, s, err := parseID(id)
+	e, s, err := record.ParseID(id)
 	if err != nil {
 		t.Fatalf("id %q: %v", id, err)
 	}
@@ -320,21 +321,21 @@ func postStorm(url, tag string, workers int, acked *ackLog, stop <-chan struct{}
 // It returns that new post, which the server acknowledged.
 func checkRecovered(t *testing.T, url string, epoch int64, acked []Message, lastAcked Message) Message {
 	t.Helper()
-	whole := subscribe(t, url, formatID(epoch, 0))
+	whole := subscribe(t, url, record.FormatID(epoch, 0))
 	resumed := subscribe(t, url, lastAcked.ID)
 	next := mustPost(t, url, "checker", fmt.Sprintf("after restart at %d", time.Now().UnixNano()))
 
 	hist, other := readUntil(t, whole, next.ID)
 	whole.close()
 	if len(other) != 0 {
-		t.Errorf("history from %s: unexpected events %+v", formatID(epoch, 0), other)
+		t.Errorf("history from %s: unexpected events %+v", record.FormatID(epoch, 0), other)
 	}
 	byID := make(map[string]Message, len(hist))
 	contents := make(map[string]bool, len(hist))
 	for i, m := range hist {
 		e, seq := mustParseID(t, m.ID)
 		if e != epoch || seq != uint64(i+1) {
-			t.Fatalf("history[%d] has id %s, want %s (ids must be contiguous, in one epoch, no duplicates)", i, m.ID, formatID(epoch, uint64(i+1)))
+			t.Fatalf("history[%d] has id %s, want %s (ids must be contiguous, in one epoch, no duplicates)", i, m.ID, record.FormatID(epoch, uint64(i+1)))
 		}
 		if contents[m.Content] {
 			t.Errorf("history holds %q twice", m.Content)
@@ -474,7 +475,7 @@ func TestCrashBinary(t *testing.T) {
 		p = startChatProc(t, bin, "-data", journal)
 		epoch, _ := mustParseID(t, acked[0].ID)
 		next := checkRecovered(t, p.URL, epoch, acked, acked[len(acked)-1])
-		if want := formatID(epoch, 6); next.ID != want {
+		if want := record.FormatID(epoch, 6); next.ID != want {
 			t.Errorf("first post after restart got id %s, want %s", next.ID, want)
 		}
 	})
@@ -505,7 +506,7 @@ const opsEpoch = 1764094637123
 // opsJournalLine returns message seq of opsEpoch as a journal line.
 func opsJournalLine(t *testing.T, seq uint64, content string) string {
 	t.Helper()
-	b, err := json.Marshal(Message{ID: formatID(opsEpoch, seq), Username: "u", Content: content, Time: time.Unix(1764094637, int64(seq)).UTC()})
+	b, err := json.Marshal(Message{ID: record.FormatID(opsEpoch, seq), Username: "u", Content: content, Time: time.Unix(1764094637, int64(seq)).UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,10 +538,10 @@ func TestOpsJournalTornTail(t *testing.T) {
 		t.Errorf("history_size = %d, want 3", st.HistorySize)
 	}
 	m := ts.post(t, "u", "four again")
-	if want := formatID(opsEpoch, 4); m.ID != want {
+	if want := record.FormatID(opsEpoch, 4); m.ID != want {
 		t.Errorf("post after torn tail got id %s, want %s", m.ID, want)
 	}
-	s := subscribe(t, ts.URL, formatID(opsEpoch, 0))
+	s := subscribe(t, ts.URL, record.FormatID(opsEpoch, 0))
 	got, other := readUntil(t, s, m.ID)
 	if want := []string{"one", "two", "three", "four again"}; len(other) != 0 || len(got) != 4 ||
 		got[0].Content != want[0] || got[1].Content != want[1] || got[2].Content != want[2] || got[3].Content != want[3] {
@@ -565,7 +566,7 @@ func TestOpsJournalCorruptLine(t *testing.T) {
 		name, line string
 	}{
 		{"not JSON", "{\"id\": oops}\n"},
-		{"bad id", strings.Replace(opsJournalLine(t, 2, "two"), formatID(opsEpoch, 2), "two", 1)},
+		{"bad id", strings.Replace(opsJournalLine(t, 2, "two"), record.FormatID(opsEpoch, 2), "two", 1)},
 		{"id out of order", opsJournalLine(t, 1, "one again")},
 	}
 	for _, tt := range tests {

@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"chat/internal/record"
 	"chat/internal/sse"
 )
 
@@ -156,7 +157,7 @@ func TestSoak(t *testing.T) {
 
 	// The first message gives the epoch of every id.
 	m := ts.post(t, "soak", "epoch probe")
-	e, _, _ := parseID(m.ID)
+	e, _, _ := record.ParseID(m.ID)
 	epoch := strconv.FormatInt(e, 10)
 
 	// Steady streams: connected before the posting starts, read to the

@@ -81,9 +81,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
+
+	"chat/internal/record"
 )
 
 // Tuning values of the journal.
@@ -108,14 +109,10 @@ type Record struct {
 	Data []byte
 }
 
-// Commit reports that the next N appended records were made durable
-// (Err == nil) or could not be (Err != nil).
-type Commit struct {
-	// N is how many records, in Append order, this Commit covers.
-	N int
-	// Err is nil if the N records are durable, or why they are not.
-	Err error
-}
+// Commit reports that the next N appended records, in Append order, were
+// made durable (Err == nil) or could not be (Err != nil). It is the report
+// every store of the room's records gives (record.Commit).
+type Commit = record.Commit
 
 // Journal is an append-only journal of records in one file; the package
 // comment describes how it writes, recovers and compacts.
@@ -367,7 +364,7 @@ func (s *scanner) next() (line []byte, epoch int64, seq uint64, err error) {
 		le.Torn = err == io.EOF
 		return line, 0, 0, le
 	}
-	if epoch, seq, le.Err = parseID(head.ID); le.Err != nil {
+	if epoch, seq, le.Err = record.ParseID(head.ID); le.Err != nil {
 		return line, 0, 0, le
 	}
 	if s.hasLast && (epoch != s.lastEpoch || seq <= s.lastSeq) {
@@ -405,26 +402,6 @@ func (j *Journal) MarkEpoch(epoch int64) error {
 	j.lines++
 	j.lastEpoch, j.lastSeq, j.hasLast = epoch, 0, true
 	return nil
-}
-
-// parseID splits an id of the form "<epoch>-<seq>" (both decimal, without
-// signs, the epoch not negative) into its parts.
-func parseID(id string) (epoch int64, seq uint64, err error) {
-	q := id
-	if len(q) > 40 {
-		q = q[:40] + "…"
-	}
-	e, s, ok := strings.Cut(id, "-")
-	if !ok || e == "" || s == "" || e[0] == '+' || s[0] == '+' {
-		return 0, 0, fmt.Errorf("id %q is not of the form <epoch>-<seq>", q)
-	}
-	if epoch, err = strconv.ParseInt(e, 10, 64); err != nil || epoch < 0 {
-		return 0, 0, fmt.Errorf("id %q has a bad epoch", q)
-	}
-	if seq, err = strconv.ParseUint(s, 10, 64); err != nil {
-		return 0, 0, fmt.Errorf("id %q has a bad sequence number", q)
-	}
-	return epoch, seq, nil
 }
 
 // dropTornTail logs the torn last line n, which starts at offset off and is

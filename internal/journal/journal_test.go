@@ -18,6 +18,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"chat/internal/record"
 )
 
 // testWait bounds every wait on the journal in these tests. It is a failsafe
@@ -848,7 +850,7 @@ func crashRound(t *testing.T, path string, keep, killAfter int) []uint64 {
 		if !ok {
 			continue
 		}
-		_, seq, err := parseID(id)
+		_, seq, err := record.ParseID(id)
 		if err != nil {
 			t.Errorf("helper acknowledged %q: %v", id, err)
 			continue
