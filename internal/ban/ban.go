@@ -252,7 +252,10 @@ func (l *List) save() error {
 	if err != nil {
 		return fmt.Errorf("save ban list: %w", err)
 	}
-	_, err = f.Write(data)
+	err = f.Chmod(0o600) // a stale temporary file keeps its own mode
+	if err == nil {
+		_, err = f.Write(data)
+	}
 	if err == nil {
 		err = f.Sync()
 	}

@@ -144,3 +144,31 @@ func TestListBounded(t *testing.T) {
 		t.Errorf("Add to a full list: %v, want ErrFull", err)
 	}
 }
+
+// TestSaveIsPrivate checks that the saved list is 0600 even when a stale
+// temporary file, readable by others, was left by an interrupted save.
+func TestSaveIsPrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bans")
+	if err := os.WriteFile(path+".tmp", []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path+".tmp", 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	l, err := Open(path, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := Parse("192.0.2.1")
+	if _, err := l.Add(p, time.Time{}, now); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("saved ban list: mode %04o, want 0600", fi.Mode().Perm())
+	}
+}

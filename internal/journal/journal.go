@@ -95,6 +95,10 @@ const (
 	// commitBuffer is the capacity of the Commits channel: how many group
 	// commits Run can report before it waits for the consumer to read them.
 	commitBuffer = 64
+	// fileMode is the mode of every file the journal makes (the journal,
+	// its lock, compaction and repair files): they hold a private room's
+	// messages, so only their owner may read them, whatever the umask.
+	fileMode = 0o600
 )
 
 // Record is one line of the journal.
@@ -230,8 +234,12 @@ func Open(path string, keep int, logger *slog.Logger, opts ...Option) (*Journal,
 // open opens the journal file, recovers it and removes a stale compaction
 // file, once Open holds the lock.
 func (j *Journal) open() ([]Record, error) {
-	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_CREATE|os.O_APPEND, fileMode)
 	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	if err := restrict(f, j.logger); err != nil {
+		f.Close()
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
 	j.f, j.w = f, j.wrap(f)
@@ -677,7 +685,7 @@ func (j *Journal) maybeCompact() {
 // with the rename in a crash, so the journal fails.
 func (j *Journal) compact() error {
 	tmp := j.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, fileMode)
 	if err != nil {
 		return fmt.Errorf("compact journal: %w", err)
 	}
@@ -716,6 +724,26 @@ func (j *Journal) writeCompacted(w File, data []byte, tmp string) error {
 		return fmt.Errorf("sync %s: %w", tmp, err)
 	}
 	return os.Rename(tmp, j.path)
+}
+
+// restrict makes f, a file the journal made (perhaps by an older version,
+// with a wider mode), readable and writable by its owner only, and logs to
+// logger (if not nil) when it had to.
+func restrict(f *os.File, logger *slog.Logger) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o077 == 0 || runtime.GOOS == "windows" {
+		return nil
+	}
+	if err := f.Chmod(fileMode); err != nil {
+		return fmt.Errorf("make %s private: %w", f.Name(), err)
+	}
+	if logger != nil {
+		logger.Warn("journal file was readable by others; its mode is now 0600", "path", f.Name(), "was", fmt.Sprintf("%04o", fi.Mode().Perm()))
+	}
+	return nil
 }
 
 // syncDir fsyncs the directory that holds the journal at path, which makes a

@@ -57,7 +57,7 @@ func lock(path string) (*os.File, error) {
 		return nil, errNoLock
 	}
 	lp := LockPath(path)
-	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(lp, os.O_RDWR|os.O_CREATE, fileMode)
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
@@ -73,7 +73,10 @@ func lock(path string) (*os.File, error) {
 	}
 	// The holder's pid is only for the error message of the next server
 	// that tries, so it is not synced.
-	err = f.Truncate(0)
+	err = restrict(f, nil)
+	if err == nil {
+		err = f.Truncate(0)
+	}
 	if err == nil {
 		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}

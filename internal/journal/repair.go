@@ -171,7 +171,7 @@ func saveRest(f *os.File, off int64, badPath string) error {
 	if err != nil {
 		return err
 	}
-	bf, err := os.OpenFile(badPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	bf, err := os.OpenFile(badPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return err
 	}
