@@ -60,22 +60,6 @@ const (
 	// messages a second, both costs less CPU per delivery and has a lower
 	// p99 than a fixed 50 ms window (README, Performance).
 	defaultBatchWait = 120 * time.Millisecond
-	// batchHold is how long, as a multiple of the time the last frame took
-	// to be written, a saturated room holds the next batch after that
-	// frame was written (see ChatRoom.deliver): 1 lets it spend at most
-	// half its time writing frames.
-	batchHold = 1
-	// saturatedFrame is the average number of messages per frame at and
-	// above which the room counts as saturated: messages come faster than
-	// it writes frames, and only a hold gives its writers' CPU back. A
-	// room below it sends each batch as soon as the frame before it is
-	// written, so its messages wait no longer than that.
-	saturatedFrame = 2
-	// frameAverageWeight is the weight of the newest frame in the average
-	// number of messages per frame (an exponential average over about
-	// the last 1/frameAverageWeight frames), so that two messages that
-	// happen to share a frame do not make the room saturated.
-	frameAverageWeight = 0.25
 )
 
 // Tuning values of presence and typing.
@@ -418,21 +402,23 @@ type RoomConfig struct {
 // receives everything after its last message from history, or a reset
 // event when history no longer holds it. No message is dropped silently.
 //
-// Batching (group commit applied to fan-out): messages committed while the
-// room is idle leave at once, one frame each. Messages committed while the
-// last frame is still being written (its writers have not all released it,
-// but for a few stragglers) wait and collect into one frame, which leaves
-// as soon as that frame has been written. In a saturated room, whose frames
-// carry saturatedFrame messages or more on average, the batch also waits
-// as long again as writing that frame took (batchHold), so that the room
-// spends at most half its time writing and its writers' CPU goes to fewer,
-// larger writes. A batch leaves at the latest BatchWait after the last frame
-// did. When the last frame to be written took longer than BatchWait, the
-// writers are behind and batch from their own queues: a batch then leaves
-// at once, since holding it would only add delay. A quiet room therefore
-// sees no added delay, and a room that keeps up no more than the time its
-// last frame takes to write, without a flag to tune. A slow client holds nobody back: it counts among the stragglers,
-// its queue fills and it is disconnected as before.
+// Batching (group commit applied to fan-out; the rule is fanout.Pacer's):
+// messages committed while the room is idle leave at once, one frame each.
+// Messages committed while the last frame is still being written (its
+// writers have not all released it, but for a few stragglers) wait and
+// collect into one frame, which leaves as soon as that frame has been
+// written. In a saturated room, whose frames carry fanout.SaturatedFrame
+// messages or more on average, the batch also waits as long again as
+// writing that frame took (fanout.HoldFactor), so that the room spends at
+// most half its time writing and its writers' CPU goes to fewer, larger
+// writes. A batch leaves at the latest BatchWait after the last frame did.
+// When the last frame to be written took longer than BatchWait, the writers
+// are behind and batch from their own queues: a batch then leaves at once,
+// since holding it would only add delay. A quiet room therefore sees no
+// added delay, and a room that keeps up no more than the time its last
+// frame takes to write, without a flag to tune. A slow client holds nobody
+// back: it counts among the stragglers, its queue fills and it is
+// disconnected as before.
 type ChatRoom struct {
 	// broadcast carries posts from POST handlers to Run (producer-consumer).
 	broadcast chan *postRequest
@@ -483,25 +469,9 @@ type ChatRoom struct {
 	pending []*postRequest
 	// batch holds committed messages not yet fanned out.
 	batch *fanout.Frame
-	// sending is the last frame fanned out while it may still be being
-	// written (nil once written).
-	sending *fanout.Frame
-	// sentAt is when the last frame left, writtenAt when the hub saw it
-	// written (zero while it is in flight): the time between them is what
-	// writing a frame to the room costs now, and a saturated room holds
-	// the next batch as long again after writtenAt.
-	sentAt, writtenAt time.Time
-	// unwritten holds the chat frames queued but not yet written (down to
-	// their stragglers), oldest first, and lastWrite is how long the last
-	// of them to be written took: longer than BatchWait means the writers
-	// are behind, batching from their own queues, and batches leave at
-	// once rather than wait.
-	unwritten []*fanout.Frame
-	lastWrite time.Duration
-	// perFrame is the average number of messages per frame fanned out
-	// (exponential, frameAverageWeight): saturatedFrame or more makes the
-	// room hold batches (batchHold).
-	perFrame float64
+	// pacer is the batching rule, with the frames in flight it watches
+	// (nil when BatchWait is zero).
+	pacer *fanout.Pacer
 	// lastAll is when the hub last queued a frame for every client.
 	lastAll time.Time
 	// perAddr counts clients per address key, and for IPv6 also per
@@ -568,6 +538,9 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 		typers:      presence.NewTyping(typingTTL, maxTyping),
 		rosterGate:  presence.NewGate(cfg.PresenceInterval),
 		typingGate:  presence.NewGate(typingInterval),
+	}
+	if cfg.BatchWait > 0 {
+		cr.pacer = fanout.NewPacer(cfg.BatchWait)
 	}
 	if cfg.Epoch > 0 {
 		cr.epoch = cfg.Epoch
@@ -1161,69 +1134,21 @@ func (cr *ChatRoom) visibleIn(from, to int) bool {
 	return false
 }
 
-// noteWritten records, at now, that the frame in flight has been written
-// (down to its stragglers), if it has.
-func (cr *ChatRoom) noteWritten(now time.Time) {
-	if f := cr.sending; f != nil && f.Written() {
-		cr.sending, cr.writtenAt = nil, now
-	}
-	// Writers write their queues in order, so frames come down to their
-	// stragglers oldest first; a later one that is done early waits.
-	n := 0
-	for _, f := range cr.unwritten {
-		if !f.Written() {
-			break
-		}
-		cr.lastWrite = now.Sub(f.Sent)
-		n++
-	}
-	if n > 0 {
-		cr.unwritten = append(cr.unwritten[:0], cr.unwritten[n:]...)
-	}
-}
-
-// behind reports whether the writers are behind: the last frame written took
-// longer than BatchWait.
-func (cr *ChatRoom) behind() bool { return cr.lastWrite > cr.cfg.BatchWait }
-
-// saturated reports whether the room's frames carry saturatedFrame messages
-// or more on average, so that it holds batches (batchHold). Run's alone.
-func (cr *ChatRoom) saturated() bool { return cr.perFrame >= saturatedFrame }
-
-// deliver applies the batching rule to the batch. While the last frame is
-// in flight the batch waits for it, unless the writers are behind (behind),
-// when it leaves at once; once that frame has been written, the batch
-// leaves, except in a saturated room, where it waits as long again as that
-// frame took to write (batchHold). An idle room's last frame was written
-// long ago, so its batch leaves at once. It never waits past BatchWait after
-// the last frame left. The timer is set for the next time the batch may be
-// due.
+// deliver applies the batching rule (fanout.Pacer) to the batch: it
+// fans the batch out when it is due, or sets the timer for when it will be.
+// Frames written are noted whether or not a batch waits, so that each
+// frame's time to be written is measured when the hub hears of it.
 func (cr *ChatRoom) deliver() {
-	if cr.cfg.BatchWait <= 0 {
+	if cr.pacer == nil {
 		cr.flush()
 		return
 	}
-	// Frames written are noted whether or not a batch waits, so that each
-	// frame's time to be written is measured when the hub hears of it.
 	now := time.Now()
-	cr.noteWritten(now)
+	cr.pacer.Written(now)
 	if cr.batch == nil {
 		return
 	}
-	if cr.sending != nil && cr.behind() {
-		cr.flush()
-		return
-	}
-	due := cr.sentAt.Add(cr.cfg.BatchWait)
-	if cr.sending == nil {
-		hold := cr.writtenAt
-		if cr.saturated() {
-			hold = hold.Add(batchHold * cr.writtenAt.Sub(cr.sentAt))
-		}
-		if hold.Before(due) {
-			due = hold
-		}
-	}
+	due := cr.pacer.Due(now)
 	if !now.Before(due) {
 		cr.flush()
 		return
@@ -1281,13 +1206,8 @@ func (cr *ChatRoom) flush() {
 	}
 	f.Release()
 	cr.lastAll = time.Now()
-	cr.perFrame += frameAverageWeight * (float64(f.N) - cr.perFrame)
-	if cr.cfg.BatchWait > 0 {
-		cr.sending, cr.sentAt, cr.writtenAt = f, start, time.Time{}
-		if !f.Written() {
-			f.Sent = start
-			cr.unwritten = append(cr.unwritten, f)
-		}
+	if cr.pacer != nil {
+		cr.pacer.Sent(f, start)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package fanout holds what the room's hub hands to every stream writer at
 // once: the frame, one or more encoded events whose bytes all writers
 // share, and the count by which the hub learns that a frame has been
-// written.
+// written; and the batching rule (Pacer) that, from when frames left and
+// were written, says when the next one may leave.
 package fanout
 
 import (
