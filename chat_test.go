@@ -20,9 +20,13 @@ import (
 	"testing/synctest"
 	"time"
 
+	"chat/internal/httpx"
 	"chat/internal/record"
 	"chat/internal/sse"
 )
+
+// errorBody is the JSON body of every error response.
+type errorBody = httpx.ErrorBody
 
 // waitTimeout bounds every poll in these tests.
 const waitTimeout = 10 * time.Second
@@ -896,8 +900,8 @@ func FuzzParsePost(f *testing.F) {
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
 		in, err := parsePost(contentType, body, 2000)
 		if err != nil {
-			if err.status != 400 && err.status != 415 || err.msg == "" {
-				t.Fatalf("parsePost(%q, %q): status %d message %q", contentType, body, err.status, err.msg)
+			if err.Status != 400 && err.Status != 415 || err.Msg == "" {
+				t.Fatalf("parsePost(%q, %q): status %d message %q", contentType, body, err.Status, err.Msg)
 			}
 			return
 		}

@@ -6,18 +6,13 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
-	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +24,7 @@ import (
 	"chat/internal/auth"
 	"chat/internal/ban"
 	"chat/internal/fanout"
+	"chat/internal/httpx"
 	"chat/internal/idem"
 	"chat/internal/limit"
 	"chat/internal/record"
@@ -73,10 +69,24 @@ const (
 	probeWindow = time.Millisecond
 	// hstsMaxAge is the max-age of Strict-Transport-Security over TLS.
 	hstsMaxAge = 24 * time.Hour
+	// retryShutdown is the Retry-After of answers refused because the
+	// server is shutting down.
+	retryShutdown = 2 * time.Second
+	// retryBusy is the Retry-After of answers refused because the journal
+	// is busy.
+	retryBusy = time.Second
+	// retryFull is the Retry-After of streams refused by a stream limit.
+	retryFull = 5 * time.Second
 	// probeInterval is how often an idle hijacked stream checks whether its
 	// peer has closed (a closed browser tab frees its slot within this
 	// time), when heartbeats are rarer than that.
 	probeInterval = 5 * time.Second
+)
+
+// The messages of the answers a client can retry.
+const (
+	msgShuttingDown = "server is shutting down"
+	msgBusy         = "server busy; try again"
 )
 
 // heartbeat is the comment line an idle stream receives.
@@ -103,6 +113,8 @@ type serverConfig struct {
 	gate *auth.Gate
 	// bans lists the banned addresses (nil: none).
 	bans *ban.List
+	// logger receives what the handlers log (newServer sets it).
+	logger *slog.Logger
 }
 
 // bannedMsg is the error a banned address gets.
@@ -126,6 +138,7 @@ func newServer(room *ChatRoom, stats *Stats, streams *streamTracker, health *ato
 	if cfg.gate == nil {
 		cfg.gate = &auth.Gate{}
 	}
+	cfg.logger = logger
 	mux := http.NewServeMux()
 	addRoutes(mux, room, stats, streams, health, cfg, logger)
 	return secureHeaders(mux)
@@ -245,37 +258,15 @@ func crossOriginProtection(stats *Stats, next http.Handler) http.Handler {
 		if stats != nil {
 			stats.rejectedPost()
 		}
-		writeError(w, http.StatusForbidden, "cross-origin request refused")
+		httpx.WriteError(w, http.StatusForbidden, "cross-origin request refused")
 	}))
 	return cop.Handler(next)
-}
-
-// errorBody is the JSON body of every error response.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-// encode writes v as a JSON response with the given status.
-func encode[T any](w http.ResponseWriter, status int, v T) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return fmt.Errorf("encode json: %w", err)
-	}
-	return nil
-}
-
-// writeError writes a JSON error response.
-func writeError(w http.ResponseWriter, status int, msg string) {
-	_ = encode(w, status, errorBody{Error: msg})
 }
 
 // handleNotFound answers unknown paths.
 func handleNotFound() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+truncate(r.URL.Path, 100))
+		httpx.WriteError(w, http.StatusNotFound, "no such endpoint: "+httpx.Truncate(r.URL.Path, 100))
 	})
 }
 
@@ -284,7 +275,7 @@ func handleNotFound() http.Handler {
 func handleMethodNotAllowed(allow string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", truncate(r.Method, 20), allow))
+		httpx.WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", httpx.Truncate(r.Method, 20), allow))
 	})
 }
 
@@ -332,7 +323,7 @@ func pageCSP(page []byte) string {
 func handleStats(stats *Stats) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
-		_ = encode(w, http.StatusOK, stats.Snapshot())
+		_ = httpx.Encode(w, http.StatusOK, stats.Snapshot())
 	})
 }
 
@@ -349,246 +340,56 @@ func handleHealth(shuttingDown *atomic.Bool, stats *Stats) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		if err := stats.journalFailure(); err != nil {
-			_ = encode(w, http.StatusServiceUnavailable, response{Status: "journal failed", Error: err.Error()})
+			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "journal failed", Error: err.Error()})
 			return
 		}
 		if shuttingDown.Load() {
-			_ = encode(w, http.StatusServiceUnavailable, response{Status: "shutting down"})
+			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "shutting down"})
 			return
 		}
-		_ = encode(w, http.StatusOK, response{Status: "ok"})
+		_ = httpx.Encode(w, http.StatusOK, response{Status: "ok"})
 	})
 }
 
-// apiError is a client error with its HTTP status.
-type apiError struct {
-	status int
-	msg    string
-}
-
-// Error returns the message.
-func (e *apiError) Error() string { return e.msg }
-
-// badRequest returns a 400 error with a formatted message.
-func badRequest(format string, args ...any) *apiError {
-	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
-}
-
-// postInput is a validated message from POST /post.
+// postInput is a message from POST /post: a JSON object or a form with the
+// fields username and content.
 type postInput struct {
-	Username, Content string
+	Username string `json:"username"`
+	Content  string `json:"content"`
 }
+
+// postTypes are the media types of POST /post and POST /typing bodies.
+var postTypes = []string{httpx.JSON, httpx.Form}
 
 // newlines turns CRLF and CR line ends into LF.
 var newlines = strings.NewReplacer("\r\n", "\n", "\r", "\n")
 
 // parsePost decodes and validates the body of POST /post, sent with the
-// given Content-Type. It accepts a JSON object or a form with the fields
-// username and content.
-func parsePost(contentType string, body []byte, maxContent int) (postInput, *apiError) {
-	mediaType, e := bodyMediaType(contentType)
-	if e != nil {
-		return postInput{}, e
-	}
+// given Content-Type.
+func parsePost(contentType string, body []byte, maxContent int) (postInput, *httpx.Error) {
 	var in postInput
-	switch mediaType {
-	case "application/json":
-		if !utf8.Valid(body) {
-			return postInput{}, badRequest("body is not valid UTF-8")
-		}
-		var fields struct {
-			Username string `json:"username"`
-			Content  string `json:"content"`
-		}
-		if e := decodeJSON(body, &fields); e != nil {
-			return postInput{}, e
-		}
-		in = postInput(fields)
-	default:
-		form, e := parseFormFields(body, "username", "content")
-		if e != nil {
-			return postInput{}, e
-		}
-		in = postInput{Username: form.Get("username"), Content: form.Get("content")}
+	if e := (httpx.Body{Types: postTypes}).Decode(contentType, body, &in); e != nil {
+		return in, e
 	}
 	return validatePost(in, maxContent)
 }
 
-// bodyMediaType checks the Content-Type of a POST body and returns its
-// media type: application/json or application/x-www-form-urlencoded, in
-// UTF-8.
-func bodyMediaType(contentType string) (string, *apiError) {
-	mediaType, params, err := mime.ParseMediaType(contentType)
-	if err != nil && contentType != "" {
-		return "", &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
-	}
-	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return "", &apiError{http.StatusUnsupportedMediaType, "charset must be utf-8"}
-	}
-	switch mediaType {
-	case "application/json", "application/x-www-form-urlencoded":
-		return mediaType, nil
-	}
-	return "", &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
-}
-
-// parseFormFields parses a form body that may hold only the given fields,
-// each at most once, in valid UTF-8.
-func parseFormFields(body []byte, allowed ...string) (url.Values, *apiError) {
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, badRequest("malformed form body")
-	}
-	for k, v := range form {
-		if !slices.Contains(allowed, k) {
-			return nil, badRequest("unknown field %q", truncate(k, 40))
-		}
-		if len(v) > 1 {
-			return nil, badRequest("field %q given more than once", k)
-		}
-		if !utf8.ValidString(v[0]) {
-			return nil, badRequest("body is not valid UTF-8")
-		}
-	}
-	return form, nil
-}
-
-// decodeJSON decodes body, which must hold exactly one JSON object, into v,
-// a pointer to a struct: the strict decoder for every JSON input. Each
-// top-level key must be one of the struct's JSON field names spelt exactly
-// (encoding/json alone matches them case-insensitively, so
-// {"USERNAME":...} would pass) and may appear once (encoding/json alone
-// keeps the last of repeated keys); anything else is a 400, as in the form
-// path.
-func decodeJSON(body []byte, v any) *apiError {
-	if e := checkJSONKeys(body, jsonFieldNames(reflect.TypeOf(v))); e != nil {
-		return e
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var syntax *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		switch {
-		case errors.Is(err, io.EOF):
-			return badRequest("body is empty; send a JSON object")
-		case errors.As(err, &syntax):
-			return badRequest("malformed JSON at byte %d", syntax.Offset)
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return badRequest("malformed JSON: unexpected end of body")
-		case errors.As(err, &typ):
-			if typ.Field == "" {
-				return badRequest("body must be a JSON object")
-			}
-			return badRequest("%s must be %s", typ.Field, jsonKind(typ.Type))
-		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			return badRequest("unknown field %s", truncate(strings.TrimPrefix(err.Error(), "json: unknown field "), 40))
-		default:
-			return badRequest("malformed JSON")
-		}
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return badRequest("body must hold a single JSON object")
-	}
-	return nil
-}
-
-// checkJSONKeys walks the top-level keys of the object in body and refuses
-// any that is not in fields (compared exactly) or that appears twice.
-// Anything that is not a well-formed object is left to the decoder, which
-// says what is wrong with it.
-func checkJSONKeys(body []byte, fields map[string]bool) *apiError {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil
-	}
-	seen := make(map[string]bool, len(fields))
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		key, _ := tok.(string)
-		switch {
-		case !fields[key]:
-			return badRequest("unknown field %q", truncate(key, 40))
-		case seen[key]:
-			return badRequest("field %q given more than once", key)
-		}
-		seen[key] = true
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
-			return nil
-		}
-	}
-	return nil
-}
-
-// jsonFields caches jsonFieldNames by type.
-var jsonFields sync.Map // reflect.Type -> map[string]bool
-
-// jsonFieldNames returns the JSON names of the fields of the struct that t
-// (a struct or a pointer to one) describes: the name in its json tag, or
-// the Go name when the tag gives none.
-func jsonFieldNames(t reflect.Type) map[string]bool {
-	if m, ok := jsonFields.Load(t); ok {
-		return m.(map[string]bool)
-	}
-	st := t
-	for st.Kind() == reflect.Pointer {
-		st = st.Elem()
-	}
-	names := map[string]bool{}
-	if st.Kind() == reflect.Struct {
-		for f := range st.Fields() {
-			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-			switch {
-			case !f.IsExported() || tag == "-":
-			case tag != "":
-				names[tag] = true
-			default:
-				names[f.Name] = true
-			}
-		}
-	}
-	jsonFields.Store(t, names)
-	return names
-}
-
-// jsonKind names the JSON type a Go type decodes from, for error messages.
-func jsonKind(t reflect.Type) string {
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
-		reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		return "an array"
-	default:
-		return "an object"
-	}
-}
-
 // validatePost trims and checks a message.
-func validatePost(in postInput, maxContent int) (postInput, *apiError) {
-	var e *apiError
+func validatePost(in postInput, maxContent int) (postInput, *httpx.Error) {
+	var e *httpx.Error
 	if in.Username, e = validateName("username", in.Username); e != nil {
 		return in, e
 	}
 	in.Content = strings.TrimSpace(newlines.Replace(in.Content))
 	switch {
 	case in.Content == "":
-		return in, badRequest("content is required")
+		return in, httpx.BadRequest("content is required")
 	case utf8.RuneCountInString(in.Content) > maxContent:
-		return in, &apiError{http.StatusBadRequest, fmt.Sprintf("content is longer than %d characters", maxContent)}
+		return in, httpx.BadRequest("content is longer than %d characters", maxContent)
 	case strings.ContainsFunc(in.Content, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
-		return in, badRequest("content must not contain control characters other than newline and tab")
+		return in, httpx.BadRequest("content must not contain control characters other than newline and tab")
 	case !text.Visible(in.Content):
-		return in, badRequest("content must contain at least one visible character")
+		return in, httpx.BadRequest("content must contain at least one visible character")
 	}
 	return in, nil
 }
@@ -599,18 +400,18 @@ func validatePost(in postInput, maxContent int) (postInput, *apiError) {
 // no control characters, no bidirectional controls and no zero-width
 // characters, and shows at least one visible character (package
 // internal/text), so that no name can pass itself off as another.
-func validateName(field, name string) (string, *apiError) {
+func validateName(field, name string) (string, *httpx.Error) {
 	name = strings.TrimSpace(name)
 	switch {
 	case name == "":
-		return name, badRequest("%s is required", field)
+		return name, httpx.BadRequest("%s is required", field)
 	case utf8.RuneCountInString(name) > maxUsername:
-		return name, badRequest("%s is longer than %d characters", field, maxUsername)
+		return name, httpx.BadRequest("%s is longer than %d characters", field, maxUsername)
 	case strings.ContainsFunc(name, unicode.IsControl):
-		return name, badRequest("%s must not contain control characters", field)
+		return name, httpx.BadRequest("%s must not contain control characters", field)
 	}
 	if err := text.CheckName(field, name); err != nil {
-		return name, badRequest("%s", err.Error())
+		return name, httpx.BadRequest("%s", err.Error())
 	}
 	return name, nil
 }
@@ -624,7 +425,7 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 		defer func() { stats.postLatency.observe(time.Since(start), 1) }()
 		fail := func(status int, msg string) {
 			stats.rejectedPost()
-			writeError(w, status, msg)
+			httpx.WriteError(w, status, msg)
 		}
 		if cfg.banned(r) {
 			fail(http.StatusForbidden, bannedMsg)
@@ -632,34 +433,24 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 		}
 		if cfg.limiter != nil {
 			if ok, wait := cfg.limiter.Allow(cfg.addrOf(r), time.Now()); !ok {
-				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
+				httpx.RetryAfter(w, wait)
 				fail(http.StatusTooManyRequests, "too many messages; slow down")
 				return
 			}
 		}
-		if r.ContentLength > cfg.maxBody {
-			w.Header().Set("Connection", "close")
-			fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", cfg.maxBody))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, cfg.maxBody))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", cfg.maxBody))
-				return
-			}
-			fail(http.StatusBadRequest, "could not read body")
+		body, apiErr := httpx.Body{Max: cfg.maxBody, Log: cfg.logger}.Read(w, r)
+		if apiErr != nil {
+			fail(apiErr.Status, apiErr.Msg)
 			return
 		}
 		in, apiErr := parsePost(r.Header.Get("Content-Type"), body, cfg.maxContent)
 		if apiErr != nil {
-			fail(apiErr.status, apiErr.msg)
+			fail(apiErr.Status, apiErr.Msg)
 			return
 		}
 		key, apiErr := idempotencyKey(r.Header)
 		if apiErr != nil {
-			fail(apiErr.status, apiErr.msg)
+			fail(apiErr.Status, apiErr.Msg)
 			return
 		}
 		msg, repeat, err := room.PostKeyed(r.Context(), in.Username, in.Content, key)
@@ -668,23 +459,23 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			// A retry of a post already stored: the same message, and
 			// nothing sent again.
 			w.Header().Set("Idempotent-Replayed", "true")
-			_ = encode(w, http.StatusOK, msg)
+			_ = httpx.Encode(w, http.StatusOK, msg)
 		case err == nil:
-			_ = encode(w, http.StatusCreated, msg)
+			_ = httpx.Encode(w, http.StatusCreated, msg)
 		case errors.Is(err, errUnconfirmed):
 			// Shutdown could not wait for the journal's fsync: the
 			// message has its id and is being written, but is not
 			// confirmed durable. Not 503, which would say it was not
 			// stored and invite a duplicate.
-			_ = encode(w, http.StatusAccepted, msg)
+			_ = httpx.Encode(w, http.StatusAccepted, msg)
 		case errors.Is(err, errKeyConflict):
 			fail(http.StatusUnprocessableEntity, err.Error())
 		case errors.Is(err, errRoomClosed):
-			w.Header().Set("Retry-After", "2")
-			fail(http.StatusServiceUnavailable, "server is shutting down")
+			stats.rejectedPost()
+			httpx.Unavailable(w, retryShutdown, msgShuttingDown)
 		case errors.Is(err, errJournalBusy):
-			w.Header().Set("Retry-After", "1")
-			fail(http.StatusServiceUnavailable, "server busy; try again")
+			stats.rejectedPost()
+			httpx.Unavailable(w, retryBusy, msgBusy)
 		case r.Context().Err() != nil:
 			// The poster has gone; nobody to answer.
 			stats.rejectedPost()
@@ -697,16 +488,16 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 // idempotencyKey returns the request's Idempotency-Key header ("" if it has
 // none), or a 400 error if the header is repeated or not 1 to 128 visible
 // ASCII characters.
-func idempotencyKey(h http.Header) (string, *apiError) {
+func idempotencyKey(h http.Header) (string, *httpx.Error) {
 	vals := h.Values("Idempotency-Key")
 	switch {
 	case len(vals) == 0:
 		return "", nil
 	case len(vals) > 1:
-		return "", badRequest("Idempotency-Key given more than once")
+		return "", httpx.BadRequest("Idempotency-Key given more than once")
 	}
 	if err := idem.CheckKey(vals[0]); err != nil {
-		return "", badRequest("%s", err.Error())
+		return "", httpx.BadRequest("%s", err.Error())
 	}
 	return vals[0], nil
 }
@@ -715,23 +506,23 @@ func idempotencyKey(h http.Header) (string, *apiError) {
 // and after (message ids), and limit (1 or more; capped at
 // maxHistoryLimit, defaultHistoryLimit if absent). Anything else, or any
 // parameter given twice, is a 400 error.
-func parseHistoryQuery(rawQuery string) (historyQuery, *apiError) {
+func parseHistoryQuery(rawQuery string) (historyQuery, *httpx.Error) {
 	q := historyQuery{limit: defaultHistoryLimit}
 	vals, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return q, badRequest("malformed query string")
+		return q, httpx.BadRequest("malformed query string")
 	}
 	for k, v := range vals {
 		if k != "before" && k != "after" && k != "limit" {
-			return q, badRequest("unknown parameter %q; use before, after and limit", truncate(k, 40))
+			return q, httpx.BadRequest("unknown parameter %q; use before, after and limit", httpx.Truncate(k, 40))
 		}
 		if len(v) > 1 {
-			return q, badRequest("parameter %q given more than once", k)
+			return q, httpx.BadRequest("parameter %q given more than once", k)
 		}
 	}
 	if _, ok := vals["before"]; ok {
 		if _, ok := vals["after"]; ok {
-			return q, badRequest("give before or after, not both")
+			return q, httpx.BadRequest("give before or after, not both")
 		}
 	}
 	for _, name := range []string{"before", "after"} {
@@ -741,7 +532,7 @@ func parseHistoryQuery(rawQuery string) (historyQuery, *apiError) {
 		}
 		epoch, seq, err := record.ParseID(v[0])
 		if err != nil {
-			return q, badRequest("%s: %s", name, err.Error())
+			return q, httpx.BadRequest("%s: %s", name, err.Error())
 		}
 		p := &position{id: v[0], epoch: epoch, seq: seq}
 		if name == "before" {
@@ -753,7 +544,7 @@ func parseHistoryQuery(rawQuery string) (historyQuery, *apiError) {
 	if v, ok := vals["limit"]; ok {
 		n, err := strconv.ParseUint(v[0], 10, 32)
 		if err != nil || n == 0 {
-			return q, badRequest("limit must be a whole number from 1 to %d", maxHistoryLimit)
+			return q, httpx.BadRequest("limit must be a whole number from 1 to %d", maxHistoryLimit)
 		}
 		q.limit = int(min(n, maxHistoryLimit))
 	}
@@ -767,18 +558,17 @@ func handleHistory(room *ChatRoom) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q, apiErr := parseHistoryQuery(r.URL.RawQuery)
 		if apiErr != nil {
-			writeError(w, apiErr.status, apiErr.msg)
+			apiErr.Write(w)
 			return
 		}
 		page, err := room.History(r.Context(), q)
 		switch {
 		case err == nil:
 		case errors.Is(err, errUnknownID):
-			writeError(w, http.StatusNotFound, "this server does not know that id (it is from another run of the server, or from the future)")
+			httpx.WriteError(w, http.StatusNotFound, "this server does not know that id (it is from another run of the server, or from the future)")
 			return
 		case errors.Is(err, errRoomClosed):
-			w.Header().Set("Retry-After", "2")
-			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			httpx.Unavailable(w, retryShutdown, msgShuttingDown)
 			return
 		default:
 			return // the client has gone
@@ -817,8 +607,7 @@ func handlePresence(room *ChatRoom) http.Handler {
 		b, err := room.Presence(r.Context())
 		if err != nil {
 			if errors.Is(err, errRoomClosed) {
-				w.Header().Set("Retry-After", "2")
-				writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+				httpx.Unavailable(w, retryShutdown, msgShuttingDown)
 			}
 			return
 		}
@@ -833,32 +622,14 @@ func handlePresence(room *ChatRoom) http.Handler {
 
 // parseTyping decodes and validates the body of POST /typing: a JSON object
 // or a form with the one field username.
-func parseTyping(contentType string, body []byte) (string, *apiError) {
-	mediaType, e := bodyMediaType(contentType)
-	if e != nil {
+func parseTyping(contentType string, body []byte) (string, *httpx.Error) {
+	var in struct {
+		Username string `json:"username"`
+	}
+	if e := (httpx.Body{Types: postTypes}).Decode(contentType, body, &in); e != nil {
 		return "", e
 	}
-	var name string
-	switch mediaType {
-	case "application/json":
-		if !utf8.Valid(body) {
-			return "", badRequest("body is not valid UTF-8")
-		}
-		var fields struct {
-			Username string `json:"username"`
-		}
-		if e := decodeJSON(body, &fields); e != nil {
-			return "", e
-		}
-		name = fields.Username
-	default:
-		form, e := parseFormFields(body, "username")
-		if e != nil {
-			return "", e
-		}
-		name = form.Get("username")
-	}
-	return validateName("username", name)
+	return validateName("username", in.Username)
 }
 
 // handleTyping serves POST /typing: the person named in the body is typing.
@@ -867,42 +638,31 @@ func parseTyping(contentType string, body []byte) (string, *apiError) {
 func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if cfg.banned(r) {
-			writeError(w, http.StatusForbidden, bannedMsg)
+			httpx.WriteError(w, http.StatusForbidden, bannedMsg)
 			return
 		}
 		if cfg.typingLimiter != nil {
 			if ok, wait := cfg.typingLimiter.Allow(cfg.addrOf(r), time.Now()); !ok {
-				w.Header().Set("Retry-After", strconv.Itoa(max(1, int((wait+time.Second-1)/time.Second))))
-				writeError(w, http.StatusTooManyRequests, "too many typing notices; slow down")
+				httpx.RetryAfter(w, wait)
+				httpx.WriteError(w, http.StatusTooManyRequests, "too many typing notices; slow down")
 				return
 			}
 		}
-		if r.ContentLength > maxTypingBody {
-			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxTypingBody))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTypingBody))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxTypingBody))
-				return
-			}
-			writeError(w, http.StatusBadRequest, "could not read body")
+		body, e := httpx.Body{Max: maxTypingBody, Log: cfg.logger}.Read(w, r)
+		if e != nil {
+			e.Write(w)
 			return
 		}
 		name, e := parseTyping(r.Header.Get("Content-Type"), body)
 		if e != nil {
-			writeError(w, e.status, e.msg)
+			e.Write(w)
 			return
 		}
 		switch err := room.Typing(r.Context(), name); {
 		case err == nil:
 			w.WriteHeader(http.StatusNoContent)
 		case errors.Is(err, errRoomClosed):
-			w.Header().Set("Retry-After", "2")
-			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			httpx.Unavailable(w, retryShutdown, msgShuttingDown)
 		}
 	})
 }
@@ -928,15 +688,15 @@ func resumePosition(r *http.Request) (*position, error) {
 // streamName returns the name a stream request carries in its name query
 // parameter, validated like a post's username, or "" for an anonymous
 // watcher (no name parameter).
-func streamName(r *http.Request) (string, *apiError) {
+func streamName(r *http.Request) (string, *httpx.Error) {
 	v, ok := r.URL.Query()["name"]
 	switch {
 	case !ok:
 		return "", nil
 	case len(v) > 1:
-		return "", badRequest("name given more than once")
+		return "", httpx.BadRequest("name given more than once")
 	case !utf8.ValidString(v[0]):
-		return "", badRequest("name is not valid UTF-8")
+		return "", httpx.BadRequest("name is not valid UTF-8")
 	}
 	return validateName("name", v[0])
 }
@@ -953,17 +713,17 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 		// take one. The page itself sends same-origin; curl sends none.
 		if sfs := r.Header.Get("Sec-Fetch-Site"); sfs == "cross-site" || sfs == "same-site" {
 			stats.rejectedStream()
-			writeError(w, http.StatusForbidden, "cross-site stream refused; open the chat's own page")
+			httpx.WriteError(w, http.StatusForbidden, "cross-site stream refused; open the chat's own page")
 			return
 		}
 		from, err := resumePosition(r)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		name, e := streamName(r)
 		if e != nil {
-			writeError(w, e.status, e.msg)
+			e.Write(w)
 			return
 		}
 		h := w.Header()
@@ -977,7 +737,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 		if cfg.banned(r) {
 			h.Del("Content-Type")
 			stats.rejectedStream()
-			writeError(w, http.StatusForbidden, bannedMsg)
+			httpx.WriteError(w, http.StatusForbidden, bannedMsg)
 			return
 		}
 		c, head, err := room.JoinAs(r.Context(), addr, name, from)
@@ -986,15 +746,13 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			switch {
 			case errors.Is(err, errRoomFull):
 				stats.rejectedStream()
-				h.Set("Retry-After", "5")
-				writeError(w, http.StatusServiceUnavailable, "server full; retry later")
+				httpx.Unavailable(w, retryFull, "server full; retry later")
 			case errors.Is(err, errTooManyStreams):
 				stats.rejectedStream()
-				h.Set("Retry-After", "5")
-				writeError(w, http.StatusTooManyRequests, "too many streams from your address")
+				httpx.RetryAfter(w, retryFull)
+				httpx.WriteError(w, http.StatusTooManyRequests, "too many streams from your address")
 			case errors.Is(err, errRoomClosed):
-				h.Set("Retry-After", "2")
-				writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+				httpx.Unavailable(w, retryShutdown, msgShuttingDown)
 			}
 			return
 		}
@@ -1569,18 +1327,13 @@ const (
 func unauthorized(w http.ResponseWriter, msg string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="chat"`)
 	w.Header().Set("Cache-Control", "no-store")
-	writeError(w, http.StatusUnauthorized, msg)
+	httpx.WriteError(w, http.StatusUnauthorized, msg)
 }
 
 // tooManyFailures answers 429 to an address that sent too many wrong keys.
 func tooManyFailures(w http.ResponseWriter, wait time.Duration) {
-	w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(wait)))
-	writeError(w, http.StatusTooManyRequests, "too many wrong keys from your address; try again later")
-}
-
-// retrySeconds rounds wait up to whole seconds, at least 1, for Retry-After.
-func retrySeconds(wait time.Duration) int {
-	return max(1, int((wait+time.Second-1)/time.Second))
+	httpx.RetryAfter(w, wait)
+	httpx.WriteError(w, http.StatusTooManyRequests, "too many wrong keys from your address; try again later")
 }
 
 // requireRoom passes requests that may use the room: all of them in an
@@ -1616,53 +1369,28 @@ func requireAdmin(cfg serverConfig, next http.Handler) http.Handler {
 		case wait > 0:
 			tooManyFailures(w, wait)
 		case role == auth.Member:
-			writeError(w, http.StatusForbidden, "this needs the admin key")
+			httpx.WriteError(w, http.StatusForbidden, "this needs the admin key")
 		default:
 			unauthorized(w, "this needs the admin key: log in with it, or send Authorization: Bearer <admin key>")
 		}
 	})
 }
 
-// parseLogin reads the key from a POST /login body: a JSON object
+// loginBody is the body of POST /login.
+var loginBody = httpx.Body{Max: maxLoginBody, Types: []string{httpx.JSON, httpx.Form}, Example: `{"key": "..."}`}
+
+// parseLogin decodes the key from a POST /login body: a JSON object
 // {"key": "..."} or a form with the one field key.
-func parseLogin(contentType string, body []byte) (string, *apiError) {
-	mediaType, _, err := mime.ParseMediaType(contentType)
-	if err != nil && contentType != "" {
-		return "", &apiError{http.StatusUnsupportedMediaType, "malformed Content-Type; use application/json or application/x-www-form-urlencoded"}
+func parseLogin(contentType string, body []byte) (string, *httpx.Error) {
+	var in struct {
+		Key string `json:"key"`
 	}
-	var key string
-	switch mediaType {
-	case "application/json":
-		if len(bytes.TrimSpace(body)) == 0 {
-			return "", badRequest(`body is empty; send {"key": "..."}`)
-		}
-		var in struct {
-			Key string `json:"key"`
-		}
-		if e := decodeJSON(body, &in); e != nil {
-			return "", e
-		}
-		key = in.Key
-	case "application/x-www-form-urlencoded":
-		form, err := url.ParseQuery(string(body))
-		if err != nil {
-			return "", badRequest("malformed form body")
-		}
-		for k, v := range form {
-			if k != "key" {
-				return "", badRequest("unknown field %q", truncate(k, 40))
-			}
-			if len(v) > 1 {
-				return "", badRequest("field %q given more than once", k)
-			}
-		}
-		key = form.Get("key")
-	default:
-		return "", &apiError{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-www-form-urlencoded"}
+	if e := loginBody.Decode(contentType, body, &in); e != nil {
+		return "", e
 	}
-	key = strings.TrimSpace(key)
+	key := strings.TrimSpace(in.Key)
 	if key == "" {
-		return "", badRequest("key is required")
+		return "", httpx.BadRequest("key is required")
 	}
 	return key, nil
 }
@@ -1685,24 +1413,14 @@ func handleLogin(cfg serverConfig) http.Handler {
 			return
 		}
 		defer try.Refund()
-		if r.ContentLength > maxLoginBody {
-			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxLoginBody))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxLoginBody))
-		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxLoginBody))
-				return
-			}
-			writeError(w, http.StatusBadRequest, "could not read body")
+		body, apiErr := httpx.Body{Max: loginBody.Max, Log: cfg.logger}.Read(w, r)
+		if apiErr != nil {
+			apiErr.Write(w)
 			return
 		}
 		key, apiErr := parseLogin(r.Header.Get("Content-Type"), body)
 		if apiErr != nil {
-			writeError(w, apiErr.status, apiErr.msg)
+			apiErr.Write(w)
 			return
 		}
 		role := cfg.gate.Keys.RoleOf(key)
@@ -1713,7 +1431,7 @@ func handleLogin(cfg serverConfig) http.Handler {
 		}
 		value, exp, err := cfg.gate.Sessions.Issue(role, now)
 		if err != nil {
-			writeError(w, http.StatusInternalServerError, "could not make a session")
+			httpx.WriteError(w, http.StatusInternalServerError, "could not make a session")
 			return
 		}
 		http.SetCookie(w, &http.Cookie{
@@ -1721,7 +1439,7 @@ func handleLogin(cfg serverConfig) http.Handler {
 			Value:    value,
 			Path:     "/",
 			Expires:  exp,
-			MaxAge:   retrySeconds(exp.Sub(now)),
+			MaxAge:   httpx.Seconds(exp.Sub(now)),
 			HttpOnly: true,
 			Secure:   r.TLS != nil,
 			SameSite: http.SameSiteStrictMode,
@@ -1772,7 +1490,7 @@ func handleSession(cfg serverConfig) http.Handler {
 		if role == auth.None && !cfg.gate.Private() {
 			role = auth.Member // an open room: everyone is a member
 		}
-		_ = encode(w, http.StatusOK, response{cfg.gate.Private(), cfg.gate.Moderated(), role.String()})
+		_ = httpx.Encode(w, http.StatusOK, response{cfg.gate.Private(), cfg.gate.Moderated(), role.String()})
 	})
 }
 
@@ -1782,6 +1500,9 @@ const (
 	maxBanBody = 4 << 10
 )
 
+// banBody is the body of POST /bans.
+var banBody = httpx.Body{Max: maxBanBody, Types: []string{httpx.JSON}, Example: `{"addr": "...", "for": "1h"}`}
+
 // handleDeleteMessage serves DELETE /messages/{id}: the message leaves
 // history and every stream gets a "delete" event, which has its own id in
 // the sequence. It answers 200 with the deletion, 404 for an id that
@@ -1790,25 +1511,23 @@ func handleDeleteMessage(room *ChatRoom) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		if _, _, err := record.ParseID(id); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		d, err := room.Delete(r.Context(), id)
 		switch {
 		case err == nil:
-			_ = encode(w, http.StatusOK, deletionRecord{ID: d.ID, Delete: d.deletes, Time: d.Time})
+			_ = httpx.Encode(w, http.StatusOK, deletionRecord{ID: d.ID, Delete: d.deletes, Time: d.Time})
 		case errors.Is(err, errNoSuchMessage):
-			writeError(w, http.StatusNotFound, "no such message: "+truncate(id, 40))
+			httpx.WriteError(w, http.StatusNotFound, "no such message: "+httpx.Truncate(id, 40))
 		case errors.Is(err, errRoomClosed), errors.Is(err, errUnconfirmed):
-			w.Header().Set("Retry-After", "2")
-			writeError(w, http.StatusServiceUnavailable, "server is shutting down")
+			httpx.Unavailable(w, retryShutdown, msgShuttingDown)
 		case errors.Is(err, errJournalBusy):
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "server busy; try again")
+			httpx.Unavailable(w, retryBusy, msgBusy)
 		case r.Context().Err() != nil:
 			// The moderator has gone; nobody to answer.
 		default:
-			writeError(w, http.StatusInternalServerError, "could not store the deletion")
+			httpx.WriteError(w, http.StatusInternalServerError, "could not store the deletion")
 		}
 	})
 }
@@ -1844,7 +1563,7 @@ func handleListBans(cfg serverConfig) http.Handler {
 		for _, b := range cfg.bans.All(time.Now()) {
 			out.Bans = append(out.Bans, toBanJSON(b))
 		}
-		_ = encode(w, http.StatusOK, out)
+		_ = httpx.Encode(w, http.StatusOK, out)
 	})
 }
 
@@ -1855,39 +1574,23 @@ func handleListBans(cfg serverConfig) http.Handler {
 // 201 with the ban.
 func handleAddBan(room *ChatRoom, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > maxBanBody {
-			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxBanBody))
-			return
-		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBanBody))
-		if err != nil {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than %d bytes", maxBanBody))
-			return
-		}
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
-			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
-			return
-		}
-		if len(bytes.TrimSpace(body)) == 0 {
-			writeError(w, http.StatusBadRequest, `body is empty; send {"addr": "...", "for": "1h"}`)
-			return
-		}
 		var in struct {
 			Addr string `json:"addr"`
 			For  string `json:"for"`
 		}
-		if e := decodeJSON(body, &in); e != nil {
-			writeError(w, e.status, e.msg)
+		body := banBody
+		body.Log = cfg.logger
+		if e := body.Parse(w, r, &in); e != nil {
+			e.Write(w)
 			return
 		}
 		if in.Addr == "" {
-			writeError(w, http.StatusBadRequest, "addr is required")
+			httpx.WriteError(w, http.StatusBadRequest, "addr is required")
 			return
 		}
 		p, err := ban.Parse(in.Addr)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "addr: "+err.Error())
+			httpx.WriteError(w, http.StatusBadRequest, "addr: "+err.Error())
 			return
 		}
 		now := time.Now()
@@ -1895,7 +1598,7 @@ func handleAddBan(room *ChatRoom, cfg serverConfig) http.Handler {
 		if in.For != "" {
 			d, err := time.ParseDuration(in.For)
 			if err != nil || d <= 0 {
-				writeError(w, http.StatusBadRequest, `for must be a positive duration such as "30m" or "24h"`)
+				httpx.WriteError(w, http.StatusBadRequest, `for must be a positive duration such as "30m" or "24h"`)
 				return
 			}
 			until = now.Add(d)
@@ -1903,16 +1606,16 @@ func handleAddBan(room *ChatRoom, cfg serverConfig) http.Handler {
 		b, err := cfg.bans.Add(p, until, now)
 		switch {
 		case errors.Is(err, ban.ErrFull):
-			writeError(w, http.StatusConflict, fmt.Sprintf("the ban list is full (%d bans); lift some first", ban.MaxBans))
+			httpx.WriteError(w, http.StatusConflict, fmt.Sprintf("the ban list is full (%d bans); lift some first", ban.MaxBans))
 			return
 		case err != nil:
-			writeError(w, http.StatusInternalServerError, "could not save the ban list")
+			httpx.WriteError(w, http.StatusInternalServerError, "could not save the ban list")
 			return
 		}
 		n, _ := room.Kick(r.Context(), func(addr string) bool { return ban.Covers(b, addr) })
 		out := toBanJSON(b)
 		out.StreamsClosed = &n
-		_ = encode(w, http.StatusCreated, out)
+		_ = httpx.Encode(w, http.StatusCreated, out)
 	})
 }
 
@@ -1922,15 +1625,15 @@ func handleLiftBan(cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := ban.Parse(r.PathValue("addr"))
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
 			return
 		}
 		ok, err := cfg.bans.Remove(p, time.Now())
 		switch {
 		case err != nil:
-			writeError(w, http.StatusInternalServerError, "could not save the ban list")
+			httpx.WriteError(w, http.StatusInternalServerError, "could not save the ban list")
 		case !ok:
-			writeError(w, http.StatusNotFound, "no ban on "+ban.Format(p))
+			httpx.WriteError(w, http.StatusNotFound, "no ban on "+ban.Format(p))
 		default:
 			w.WriteHeader(http.StatusNoContent)
 		}

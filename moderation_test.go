@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -472,4 +474,36 @@ func idLess(t *testing.T, a, b string) bool {
 	ea, sa := mustParseID(t, a)
 	eb, sb := mustParseID(t, b)
 	return ea < eb || (ea == eb && sa < sb)
+}
+
+// TestAbortedBodyIsNot413 sends every endpoint that takes a body a request
+// whose client stops after part of the body: each answers 400 (the body
+// could not be read), not 413 (the body is not too large), and nothing is
+// stored.
+func TestAbortedBodyIsNot413(t *testing.T) {
+	ts := startServer(t, "-admin-key", "boss")
+	for _, path := range []string{"/bans", "/post", "/typing", "/login"} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer boss\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"addr\":", path)
+		_ = conn.(*net.TCPConn).CloseWrite()
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "could not read body") {
+			t.Errorf("POST %s with an aborted body: %d %s, want 400", path, resp.StatusCode, body)
+		}
+	}
+	if list := mustSend(t, http.DefaultClient, "GET", ts.URL+"/bans", "", "", admin()); strings.TrimSpace(string(list.body)) != `{"bans":[]}` {
+		t.Errorf("bans after aborted requests: %s", list.body)
+	}
+	if hist := historyIDs(t, ts.URL, nil); len(hist) != 0 {
+		t.Errorf("history after aborted posts: %v", hist)
+	}
 }
