@@ -1596,9 +1596,9 @@ func handleAddBan(room *ChatRoom, cfg serverConfig) http.Handler {
 		now := time.Now()
 		var until time.Time
 		if in.For != "" {
-			d, err := time.ParseDuration(in.For)
-			if err != nil || d <= 0 {
-				httpx.WriteError(w, http.StatusBadRequest, `for must be a positive duration such as "30m" or "24h"`)
+			d, err := ban.ParseDuration(in.For)
+			if err != nil {
+				httpx.WriteError(w, http.StatusBadRequest, "for: "+err.Error())
 				return
 			}
 			until = now.Add(d)

@@ -26,7 +26,16 @@ const (
 	// ipv6Prefix is the longest IPv6 prefix a ban takes: the per-address
 	// key of the rate limits is an IPv6 address's /64.
 	ipv6Prefix = 64
+	// MinDuration is the shortest ban with an end: shorter ones would end
+	// before they could be seen.
+	MinDuration = time.Second
 )
+
+// reserved is ::/64, the IPv6 block of the unspecified and loopback
+// addresses and of the IPv4-mapped and IPv4-compatible forms: no client
+// has an address of its own there, so a ban widened to it would miss its
+// target (and ban ::1).
+var reserved = netip.MustParsePrefix("::/64")
 
 // Errors of List.
 var (
@@ -59,7 +68,11 @@ func Format(p netip.Prefix) string {
 // Parse reads an address or prefix ("203.0.113.7", "10.0.0.0/8",
 // "2001:db8::1", "2001:db8::/48") and returns the prefix a ban on it
 // covers: masked, IPv4-mapped IPv6 turned into IPv4, zones dropped, and
-// IPv6 widened to at most /64.
+// IPv6 widened to at most /64. It refuses a prefix length outside the
+// family's range, an IPv4-mapped prefix shorter than /96 (it would reach
+// beyond IPv4), and any other address or prefix longer than /64 inside
+// ::/64 but the loopback ::1 (an IPv4-compatible "::10.9.9.18", say),
+// which would be widened to ::/64 and ban none of the addresses meant.
 func Parse(s string) (netip.Prefix, error) {
 	var p netip.Prefix
 	if a, err := netip.ParseAddr(s); err == nil {
@@ -68,16 +81,31 @@ func Parse(s string) (netip.Prefix, error) {
 	} else {
 		p, err = netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or prefix", truncate(s, 60))
+			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or prefix (IPv4 up to /32, IPv6 up to /128)", truncate(s, 60))
 		}
-		if p.Addr().Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		} else if a.Is4In6() {
+			return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped prefix shorter than /96, which reaches beyond IPv4; write the IPv4 address or prefix (%s) instead", truncate(s, 60), a.Unmap())
 		}
+	}
+	if a := p.Addr(); a.Is6() && p.Bits() > ipv6Prefix && reserved.Contains(a) && a != netip.IPv6Loopback() {
+		return netip.Prefix{}, fmt.Errorf("%q is an IPv4-compatible or reserved IPv6 address, which no client uses (a ban would cover ::/64); write an IPv4 address as a.b.c.d", truncate(s, 60))
 	}
 	if p.Addr().Is6() && p.Bits() > ipv6Prefix {
 		p = netip.PrefixFrom(p.Addr(), ipv6Prefix)
 	}
 	return p.Masked(), nil
+}
+
+// ParseDuration reads how long a ban lasts ("30m", "24h"): at least
+// MinDuration.
+func ParseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < MinDuration {
+		return 0, fmt.Errorf("%q is not a duration of at least %v, such as \"30m\" or \"24h\"", truncate(s, 40), MinDuration)
+	}
+	return d, nil
 }
 
 // Key returns the address or prefix a rate-limit key names (an IPv4
@@ -110,7 +138,11 @@ func New() *List { return &List{} }
 
 // Open returns the list saved at path, or an empty one if the file does
 // not exist yet. Every change is saved to path (written to path+".tmp",
-// synced and renamed over path). Bans that have expired are dropped.
+// synced and renamed over path). Bans that have expired are dropped, and a
+// later entry for a prefix replaces an earlier one (so lifting it works). A file that cannot be
+// read or parsed, or that holds more than MaxBans bans in force (the server
+// never writes one), is refused with an error that says how to move it
+// aside: starting without the bans it holds would lift them unannounced.
 func Open(path string, now time.Time) (*List, error) {
 	l := &List{path: path}
 	data, err := os.ReadFile(path)
@@ -118,26 +150,42 @@ func Open(path string, now time.Time) (*List, error) {
 		return l, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read ban list: %w", err)
+		return nil, unusable(path, err)
 	}
 	var saved []saved
 	if err := json.Unmarshal(data, &saved); err != nil {
-		return nil, fmt.Errorf("ban list %s: %w", path, err)
+		return nil, unusable(path, err)
 	}
+	at := make(map[netip.Prefix]int) // where each prefix is in l.bans
 	for i, s := range saved {
 		p, err := Parse(s.Addr)
 		if err != nil {
-			return nil, fmt.Errorf("ban list %s entry %d: %w", path, i+1, err)
+			return nil, unusable(path, fmt.Errorf("entry %d: %w", i+1, err))
 		}
 		b := Ban{Prefix: p}
 		if s.Until != nil {
 			b.Until = *s.Until
 		}
-		if b.Until.IsZero() || b.Until.After(now) {
-			l.bans = append(l.bans, b)
+		if !b.Until.IsZero() && !b.Until.After(now) {
+			continue
 		}
+		if j, ok := at[p]; ok {
+			l.bans[j] = b
+			continue
+		}
+		at[p] = len(l.bans)
+		l.bans = append(l.bans, b)
+	}
+	if len(l.bans) > MaxBans {
+		return nil, unusable(path, fmt.Errorf("%d bans in force, more than the %d the server keeps", len(l.bans), MaxBans))
 	}
 	return l, nil
+}
+
+// unusable returns the error for a ban list file that the server will not
+// start with.
+func unusable(path string, err error) error {
+	return fmt.Errorf("ban list %s cannot be used; fix it, or move it aside to start without its bans (mv %s %s.bad): %w", path, path, path, err)
 }
 
 // saved is one ban as the file holds it.

@@ -1,8 +1,10 @@
 package ban
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -18,6 +20,13 @@ func TestParse(t *testing.T) {
 		{"2001:db8::1/128", "2001:db8::/64"},
 		{"2001:db8:1:2::/48", "2001:db8:1::/48"},
 		{"fe80::1%eth0", "fe80::/64"},
+		{"::ffff:10.9.9.17/120", "10.9.9.0/24"},
+		{"::ffff:10.9.9.17/96", "0.0.0.0/0"},
+		{"::1", "::/64"},
+		{"::1/128", "::/64"},
+		{"::/64", "::/64"},
+		{"::/0", "::/0"},
+		{"0.0.0.0/0", "0.0.0.0/0"},
 	}
 	for _, tt := range tests {
 		p, err := Parse(tt.in)
@@ -29,7 +38,10 @@ func TestParse(t *testing.T) {
 			t.Errorf("Parse(%q) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
-	for _, bad := range []string{"", "example.com", "1.2.3", "1.2.3.4/33", "2001:db8::/129", "1.2.3.4/-1"} {
+	for _, bad := range []string{"", "example.com", "1.2.3", "1.2.3.4/33", "2001:db8::/129", "1.2.3.4/-1",
+		"::ffff:10.9.9.17/80", "::ffff:10.9.9.17/95", "::ffff:1.2.3.4/129", // mapped, beyond IPv4 or any range
+		"::10.9.9.18", "::10.9.9.18/128", "::", "::ffff:0:a09:912", "::2/120"} { // IPv4-compatible, reserved
+
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
@@ -170,5 +182,104 @@ func TestSaveIsPrivate(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("saved ban list: mode %04o, want 0600", fi.Mode().Perm())
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+	}{{"1s", time.Second}, {"30m", 30 * time.Minute}, {"24h", 24 * time.Hour}} {
+		if d, err := ParseDuration(tt.in); err != nil || d != tt.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tt.in, d, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "soon", "1ns", "999ms", "0", "0s", "-1h"} {
+		if d, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, want an error", bad, d)
+		}
+	}
+}
+
+// writeBans writes a ban file holding the given entries (JSON objects).
+func writeBans(t *testing.T, path string, entries []string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("["+strings.Join(entries, ",")+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenRefusesUnusableFiles checks that a ban file the server cannot
+// use stops Open with an error that names the file and says how to move
+// it aside: one that cannot be read, one that does not parse, one with an
+// entry Parse refuses, and one with more bans in force than MaxBans.
+func TestOpenRefusesUnusableFiles(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	dir := t.TempDir()
+	over := make([]string, MaxBans+1)
+	for i := range over {
+		over[i] = fmt.Sprintf(`{"addr":"10.%d.%d.%d","until":null}`, i>>16, (i>>8)&255, i&255)
+	}
+	for _, tt := range []struct {
+		name  string
+		setup func(path string)
+		want  string
+	}{
+		{"unreadable", func(path string) { _ = os.Mkdir(path, 0o700) }, "is a directory"},
+		{"not JSON", func(path string) { _ = os.WriteFile(path, []byte("{not json"), 0o600) }, "invalid character"},
+		{"bad entry", func(path string) { writeBans(t, path, []string{`{"addr":"::10.9.9.18","until":null}`}) }, "entry 1"},
+		{"over the cap", func(path string) { writeBans(t, path, over) }, fmt.Sprintf("%d bans in force, more than the %d", MaxBans+1, MaxBans)},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-")+".bans")
+		tt.setup(path)
+		_, err := Open(path, now)
+		if err == nil {
+			t.Errorf("%s: opened", tt.name)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, tt.want) || !strings.Contains(msg, "mv "+path+" "+path+".bad") {
+			t.Errorf("%s: error %q, want it to say %q and how to move the file aside", tt.name, msg, tt.want)
+		}
+	}
+}
+
+// TestOpenAtTheCap checks a file at the cap, with expired bans and a
+// prefix given twice besides: it loads, a new ban is refused while the list
+// is full, and once a ban is lifted, a new one is taken.
+func TestOpenAtTheCap(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	path := filepath.Join(t.TempDir(), "bans")
+	entries := make([]string, 0, MaxBans+10)
+	for i := range MaxBans {
+		entries = append(entries, fmt.Sprintf(`{"addr":"10.%d.%d.%d","until":null}`, i>>16, (i>>8)&255, i&255))
+	}
+	for i := range 9 {
+		entries = append(entries, fmt.Sprintf(`{"addr":"192.0.2.%d","until":"2020-01-01T00:00:00Z"}`, i))
+	}
+	entries = append(entries, `{"addr":"10.0.0.0","until":"2030-01-01T00:00:00Z"}`)
+	writeBans(t, path, entries)
+	l, err := Open(path, now)
+	if err != nil {
+		t.Fatalf("a file at the cap with expired and repeated entries: %v", err)
+	}
+	if n := len(l.All(now)); n != MaxBans {
+		t.Fatalf("%d bans loaded, want %d", n, MaxBans)
+	}
+	extra, _ := Parse("198.51.100.1")
+	if _, err := l.Add(extra, time.Time{}, now); err != ErrFull {
+		t.Fatalf("Add to the full list: %v, want ErrFull", err)
+	}
+	first, _ := Parse("10.0.0.0")
+	if b, ok := l.Banned("10.0.0.0", now); !ok || b.Until.IsZero() {
+		t.Errorf("the later entry for 10.0.0.0 did not replace the earlier: %v %v", b, ok)
+	}
+	if ok, err := l.Remove(first, now); !ok || err != nil {
+		t.Fatalf("lift 10.0.0.0: %v %v", ok, err)
+	}
+	if _, ok := l.Banned("10.0.0.0", now); ok {
+		t.Error("10.0.0.0 still banned after its ban was lifted")
+	}
+	if _, err := l.Add(extra, time.Time{}, now); err != nil {
+		t.Errorf("Add after a ban was lifted: %v", err)
 	}
 }
