@@ -16,7 +16,8 @@ import (
 // TestFilesArePrivate runs the server with -data, a room key and an admin
 // key under a umask that lets everyone read what is created, and makes it
 // write every file it can (the journal and its lock, a compaction, the
-// session secret, the bans file, then a repair's file of damaged lines).
+// session secret and its keys' fingerprint, the bans file, then a repair's
+// file of damaged lines).
 // Every one of them must be 0600: they hold a private room's messages,
 // its Idempotency-Keys, the key that signs sessions and the bans.
 func TestFilesArePrivate(t *testing.T) {
@@ -56,7 +57,7 @@ func TestFilesArePrivate(t *testing.T) {
 		t.Fatalf("-repair-write: %v\n%s", err, out)
 	}
 
-	want := []string{"chat.jsonl", "chat.jsonl.lock", "chat.jsonl.secret", "chat.jsonl.bans", "chat.jsonl.bad-*"}
+	want := []string{"chat.jsonl", "chat.jsonl.lock", "chat.jsonl.secret", "chat.jsonl.secret.fingerprint", "chat.jsonl.bans", "chat.jsonl.bad-*"}
 	for _, pattern := range want {
 		if m, _ := filepath.Glob(filepath.Join(dir, pattern)); len(m) != 1 {
 			t.Errorf("%s: files %q, want one", pattern, m)

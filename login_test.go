@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -172,5 +173,47 @@ func TestLoginThrottleIPv6(t *testing.T) {
 	other := from("2001:db8:0:100::1")
 	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/login", "application/json", `{"key":"right"}`, other); r.status != http.StatusNoContent {
 		t.Errorf("right key from another /56: %d, want 204", r.status)
+	}
+}
+
+// TestSessionsEndForGoodOnKeyChange restarts a server with -data as its
+// room key goes K1, K2, K1: the session made with the first K1 stays
+// refused, and the change is logged; a restart with the same key keeps
+// sessions.
+func TestSessionsEndForGoodOnKeyChange(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "chat.jsonl")
+	start := func(key string) *testServer { return startServer(t, "-data", data, "-room-key", key) }
+	ts := start("k1")
+	first := sessionCookie(t, login(t, http.DefaultClient, ts.URL, "k1")).Value
+	ts.stop(t)
+	ts = start("k1")
+	if r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/history", "", "", withCookie(first)); r.status != http.StatusOK {
+		t.Errorf("session after a restart with the same key: %d, want 200", r.status)
+	}
+	ts.stop(t)
+	ts = start("k2")
+	check401(t, "session after K1 became K2", mustSend(t, http.DefaultClient, "GET", ts.URL+"/history", "", "", withCookie(first)))
+	if !strings.Contains(ts.logs.String(), "every session has ended") {
+		t.Errorf("the key change is not logged:\n%s", ts.logs)
+	}
+	ts.stop(t)
+	ts = start("k1")
+	check401(t, "K1's session after K1, K2, K1", mustSend(t, http.DefaultClient, "GET", ts.URL+"/history", "", "", withCookie(first)))
+	if r := login(t, http.DefaultClient, ts.URL, "k1"); r.status != http.StatusNoContent {
+		t.Errorf("a new login with K1: %d, want 204", r.status)
+	}
+}
+
+// TestSessionLifetimeFlag checks that a session lifetime under a minute
+// is refused at start with one line that names the flag.
+func TestSessionLifetimeFlag(t *testing.T) {
+	for _, v := range []string{"0", "-1h", "500ms", "59s"} {
+		_, err := parseFlags([]string{"chat", "-room-key", "k", "-session-lifetime", v}, func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "-session-lifetime") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("-session-lifetime %s: %v, want a one-line error naming the flag", v, err)
+		}
+	}
+	if c, err := parseFlags([]string{"chat", "-room-key", "k", "-session-lifetime", "1m"}, func(string) string { return "" }, io.Discard); err != nil || c.sessionLifetime != time.Minute {
+		t.Errorf("-session-lifetime 1m: %v, %v", c.sessionLifetime, err)
 	}
 }

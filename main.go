@@ -193,8 +193,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	case c.repairWrite && c.repair == "":
 		return c, errors.New("-repair-write goes with -repair PATH")
-	case c.sessionLifetime <= 0:
-		return c, errors.New("-session-lifetime must be positive")
+	case c.sessionLifetime < auth.MinLifetime:
+		return c, fmt.Errorf("-session-lifetime %v is too short: sessions must last at least %v", c.sessionLifetime, auth.MinLifetime)
 	}
 	if c.roomKey, err = readKey("room-key", c.roomKey, c.roomKeyFile); err != nil {
 		return c, err
@@ -402,7 +402,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	defer stopMonitor()
 	wg.Go(func() { runMonitor(monCtx, cfg.statsInterval, stats, logger) })
 
-	gate, err := newGate(cfg)
+	gate, err := newGate(cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -526,26 +526,29 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 
 // newGate returns the gate for the keys in cfg. Sessions are signed with a
 // secret kept beside the journal (PATH.secret, mode 0600) with -data, so
-// they survive restarts, or else with a random one.
-func newGate(cfg config) (*auth.Gate, error) {
+// they survive restarts, or else with a random one. With -data, a change
+// of keys since the last start (to no keys included) replaces the secret,
+// which ends every session for good (see auth.LoadSessions).
+func newGate(cfg config, logger *slog.Logger) (*auth.Gate, error) {
 	g := &auth.Gate{Keys: auth.Keys{Room: cfg.roomKey, Admin: cfg.adminKey}}
-	if !g.Private() && !g.Moderated() {
-		return g, nil
-	}
-	var secret []byte
 	var err error
 	if cfg.data != "" {
-		secret, err = auth.LoadSecret(cfg.data + ".secret")
-	} else {
-		secret, err = auth.NewSecret()
+		var rotated bool
+		if g.Sessions, rotated, err = auth.LoadSessions(cfg.data+".secret", g.Keys, cfg.sessionLifetime); rotated {
+			logger.Warn("the keys changed since the last start: every session has ended")
+		}
+	} else if g.Private() || g.Moderated() {
+		var secret []byte
+		if secret, err = auth.NewSecret(); err == nil {
+			g.Sessions, err = auth.NewSessions(secret, g.Keys, cfg.sessionLifetime)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	if g.Sessions, err = auth.NewSessions(secret, g.Keys, cfg.sessionLifetime); err != nil {
-		return nil, err
+	if g.Private() || g.Moderated() {
+		g.Failures = auth.NewThrottle(loginFailures, loginWindow)
 	}
-	g.Failures = auth.NewThrottle(loginFailures, loginWindow)
 	return g, nil
 }
 

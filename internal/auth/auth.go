@@ -286,17 +286,17 @@ func readSecret(path string) ([]byte, error) {
 	return b[:SecretSize], nil
 }
 
-// writeSecret creates path with secret, failing with fs.ErrExist if it is
-// already there, and makes it durable.
-func writeSecret(path string, secret []byte) error {
+// writeSecret creates path (mode 0600) with data, failing with
+// fs.ErrExist if it is already there, and makes it durable.
+func writeSecret(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return err
 		}
-		return fmt.Errorf("create session secret: %w", err)
+		return fmt.Errorf("create %s: %w", path, err)
 	}
-	_, err = f.Write(secret)
+	_, err = f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -305,13 +305,19 @@ func writeSecret(path string, secret []byte) error {
 	}
 	if err != nil {
 		os.Remove(path)
-		return fmt.Errorf("write session secret %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
+	syncDir(path)
+	return nil
+}
+
+// syncDir fsyncs the directory that holds path, so that a file created or
+// renamed there is durable (where the platform allows it).
+func syncDir(path string) {
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	return nil
 }
 
 // Gate tells what a request's credentials allow. Its zero value (no keys)
