@@ -11,7 +11,6 @@
 package natstest
 
 import (
-	"bytes"
 	"fmt"
 	"go/build"
 	"net"
@@ -81,8 +80,6 @@ type Server struct {
 	// when it has been waited for.
 	cmd    *exec.Cmd
 	exited chan struct{}
-	// log collects the output of every run of the process.
-	log *lockedBuffer
 }
 
 // Start starts one server and waits until it is ready. The server is
@@ -166,7 +163,6 @@ func newServer(t testing.TB, bin, name string, opts Options, port, httpPort, clu
 	s := &Server{
 		t: t, bin: bin, name: name, dir: t.TempDir(), opts: opts,
 		port: port, httpPort: httpPort, clusterPort: clusterPort, routes: routes,
-		log: &lockedBuffer{},
 	}
 	if err := os.WriteFile(s.configPath(), []byte(s.config()), 0o600); err != nil {
 		t.Fatalf("natstest: write config: %v", err)
@@ -174,7 +170,7 @@ func newServer(t testing.TB, bin, name string, opts Options, port, httpPort, clu
 	t.Cleanup(func() {
 		s.Kill()
 		if t.Failed() {
-			t.Logf("natstest: log of %s (port %d):\n%s", s.name, s.port, s.log.tail(40))
+			t.Logf("natstest: log of %s (port %d):\n%s", s.name, s.port, s.tail(40))
 		}
 	})
 	return s
@@ -237,8 +233,14 @@ func (s *Server) Name() string { return s.name }
 // StoreDir is the directory of the server's JetStream store.
 func (s *Server) StoreDir() string { return filepath.Join(s.dir, "jetstream") }
 
+// logPath is the file the server's output goes to, over all its runs.
+func (s *Server) logPath() string { return filepath.Join(s.dir, "nats.log") }
+
 // Log returns everything the server has written so far, over all its runs.
-func (s *Server) Log() string { return s.log.String() }
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.logPath()) // no file yet means no output yet
+	return string(b)
+}
 
 // start starts the process and waits until it is ready.
 func (s *Server) start() error {
@@ -255,14 +257,20 @@ func (s *Server) spawn() error {
 	if s.cmd != nil {
 		return fmt.Errorf("%s is already running", s.name)
 	}
+	log, err := os.OpenFile(s.logPath(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
 	cmd := exec.Command(s.bin, "-c", s.configPath())
-	cmd.Stdout, cmd.Stderr = s.log, s.log
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
+		log.Close()
 		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
 	exited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait() // the exit status of a killed test server says nothing
+		log.Close()
 		close(exited)
 	}()
 	s.cmd, s.exited = cmd, exited
@@ -284,7 +292,7 @@ func (s *Server) waitReady() error {
 			s.mu.Lock()
 			s.cmd = nil
 			s.mu.Unlock()
-			return fmt.Errorf("%s exited at start: %s", s.name, s.log.tail(5))
+			return fmt.Errorf("%s exited at start: %s", s.name, s.tail(5))
 		default:
 		}
 		if resp, err := client.Get(url); err == nil {
@@ -294,7 +302,7 @@ func (s *Server) waitReady() error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %v: %s", s.name, ReadyTimeout, s.log.tail(5))
+			return fmt.Errorf("%s not ready after %v: %s", s.name, ReadyTimeout, s.tail(5))
 		}
 		time.Sleep(pollEvery) // the pause of a bounded poll, not a synchronisation
 	}
@@ -438,30 +446,9 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// lockedBuffer is a bytes.Buffer that a process's output and a test may
-// use at once.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-// Write appends p.
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// tail returns the last n lines written.
-func (b *lockedBuffer) tail(n int) string {
-	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+// tail returns the last n lines of the server's log.
+func (s *Server) tail(n int) string {
+	lines := strings.Split(strings.TrimRight(s.Log(), "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
