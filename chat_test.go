@@ -756,14 +756,35 @@ func TestPageAndHeaders(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || !bytes.Equal(body, indexHTML) {
+	page, err := pageFiles.ReadFile("index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !bytes.Equal(body, page) {
 		t.Fatalf("GET / = %d with %d bytes, want 200 and the page", resp.StatusCode, len(body))
 	}
+	// The page's script and style are files of this server: the policy
+	// allows those and nothing inline.
 	csp := resp.Header.Get("Content-Security-Policy")
-	for _, want := range []string{"default-src 'none'", "script-src 'sha256-", "style-src 'sha256-", "connect-src 'self'", "frame-ancestors 'none'"} {
+	for _, want := range []string{"default-src 'none'", "script-src 'self';", "style-src 'self';", "connect-src 'self'", "frame-ancestors 'none'"} {
 		if !strings.Contains(csp, want) {
 			t.Errorf("CSP %q lacks %q", csp, want)
 		}
+	}
+	for _, bad := range []string{"sha256-", "unsafe-inline", "nonce-"} {
+		if strings.Contains(csp, bad) {
+			t.Errorf("CSP %q allows inline code (%q)", csp, bad)
+		}
+	}
+	// No inline script or style is left: each <script> loads a file and
+	// holds nothing, and there is no <style> element or style attribute.
+	for _, tag := range regexp.MustCompile(`(?is)<script([^>]*)>(.*?)</script>`).FindAllSubmatch(body, -1) {
+		if !regexp.MustCompile(`\ssrc="[^"]+"`).Match(tag[1]) || len(bytes.TrimSpace(tag[2])) != 0 {
+			t.Errorf("inline script in the page: %.80q", tag[0])
+		}
+	}
+	if m := regexp.MustCompile(`(?i)<style|\sstyle\s*=`).Find(body); m != nil {
+		t.Errorf("inline style in the page: %q", m)
 	}
 	for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Content-Type": "text/html; charset=utf-8"} {
 		if got := resp.Header.Get(k); got != want {

@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	_ "embed"
-	"encoding/base64"
+	"embed"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +26,7 @@ import (
 	"chat/internal/idem"
 	"chat/internal/limit"
 	"chat/internal/record"
+	"chat/internal/static"
 	"chat/internal/text"
 )
 
@@ -92,8 +91,24 @@ const (
 // heartbeat is the comment line an idle stream receives.
 var heartbeat = []byte(": ping\n\n")
 
-//go:embed index.html
-var indexHTML []byte
+// pageFiles are the page (index.html) and its script and style (web/).
+//
+//go:embed index.html web
+var pageFiles embed.FS
+
+// pageCSP is the page's Content-Security-Policy: its script and style are
+// this server's own files, it talks to this server only, and nothing else
+// loads or frames it.
+const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
+	"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// site serves the page and its files, each with its ETag and the page's
+// security headers.
+var site = static.MustLoad(pageFiles, http.Header{
+	"Content-Security-Policy": {pageCSP},
+	"Referrer-Policy":         {"no-referrer"},
+	"X-Frame-Options":         {"DENY"},
+})
 
 // serverConfig holds the settings of the HTTP handlers.
 type serverConfig struct {
@@ -170,7 +185,8 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		access       access
 		h            http.Handler
 	}{
-		{"GET", "/{$}", accessOpen, handleIndex(indexHTML)},
+		{"GET", "/{$}", accessOpen, site.File("index.html")},
+		{"GET", "/web/{file...}", accessOpen, site.Dir("/web/")},
 		{"POST", "/post", accessRoom, crossOriginProtection(stats, handlePost(room, stats, cfg))},
 		{"GET", "/stream", accessRoom, handleStream(room, stats, streams, cfg, logger)},
 		{"GET", "/history", accessRoom, handleHistory(room)},
@@ -277,46 +293,6 @@ func handleMethodNotAllowed(allow string) http.Handler {
 		w.Header().Set("Allow", allow)
 		httpx.WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", httpx.Truncate(r.Method, 20), allow))
 	})
-}
-
-// handleIndex serves the page with a Content-Security-Policy that allows
-// exactly its own inline script and style and nothing from elsewhere.
-func handleIndex(page []byte) http.Handler {
-	csp := pageCSP(page)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Content-Security-Policy", csp)
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Cache-Control", "no-cache")
-		h.Set("Content-Length", strconv.Itoa(len(page)))
-		if r.Method == http.MethodHead {
-			return
-		}
-		_, _ = w.Write(page)
-	})
-}
-
-// pageCSP returns the Content-Security-Policy for page: its first inline
-// <script> and <style> are allowed by their SHA-256 hashes.
-func pageCSP(page []byte) string {
-	hash := func(open, closing string) string {
-		i := bytes.Index(page, []byte(open))
-		if i < 0 {
-			return "'none'"
-		}
-		body := page[i+len(open):]
-		j := bytes.Index(body, []byte(closing))
-		if j < 0 {
-			return "'none'"
-		}
-		sum := sha256.Sum256(body[:j])
-		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-	}
-	return "default-src 'none'; script-src " + hash("<script>", "</script>") +
-		"; style-src " + hash("<style>", "</style>") +
-		"; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 }
 
 // handleStats serves the statistics as JSON.
