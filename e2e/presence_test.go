@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -200,5 +202,85 @@ func TestPresencePhone(t *testing.T) {
 	if !strings.Contains(mustEval[string](tb, `document.getElementById('people-list').textContent`), "pat") {
 		t.Error("the opened list does not show pat")
 	}
+	checkClean(t, tb)
+}
+
+// noSharing takes BroadcastChannel and Web Locks away before the page's
+// scripts run, as in a browser without them: each tab reads its own
+// stream (solo). It also records the URL of every stream the page opens.
+const noSharing = `delete window.BroadcastChannel;
+Object.defineProperty(Navigator.prototype, 'locks', {get: () => undefined, configurable: true});
+window.__streams = [];
+const fetchBefore = window.fetch;
+window.fetch = function (input, init) {
+  const u = String(input instanceof Request ? input.url : input);
+  if (/^(.*\/)?stream(\?|$)/.test(u)) window.__streams.push(u);
+  return fetchBefore.apply(this, arguments);
+};`
+
+// roster returns the names GET /presence lists, and how many streams
+// watch without a name.
+func (s *server) roster(t *testing.T) ([]string, int, error) {
+	res, err := http.Get(s.URL() + "/presence")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer res.Body.Close()
+	var p struct {
+		People []struct {
+			Name string `json:"name"`
+		} `json:"people"`
+		Anonymous int `json:"anonymous"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&p); err != nil {
+		return nil, 0, err
+	}
+	var names []string
+	for _, x := range p.People {
+		names = append(names, x.Name)
+	}
+	return names, p.Anonymous, nil
+}
+
+// A solo tab (no BroadcastChannel, no Web Locks) opens its first stream
+// after a reload with the name saved in the browser, so the person is on
+// the list from that first stream, not only once it reopens.
+func TestSoloReloadKeepsName(t *testing.T) {
+	needBrowser(t)
+	srv := startServer(t, "-presence-interval", "200ms")
+	tb := newBrowser(t).open(t, "solo", srv.URL()+"/", withScript(noSharing))
+	waitFor(t, longWait, "the tab live on its own", func() (bool, string) {
+		st := tb.mustState()
+		return st.State == "live" && st.Role == "solo", st.State + " " + st.Role
+	})
+	tb.do(setField("#name", "zoe"))
+	waitFor(t, shortWait, "zoe on the server's list", func() (bool, string) {
+		names, anonymous, err := srv.roster(t)
+		return err == nil && slices.Equal(names, []string{"zoe"}) && anonymous == 0, fmt.Sprintf("%q %d %v", names, anonymous, err)
+	})
+
+	tb.do(chromedp.Reload())
+	waitFor(t, longWait, "the reloaded tab live on its own", func() (bool, string) {
+		st := tb.mustState()
+		return st.State == "live" && st.Role == "solo", st.State + " " + st.Role
+	})
+	if name := mustEval[string](tb, `document.getElementById('name').value`); name != "zoe" {
+		t.Fatalf("after the reload the name field holds %q, want %q", name, "zoe")
+	}
+	// The stream of the page before the reload may linger a few seconds
+	// on the server: once it is gone, the one stream left is the first
+	// the reloaded page opened.
+	waitFor(t, longWait, "one stream on the server", func() (bool, string) {
+		n, err := srv.clients(t)
+		return err == nil && n == 1, fmt.Sprintf("clients=%d err=%v", n, err)
+	})
+	if names, anonymous, err := srv.roster(t); err != nil || !slices.Equal(names, []string{"zoe"}) || anonymous != 0 {
+		t.Errorf("after the reload GET /presence lists %q and %d anonymous streams (%v), want zoe alone", names, anonymous, err)
+	}
+	streams := mustEval[[]string](tb, `window.__streams`)
+	if len(streams) != 1 || !strings.Contains(streams[0], "name=zoe") {
+		t.Errorf("after the reload the page opened the streams %q, want one, with name=zoe", streams)
+	}
+	waitPeople(t, tb, "1 person", "zoe (you)")
 	checkClean(t, tb)
 }
