@@ -8,13 +8,14 @@ package static
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"net/http"
 	"path"
 	"strconv"
 	"strings"
+
+	"chat/internal/httpx"
 )
 
 // cacheControl lets a browser keep every file but makes it ask, with the
@@ -152,7 +153,7 @@ func (s *Set) Dir(prefix string) http.Handler {
 		// an empty, "." or ".." element names none of them.
 		f, ok := s.files[strings.TrimPrefix(r.URL.Path, "/")]
 		if !ok || !strings.HasPrefix(r.URL.Path, prefix) {
-			writeError(w, http.StatusNotFound, "no such file: "+truncate(r.URL.Path, 100))
+			httpx.WriteError(w, http.StatusNotFound, "no such file: "+httpx.Truncate(r.URL.Path, 100))
 			return
 		}
 		s.serve(w, r, f)
@@ -166,7 +167,7 @@ func (s *Set) serve(w http.ResponseWriter, r *http.Request, f *file) {
 	h := w.Header()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, "method "+truncate(r.Method, 20)+" not allowed; use GET, HEAD")
+		httpx.WriteError(w, http.StatusMethodNotAllowed, "method "+httpx.Truncate(r.Method, 20)+" not allowed; use GET, HEAD")
 		return
 	}
 	for k, v := range s.header {
@@ -218,25 +219,4 @@ func noneMatch(lines []string, etag string) bool {
 		}
 	}
 	return false
-}
-
-// errorBody is the JSON body of an error answer.
-type errorBody struct {
-	Error string `json:"error"`
-}
-
-// writeError writes a JSON error answer.
-func writeError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(errorBody{Error: msg})
-}
-
-// truncate shortens s to at most n bytes, for echoing a request's words
-// back in an error.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
