@@ -24,11 +24,12 @@ let connected = false, everLive = false, failures = 0, retryTimer = 0;
 let retryMs = 1000;                // the server's "retry:" field
 let lastByteAt = 0, lastPingAt = 0, pingGap = 0, watchdog = 0;
 
-// The name the stream carries, so that the person is on the list: the
-// name last entered in any tab of this browser (they share one stream),
-// or this tab's own without Web Locks. Empty (an anonymous watcher) until
-// a usable name is entered.
 let streamNameNow = '';            // the name the current stream was opened with
+
+// wantedName returns the name the stream carries, so that the person is
+// on the list: the name last entered in any tab of this browser (they
+// share one stream), or this tab's own without Web Locks. Empty (an
+// anonymous watcher) until a usable name is entered.
 function wantedName() {
   let n = myName();
   if (role === 'leader') {
@@ -36,6 +37,9 @@ function wantedName() {
   }
   return validName(n) && n !== refusedName ? n : '';
 }
+
+// streamURL is the stream's address: with the name, resuming after the
+// last event seen.
 function streamURL(name) {
   const q = [];
   if (name) q.push('name=' + encodeURIComponent(name));
@@ -58,6 +62,8 @@ export function nameChanged(now) {
   if (now) check(); else nameTimer = setTimeout(check, NAME_SETTLE);
 }
 
+// onStreamEvent turns one event of the stream into a page event, applies
+// it, and relays it to the other tabs; it drops what it cannot read.
 function onStreamEvent(type, data, id) {
   let ev = null;
   if (type === 'message') {
@@ -95,12 +101,15 @@ function onStreamEvent(type, data, id) {
   relay(ev);
 }
 
+// backoff returns the wait before the next try after one more failure:
+// doubling from the server's retry, at most 10 s, with jitter.
 function backoff() {
   failures++;
   const base = Math.min(10000, Math.max(retryMs, 250) * 2 ** Math.min(failures - 1, 6));
   return base / 2 + Math.random() * base / 2;
 }
 
+// retryLater reconnects after ms.
 function retryLater(ms) {
   clearTimeout(retryTimer);
   retryTimer = setTimeout(connect, ms);

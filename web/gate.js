@@ -31,6 +31,7 @@ function showGate(mode) {
   keyIn.focus();
 }
 
+// hideGate closes the gate and shows the room.
 function hideGate() {
   gateMode = null;
   gateEl.hidden = true;
@@ -38,6 +39,8 @@ function hideGate() {
   appEl.classList.remove('locked');
 }
 
+// applySession shows what the session j allows: the moderator's buttons,
+// the Delete buttons, the gate of a private room.
 function applySession(j) {
   if (!j || typeof j !== 'object') return;
   session = j;
@@ -59,6 +62,8 @@ export async function loadSession() {
 // roomKeyNeeded shows the room-key gate: the server refused a post without it.
 export const roomKeyNeeded = () => showGate('room');
 
+// login sends the key in the gate; once it is right, the room (or the
+// moderator's page) shows, and the other tabs hear of it.
 async function login(e) {
   e.preventDefault();
   const key = keyIn.value;
@@ -91,6 +96,7 @@ async function login(e) {
   keyIn.select();
 }
 
+// logout ends the session in every tab of this browser.
 async function logout() {
   try { await fetch('logout', { method: 'POST' }); } catch (_) { /* try the session anyway */ }
   await loadSession();

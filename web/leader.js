@@ -89,6 +89,8 @@ function onSync(d) {
   if (Array.isArray(d.typing)) setTyping(d.typing);
 }
 
+// becomeLeader reads the stream for every tab of this browser, and sends
+// what the other tabs left in the outbox.
 function becomeLeader() {
   clearTimeout(syncTimer);
   setRole('leader');
@@ -97,16 +99,18 @@ function becomeLeader() {
   pumpOutbox();
 }
 
+// becomeSolo reads the stream for this tab alone.
 function becomeSolo() {
   setRole('solo');
   openStream(false);
   pumpOutbox();
 }
 
-// Joins the tabs of this browser: follow the leader, and queue for the
-// lock. The lock is held for the life of the tab (or until it goes into
-// the back/forward cache); the browser then hands it to the next tab.
 let lockAbort = null, releaseLock = null;
+
+// join joins the tabs of this browser: follow the leader, and queue for
+// the lock. The lock is held for the life of the tab (or until it goes
+// into the back/forward cache); the browser then hands it to the next tab.
 function join() {
   openChannel(onChannel);
   setRole('follower');
@@ -122,6 +126,7 @@ function join() {
   askSync();
 }
 
+// leave stops leading or following: the stream, the lock, the channel.
 function leave() {
   closeStream();
   clearTimeout(syncTimer);

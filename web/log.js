@@ -30,6 +30,8 @@ let stuck = true;                  // the reader is at the bottom of the log
 let reachedStart = false, loadingEarlier = false;
 const deletedIds = new Set();      // canonical ids deleted, so that a late copy is not shown again
 
+// fmtTime shows the time of day of a message of today, and the date too
+// of an older one.
 function fmtTime(d) {
   const now = new Date();
   const sameDay = d.getFullYear() === now.getFullYear() && d.getMonth() === now.getMonth() && d.getDate() === now.getDate();
@@ -54,6 +56,7 @@ export function fill(rec) {
   el.classList.toggle('own', isOwn(rec.id));
 }
 
+// makeEl returns an empty message element.
 function makeEl() {
   const el = document.createElement('article');
   el.className = 'msg';
@@ -153,6 +156,9 @@ export function updateEmpty() {
 }
 
 // ---------- scrollback: GET /history before the oldest message shown ----------
+
+// updateTop shows the "Load earlier" button, or the start of the
+// conversation once it is reached.
 function updateTop() {
   // Sequence number 1 is the first message of its history: nothing is before it.
   if (list.length > 0 && list[0].key[1] === '1') reachedStart = true;
@@ -163,6 +169,7 @@ function updateTop() {
   earlierBtn.textContent = loadingEarlier ? 'Loading…' : 'Load earlier messages';
 }
 
+// loadEarlier shows the page of history before the oldest message shown.
 async function loadEarlier() {
   if (loadingEarlier || reachedStart || list.length === 0) return;
   loadingEarlier = true;
@@ -204,6 +211,7 @@ export function scrollToBottom() {
   stuck = true;
 }
 
+// updateTitle counts unread messages in the tab's title.
 function updateTitle() {
   document.title = unread > 0 ? '(' + unread + ') Chat' : 'Chat';
 }
@@ -221,6 +229,7 @@ export function batch(fn, forceScroll) {
   updateTitle();
 }
 
+// markOwn marks every message shown that this browser sent.
 function markOwn() {
   for (const r of list) r.el.classList.toggle('own', isOwn(r.id));
 }

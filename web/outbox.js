@@ -116,6 +116,8 @@ function renderOutbox() {
   if (added && stick) scrollToBottom();
 }
 
+// makeOutEl returns the element of an outbox entry, with its Edit and
+// Discard buttons.
 function makeOutEl(it) {
   const el = document.createElement('article');
   el.className = 'out';
@@ -144,6 +146,7 @@ function makeOutEl(it) {
   return el;
 }
 
+// fillOutEl shows the entry it in el: sending, or why the server refused it.
 function fillOutEl(el, it) {
   el.querySelector('.name').textContent = it.username;
   el.querySelector('.content').textContent = it.content;

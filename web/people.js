@@ -91,6 +91,7 @@ export function renderTyping() {
 
 // While the person types, tell the others (at most every TYPING_EVERY).
 let typingSentAt = 0, typingBlockedUntil = 0;
+// sendTyping tells the others that this person types.
 async function sendTyping() {
   const username = myName();
   const now = Date.now();

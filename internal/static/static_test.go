@@ -1,13 +1,11 @@
 package static
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -15,7 +13,6 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
-	"time"
 )
 
 // testFiles is a small site: a page at the top and its assets under web/.
@@ -269,9 +266,8 @@ func TestServeNoWayOut(t *testing.T) {
 	}
 }
 
-// TestOverLoopback fetches the files through a real server: a browser's
-// reload (If-None-Match with the ETag it got) gets 304, and raw request
-// lines that climb out of /web/ get the JSON 404, never a file.
+// TestOverLoopback fetches a file through a real server: a browser's
+// reload (If-None-Match with the ETag it got) gets 304 and no body.
 func TestOverLoopback(t *testing.T) {
 	_, h := newTestSet(t)
 	ts := httptest.NewServer(h)
@@ -297,40 +293,6 @@ func TestOverLoopback(t *testing.T) {
 	if res2.StatusCode != 304 || len(body) != 0 {
 		t.Errorf("reload with If-None-Match %s: %d with %d bytes, want 304 and none", res.Header.Get("ETag"), res2.StatusCode, len(body))
 	}
-
-	for _, target := range []string{"/web/../index.html", "/web/%2e%2e/index.html", "/web/%2E%2E/web/app.css", "/web/..%2findex.html", "/web/.%2e/index.html"} {
-		t.Run(target, func(t *testing.T) {
-			status, body := rawGet(t, ts.Listener.Addr().String(), target)
-			t.Logf("GET %s: %d %q", target, status, body)
-			if status == 200 || strings.Contains(body, "<!doctype") || strings.Contains(body, "margin") {
-				t.Fatalf("GET %s: status %d, body %q: served a file", target, status, body)
-			}
-		})
-	}
-}
-
-// rawGet sends one HTTP/1.1 request line exactly as given (no client
-// cleans it) and returns the status and the body.
-func rawGet(t *testing.T, addr, target string) (int, string) {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(body)
 }
 
 // checkJSONError fails unless res is status with a JSON {"error": ...} body.
