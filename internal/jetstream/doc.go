@@ -1,8 +1,8 @@
 // Package jetstream is the small part of the NATS JetStream API the chat
 // room uses, as JSON requests over the request/reply of package nats: it
 // makes and reads streams, publishes with acknowledgement, reads stored
-// messages, and consumes a stream in order. It knows streams and messages,
-// not chat messages.
+// messages, consumes a stream in order, and keeps key/value buckets. It
+// knows streams and messages, not chat messages.
 //
 // What it implements:
 //
@@ -24,9 +24,15 @@
 //     reconnect makes itself again from the last sequence delivered plus
 //     one, so the caller sees no gap and no duplicate; and that says when
 //     it has caught up with what the stream held.
+//   - Key/value buckets laid out as nats.go lays them out (stream
+//     KV_<bucket> on the subjects $KV.<bucket>.<key>; KV-Operation headers
+//     for deletes and purges; the server's Nats-Marker-Reason markers for
+//     values that expired): create or bind, put (with a TTL), create if
+//     absent, update at a revision, get, delete, purge, and a watch (each
+//     key's last entry, then every change).
 //
 // What it leaves out: pull consumers, durable and acknowledged consumers,
 // mirrors and sources, stream templates, object stores, domains and API
-// prefixes, direct get, batch and async publishing, and message
-// scheduling.
+// prefixes, direct get, batch and async publishing, message scheduling,
+// and a bucket's key listing, history and status.
 package jetstream
