@@ -155,3 +155,39 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Errorf("Subscribe after Close: %v, want ErrClosed", err)
 	}
 }
+
+// TestCredentialsNotInStatus loses a connection made with a user and
+// password: neither the loss, nor the failed attempts to reconnect, nor the
+// new connection show the password in the status.
+func TestCredentialsNotInStatus(t *testing.T) {
+	const password = "s3cret-pw"
+	s := natstest.Start(t, natstest.Options{NoJetStream: true, User: "alice", Password: password})
+	c := connect(t, []string{s.AuthURL()}, Options{ReconnectWait: 20 * time.Millisecond})
+	check := func(when string, st Status) {
+		t.Helper()
+		text := st.URL
+		if st.Err != nil {
+			text += " " + st.Err.Error()
+		}
+		if strings.Contains(text, password) || strings.Contains(text, "alice") {
+			t.Errorf("%s: status %q shows the credentials", when, text)
+		}
+	}
+	check("connected", c.Status())
+	s.Kill()
+	check("lost", waitStatus(t, c, "disconnected", func(st Status) bool { return !st.Connected }))
+	deadline := time.Now().Add(waitTimeout)
+	for { // the attempts' errors replace the loss's without a status change: poll
+		st := c.Status()
+		if st.Err != nil && strings.HasPrefix(st.Err.Error(), "reconnect to ") {
+			check("reconnecting", st)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reconnect attempt in the status after %v: %+v", waitTimeout, st)
+		}
+		time.Sleep(10 * time.Millisecond) // the pause of a bounded poll
+	}
+	s.Restart()
+	check("reconnected", waitStatus(t, c, "connected", func(st Status) bool { return st.Connected }))
+}
