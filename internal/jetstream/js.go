@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -18,6 +19,14 @@ const (
 	// DefaultTimeout bounds an API request (or publish) whose context has
 	// no deadline.
 	DefaultTimeout = 5 * time.Second
+	// retryAttempt bounds one attempt of a request that is safe to repeat:
+	// while a cluster elects a leader requests go unanswered, and an
+	// attempt after the election is answered at once.
+	retryAttempt = 2 * time.Second
+	// retryWait is the first pause between two attempts; it doubles up to
+	// maxRetryWait.
+	retryWait    = 50 * time.Millisecond
+	maxRetryWait = time.Second
 )
 
 // ErrNoJetStream means the server (or the account) has no JetStream.
@@ -151,6 +160,7 @@ func (js *JS) request(ctx context.Context, subject string, req any, resp respons
 	if err != nil {
 		return fmt.Errorf("JetStream API %s: %w", subject, err)
 	}
+	reflect.ValueOf(resp).Elem().SetZero() // nothing left from an earlier attempt
 	if err := json.Unmarshal(m.Data, resp); err != nil {
 		return fmt.Errorf("JetStream API %s: bad response: %w", subject, err)
 	}
@@ -161,6 +171,36 @@ func (js *JS) request(ctx context.Context, subject string, req any, resp respons
 		return e
 	}
 	return nil
+}
+
+// requestRetry is request for the requests that may be repeated (reads,
+// and creates or updates that give the same result twice): each attempt
+// is bounded by retryAttempt, and one that went unanswered, found the
+// connection down, or met a JetStream error of the 5xx kind is tried again
+// after a pause, until ctx ends (DefaultTimeout without a deadline).
+func (js *JS) requestRetry(ctx context.Context, subject string, req any, resp response) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	wait := retryWait
+	for {
+		actx, cancel := context.WithTimeout(ctx, retryAttempt)
+		err := js.request(actx, subject, req, resp)
+		cancel()
+		if err == nil || errors.Is(err, ErrNoJetStream) || !transient(err) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		wait = min(2*wait, maxRetryWait)
+	}
 }
 
 // validName reports whether name may be a stream or consumer name: not

@@ -135,7 +135,7 @@ func (js *JS) getMsg(ctx context.Context, stream string, req any) (*StoredMsg, e
 			Time    time.Time `json:"time"`
 		} `json:"message"`
 	}
-	if err := js.request(ctx, "STREAM.MSG.GET."+stream, req, &resp); err != nil {
+	if err := js.requestRetry(ctx, "STREAM.MSG.GET."+stream, req, &resp); err != nil {
 		return nil, fmt.Errorf("stream %s: get message: %w", stream, err)
 	}
 	if resp.Message == nil {

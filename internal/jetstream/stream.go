@@ -109,7 +109,7 @@ func (js *JS) putStream(ctx context.Context, op string, cfg StreamConfig) (*Stre
 		return nil, fmt.Errorf("invalid stream name %q", cfg.Name)
 	}
 	var resp streamInfoResponse
-	if err := js.request(ctx, op+cfg.Name, cfg.withDefaults(), &resp); err != nil {
+	if err := js.requestRetry(ctx, op+cfg.Name, cfg.withDefaults(), &resp); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
 	return &resp.StreamInfo, nil
@@ -122,7 +122,7 @@ func (js *JS) StreamInfo(ctx context.Context, name string) (*StreamInfo, error) 
 		return nil, fmt.Errorf("invalid stream name %q", name)
 	}
 	var resp streamInfoResponse
-	if err := js.request(ctx, "STREAM.INFO."+name, nil, &resp); err != nil {
+	if err := js.requestRetry(ctx, "STREAM.INFO."+name, nil, &resp); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", name, err)
 	}
 	return &resp.StreamInfo, nil

@@ -209,3 +209,33 @@ func TestFormatTTL(t *testing.T) {
 		}
 	}
 }
+
+// TestReadRetriedAcrossRestart starts reading a stored message while the
+// server is down: the read is retried until the server is back, and
+// answers.
+func TestReadRetriedAcrossRestart(t *testing.T) {
+	s, js := startJS(t)
+	if _, err := js.CreateStream(ctx(t), StreamConfig{Name: "G", Subjects: []string{"g"}}); err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, js, "g", 1, 1)
+	s.Kill()
+	for js.Conn().Status().Connected {
+		<-js.Conn().StatusChanged()
+	}
+	type result struct {
+		m   *StoredMsg
+		err error
+	}
+	done := make(chan result, 1)
+	rctx := ctx(t)
+	go func() { // its first attempts find the connection down
+		m, err := js.GetMsg(rctx, "G", 1)
+		done <- result{m, err}
+	}()
+	s.Restart()
+	r := <-done
+	if r.err != nil || string(r.m.Data) != "1" {
+		t.Errorf("GetMsg across a restart = %+v, %v; want message 1", r.m, r.err)
+	}
+}
