@@ -85,6 +85,9 @@ type Entry struct {
 	ID string
 	// Time is when the message was accepted; the TTL counts from it.
 	Time time.Time
+	// Deleted is set once the message has been deleted: a retry is then
+	// answered that it was, not with the message.
+	Deleted bool
 }
 
 // Table is a bounded set of keys. It keeps every key whose message is still

@@ -1,0 +1,162 @@
+package roomlog
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"chat/internal/idem"
+	"chat/internal/journal"
+	"chat/internal/record"
+	"chat/internal/sse"
+)
+
+// Message is one chat message as stored, sent to clients and returned by
+// POST /post.
+type Message struct {
+	// ID is "<epoch>-<seq>": the history's epoch and the message's sequence
+	// number in it. The store assigns it when it commits the message.
+	ID string `json:"id"`
+	// Username is the sender's name, trimmed and validated.
+	Username string `json:"username"`
+	// Content is the message text, trimmed and validated.
+	Content string `json:"content"`
+	// Time is when the message was proposed.
+	Time time.Time `json:"time"`
+}
+
+// Deletion is a moderator's deletion of a message as a store keeps it and
+// as DELETE /messages/{id} answers it: its own id (a deletion takes its
+// place in the sequence), the id of the message it deletes, its time.
+type Deletion struct {
+	ID     string    `json:"id"`
+	Delete string    `json:"delete"`
+	Time   time.Time `json:"time"`
+}
+
+// Record is one entry of the room's log: a message, or the deletion of one
+// (Deletes is set). It carries all a log needs to rebuild the message, its
+// event and its Idempotency-Key, whichever node proposed it.
+type Record struct {
+	// Message is the message (a deletion has only its ID and Time). Its
+	// ID is set when the record is committed.
+	Message
+	// Seq is the record's sequence number, the <seq> of its ID, assigned
+	// by the store when it commits the record.
+	Seq uint64
+	// Key is the Idempotency-Key the message was posted with ("" for
+	// none), and FP the fingerprint of its username and content
+	// (idem.Sum), set whenever Key is.
+	Key string
+	FP  idem.Fingerprint
+	// Deletes, for a deletion, is the id of the message it deletes.
+	Deletes string
+	// JSON is the message as one line of JSON (MarshalMessage), once its
+	// id is known: whoever marshals it first, a store that writes it or
+	// the log, keeps it here, so that it is marshalled once.
+	JSON []byte
+}
+
+// Deletion returns the deletion r is.
+func (r *Record) Deletion() Deletion { return Deletion{ID: r.ID, Delete: r.Deletes, Time: r.Time} }
+
+// Line returns r as a store that keeps lines of JSON writes it (the
+// journal's form): a message's JSON (MarshalMessage), with the key as its
+// last member "key" when it has one, or a deletion's JSON. r's ID must be
+// set. The bytes are new, or r.JSON itself for a message without a key.
+func (r *Record) Line() []byte {
+	if r.Deletes != "" {
+		b, _ := json.Marshal(r.Deletion()) // strings and a time always marshal
+		return b
+	}
+	if r.JSON == nil {
+		r.JSON = MarshalMessage(r.Message)
+	}
+	if r.Key == "" {
+		return r.JSON
+	}
+	k, _ := json.Marshal(r.Key) // a string always marshals
+	out := make([]byte, 0, len(r.JSON)+len(k)+7)
+	out = append(out, r.JSON[:len(r.JSON)-1]...) // without the closing brace
+	out = append(out, `,"key":`...)
+	out = append(out, k...)
+	return append(out, '}')
+}
+
+// lineRecord is every member a line may hold: a message's, its key, and a
+// deletion's.
+type lineRecord struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Content  string    `json:"content"`
+	Time     time.Time `json:"time"`
+	Key      string    `json:"key"`
+	Delete   string    `json:"delete"`
+}
+
+// DecodeLine reads a record back from its Line. The record's Seq is that
+// of its id; JSON is left nil (the log marshals it again, so that what it
+// serves is what it would have marshalled).
+func DecodeLine(line []byte) (Record, error) {
+	var l lineRecord
+	if err := json.Unmarshal(line, &l); err != nil {
+		return Record{}, err
+	}
+	_, seq, err := record.ParseID(l.ID)
+	if err != nil {
+		return Record{}, err
+	}
+	if l.Delete != "" {
+		return Record{Message: Message{ID: l.ID, Time: l.Time}, Seq: seq, Deletes: l.Delete}, nil
+	}
+	r := Record{Message: Message{ID: l.ID, Username: l.Username, Content: l.Content, Time: l.Time}, Seq: seq, Key: l.Key}
+	if r.Key != "" {
+		r.FP = idem.Sum(r.Username, r.Content)
+	}
+	return r, nil
+}
+
+// Recover decodes the records a journal recovered, oldest first, for
+// Config.Recovered. A record that does not decode is an error that names
+// its id.
+func Recover(recs []journal.Record) ([]Record, error) {
+	out := make([]Record, 0, len(recs))
+	for _, jr := range recs {
+		r, err := DecodeLine(jr.Data)
+		if err != nil {
+			return nil, fmt.Errorf("journal record %s: %w", record.FormatID(jr.Epoch, jr.Seq), err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// MarshalMessage returns m as one line of JSON, without the HTML escaping
+// of encoding/json's default ("<" stays "<"): the page renders text with
+// textContent, and curl users read it as it was typed.
+func MarshalMessage(m Message) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		// A Message always marshals; keep the event well-formed anyway.
+		return []byte("{}")
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// AppendMessageEvent appends m as a chat event (its id and its JSON on one
+// data line) to dst.
+func AppendMessageEvent(dst []byte, m Message) []byte {
+	return sse.AppendEvent(dst, sse.Event{ID: m.ID, Data: MarshalMessage(m)})
+}
+
+// deleteEvent returns the "delete" event of deletion r: its own id, and the
+// id of the message it deletes as the data.
+func deleteEvent(r *Record) []byte {
+	data, _ := json.Marshal(struct {
+		ID string `json:"id"`
+	}{r.Deletes})
+	return sse.AppendEvent(nil, sse.Event{Type: "delete", ID: r.ID, Data: data})
+}

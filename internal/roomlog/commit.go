@@ -1,0 +1,165 @@
+package roomlog
+
+import (
+	"errors"
+
+	"chat/internal/idem"
+	"chat/internal/record"
+)
+
+// Settler is what a store tells the log as it settles records, in commit
+// order; *Log implements it. A store calls it from Settle and Close only,
+// in the hub goroutine (a record committed in Append needs no call: Append
+// says so).
+type Settler interface {
+	// Commit records that r is committed with sequence number r.Seq (r.ID
+	// may be left empty: the log sets it from its epoch). p is the local
+	// proposal r settles (r may be &p.Record), or nil for a record
+	// proposed elsewhere. Records must come in increasing Seq order; one
+	// at or below the last committed is ignored (its proposal is answered
+	// as a duplicate of it).
+	Commit(r *Record, p *Proposal)
+	// Fail answers p with err: surely not stored (ErrBusy,
+	// ErrUnavailable, a store's error), perhaps stored (ErrFateUnknown),
+	// or not confirmed in time (ErrUnconfirmed). The posts that waited on
+	// p get the same answer.
+	Fail(p *Proposal, err error)
+	// Duplicate answers p, a post with an Idempotency-Key, as a repeat of
+	// the record with sequence number seq, which the store already holds
+	// under that key: once that record is committed here, p gets its
+	// message (or ErrKeyConflict if p's username or content differ, or
+	// ErrDeleted if it has since been deleted).
+	Duplicate(p *Proposal, seq uint64)
+}
+
+// Commit implements Settler: it adds r to history, remembers its key, tells
+// the hub (Config.Committed) and answers its poster, the posts that waited
+// on it, and the duplicates that waited for it.
+func (l *Log) Commit(r *Record, p *Proposal) {
+	if r.Seq <= l.last {
+		if p != nil {
+			l.Duplicate(p, r.Seq)
+		}
+		return
+	}
+	if r.ID == "" {
+		r.ID = record.FormatID(l.epoch, r.Seq)
+	}
+	if p != nil && r != &p.Record {
+		p.Record = *r
+		r = &p.Record
+	}
+	event := l.apply(r)
+	l.committed(r, event)
+	if p != nil {
+		l.settled(p)
+		p.Reply <- nil
+		answerDups(p, nil)
+	}
+	if len(l.waiting) > 0 {
+		l.answerWaiting()
+	}
+}
+
+// apply adds committed record r to history and returns its event: a
+// message with its key, or a deletion, which marks the message it deletes
+// (and that message's key) deleted.
+func (l *Log) apply(r *Record) []byte {
+	l.last = r.Seq
+	if r.Deletes != "" {
+		if epoch, seq, err := record.ParseID(r.Deletes); err == nil && epoch == l.epoch {
+			if t := l.ring.find(seq); t != nil && t.deletes == "" {
+				if e, ok := l.keys.Get(t.key); t.key != "" && ok && e.Seq == t.seq {
+					e.Deleted = true
+				}
+				*t = entry{seq: t.seq, msg: Message{ID: t.msg.ID}}
+			}
+		}
+		event := deleteEvent(r)
+		l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID, Time: r.Time}, deletes: r.Deletes, enc: event})
+		return event
+	}
+	if r.JSON == nil {
+		r.JSON = MarshalMessage(r.Message)
+	}
+	e := newEntry(r)
+	l.ring.add(e)
+	if r.Key != "" {
+		l.keys.Add(idem.Entry{Key: r.Key, FP: r.FP, Seq: r.Seq, ID: r.ID, Time: r.Time})
+		l.keys.Expire(r.Time, l.ring.evicted)
+	}
+	return e.enc
+}
+
+// Fail implements Settler.
+func (l *Log) Fail(p *Proposal, err error) {
+	l.settled(p)
+	p.Reply <- err
+	answerDups(p, err)
+}
+
+// settled forgets p as in flight: its key, or the message it deletes.
+func (l *Log) settled(p *Proposal) {
+	if p.Key != "" && l.inflight[p.Key] == p {
+		delete(l.inflight, p.Key)
+	}
+	if p.Deletes != "" {
+		delete(l.deleting, p.target)
+	}
+}
+
+// Duplicate implements Settler.
+func (l *Log) Duplicate(p *Proposal, seq uint64) {
+	l.settled(p)
+	if seq > l.last {
+		l.waiting[seq] = append(l.waiting[seq], p)
+		return
+	}
+	l.answerDuplicate(p, seq)
+}
+
+// answerDuplicate answers p, found to duplicate the committed record seq,
+// and the posts that waited on p.
+func (l *Log) answerDuplicate(p *Proposal, seq uint64) {
+	var err error
+	if e, ok := l.keys.Get(p.Key); ok && p.Key != "" && e.Seq == seq {
+		err = keyAnswer(p, e)
+	} else if t := l.ring.find(seq); p.Key == "" && t != nil && t.visible() {
+		// A post without a key that the store took twice (its own
+		// retry): it is that record.
+		p.Message, p.Seq = t.msg, t.seq
+	} else {
+		// The record is no longer known here (its key has expired):
+		// the key was used, for what cannot be told.
+		err = ErrKeyConflict
+	}
+	p.Reply <- err
+	answerDups(p, err)
+}
+
+// answerWaiting answers the duplicates whose record is now committed (or
+// passed over: the store's sequence went beyond it).
+func (l *Log) answerWaiting() {
+	for seq, ps := range l.waiting {
+		if seq > l.last {
+			continue
+		}
+		delete(l.waiting, seq)
+		for _, p := range ps {
+			l.answerDuplicate(p, seq)
+		}
+	}
+}
+
+// answerDups gives the posts that waited on p its outcome: its message as
+// a repeat, if it was committed or may yet be (ErrUnconfirmed), and its
+// error.
+func answerDups(p *Proposal, err error) {
+	for _, d := range p.dups {
+		if err == nil || errors.Is(err, ErrUnconfirmed) {
+			d.Message, d.Seq, d.Repeat = p.Message, p.Seq, true
+		}
+		d.Reply <- err
+	}
+	p.dups = nil
+}
