@@ -2,7 +2,9 @@
 // roster (the names of the connected streams, each name counted once however
 // many streams carry it, and the number of streams that carry no name), the
 // set of names typing now, and a gate that spaces out the broadcasts of
-// either. It encodes both as the JSON the server sends.
+// either. It encodes both as the JSON the server sends. A Board puts them
+// together for the room's hub, with the rule and the timer for when each
+// event is due.
 //
 // Nothing here is safe for concurrent use and nothing starts a goroutine:
 // the room's hub goroutine owns every value and is its only user.
