@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"chat/internal/roomlog"
 	"chat/internal/sse"
 )
 
@@ -22,7 +23,7 @@ func BenchmarkEncodeMessage(b *testing.B) {
 	m := Message{ID: "1795632509130-42", Username: "alice", Content: strings.Repeat("hello world ", 10), Time: time.Now()}
 	var buf []byte
 	for b.Loop() {
-		buf = encodeMessage(buf[:0], m)
+		buf = roomlog.AppendMessageEvent(buf[:0], m)
 	}
 	b.SetBytes(int64(len(buf)))
 }

@@ -20,6 +20,7 @@ import (
 
 	"chat/internal/journal"
 	"chat/internal/record"
+	"chat/internal/roomlog"
 	"chat/internal/sse"
 )
 
@@ -390,7 +391,7 @@ func TestShutdownAnswersMatchFate(t *testing.T) {
 	done, stop := context.WithCancel(context.Background())
 	stop()
 	j.Run(done)
-	stored, err := recoveredMessages(recs)
+	stored, err := roomlog.Recover(recs)
 	if err != nil {
 		t.Fatal(err)
 	}

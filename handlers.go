@@ -26,6 +26,7 @@ import (
 	"chat/internal/idem"
 	"chat/internal/limit"
 	"chat/internal/record"
+	"chat/internal/roomlog"
 	"chat/internal/static"
 	"chat/internal/text"
 )
@@ -446,6 +447,8 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			_ = httpx.Encode(w, http.StatusAccepted, msg)
 		case errors.Is(err, errKeyConflict):
 			fail(http.StatusUnprocessableEntity, err.Error())
+		case errors.Is(err, errDeleted):
+			fail(http.StatusGone, err.Error())
 		case errors.Is(err, errRoomClosed):
 			stats.rejectedPost()
 			httpx.Unavailable(w, retryShutdown, msgShuttingDown)
@@ -482,8 +485,8 @@ func idempotencyKey(h http.Header) (string, *httpx.Error) {
 // and after (message ids), and limit (1 or more; capped at
 // maxHistoryLimit, defaultHistoryLimit if absent). Anything else, or any
 // parameter given twice, is a 400 error.
-func parseHistoryQuery(rawQuery string) (historyQuery, *httpx.Error) {
-	q := historyQuery{limit: defaultHistoryLimit}
+func parseHistoryQuery(rawQuery string) (roomlog.Query, *httpx.Error) {
+	q := roomlog.Query{Limit: defaultHistoryLimit}
 	vals, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return q, httpx.BadRequest("malformed query string")
@@ -506,15 +509,14 @@ func parseHistoryQuery(rawQuery string) (historyQuery, *httpx.Error) {
 		if !ok {
 			continue
 		}
-		epoch, seq, err := record.ParseID(v[0])
+		p, err := roomlog.ParsePosition(v[0])
 		if err != nil {
 			return q, httpx.BadRequest("%s: %s", name, err.Error())
 		}
-		p := &position{id: v[0], epoch: epoch, seq: seq}
 		if name == "before" {
-			q.before = p
+			q.Before = p
 		} else {
-			q.after = p
+			q.After = p
 		}
 	}
 	if v, ok := vals["limit"]; ok {
@@ -522,7 +524,7 @@ func parseHistoryQuery(rawQuery string) (historyQuery, *httpx.Error) {
 		if err != nil || n == 0 {
 			return q, httpx.BadRequest("limit must be a whole number from 1 to %d", maxHistoryLimit)
 		}
-		q.limit = int(min(n, maxHistoryLimit))
+		q.Limit = int(min(n, maxHistoryLimit))
 	}
 	return q, nil
 }
@@ -550,19 +552,19 @@ func handleHistory(room *ChatRoom) http.Handler {
 			return // the client has gone
 		}
 		size := len(`{"messages":[],"more":false}`) + 1
-		for _, m := range page.msgs {
+		for _, m := range page.Msgs {
 			size += len(m) + 1
 		}
 		body := make([]byte, 0, size)
 		body = append(body, `{"messages":[`...)
-		for i, m := range page.msgs {
+		for i, m := range page.Msgs {
 			if i > 0 {
 				body = append(body, ',')
 			}
 			body = append(body, m...)
 		}
 		body = append(body, `],"more":`...)
-		body = strconv.AppendBool(body, page.more)
+		body = strconv.AppendBool(body, page.More)
 		body = append(body, "}\n"...)
 		h := w.Header()
 		h.Set("Content-Type", "application/json")
@@ -646,7 +648,7 @@ func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
 // resumePosition returns where a stream request wants to resume: the
 // Last-Event-ID header, or else the lastEventId query parameter (which a
 // page uses on its first connection). It returns nil for a new client.
-func resumePosition(r *http.Request) (*position, error) {
+func resumePosition(r *http.Request) (*roomlog.Position, error) {
 	id := r.Header.Get("Last-Event-ID")
 	if id == "" {
 		id = r.URL.Query().Get("lastEventId")
@@ -654,11 +656,11 @@ func resumePosition(r *http.Request) (*position, error) {
 	if id == "" {
 		return nil, nil
 	}
-	epoch, seq, err := record.ParseID(id)
+	p, err := roomlog.ParsePosition(id)
 	if err != nil {
 		return nil, fmt.Errorf("invalid Last-Event-ID: %w", err)
 	}
-	return &position{id: id, epoch: epoch, seq: seq}, nil
+	return p, nil
 }
 
 // streamName returns the name a stream request carries in its name query
@@ -1493,7 +1495,7 @@ func handleDeleteMessage(room *ChatRoom) http.Handler {
 		d, err := room.Delete(r.Context(), id)
 		switch {
 		case err == nil:
-			_ = httpx.Encode(w, http.StatusOK, deletionRecord{ID: d.ID, Delete: d.deletes, Time: d.Time})
+			_ = httpx.Encode(w, http.StatusOK, d)
 		case errors.Is(err, errNoSuchMessage):
 			httpx.WriteError(w, http.StatusNotFound, "no such message: "+httpx.Truncate(id, 40))
 		case errors.Is(err, errRoomClosed), errors.Is(err, errUnconfirmed):

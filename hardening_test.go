@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"chat/internal/httpx"
 	"chat/internal/limit"
 	"chat/internal/record"
 	"chat/internal/sse"
@@ -555,7 +556,7 @@ func checkCut(t *testing.T, conn net.Conn, start time.Time, timeout time.Duratio
 	case elapsed < timeout*8/10:
 		t.Fatalf("connection closed after %v, before the %v timeout (read %q, %v)", elapsed.Round(time.Millisecond), timeout, got, err)
 	}
-	t.Logf("cut after %v (timeout %v), read %q", elapsed.Round(time.Millisecond), timeout, truncate(string(got), 60))
+	t.Logf("cut after %v (timeout %v), read %q", elapsed.Round(time.Millisecond), timeout, httpx.Truncate(string(got), 60))
 }
 
 // TestSlowBodyCut checks that a POST whose body trickles in is cut by
@@ -834,7 +835,7 @@ func FuzzRequest(f *testing.F) {
 		limiter:      limit.New(1e9, 1<<30),
 		addrOf:       limit.ClientAddr(trusted),
 	}, slog.New(slog.DiscardHandler))
-	epoch := strconv.FormatInt(room.epoch, 10)
+	epoch := strconv.FormatInt(room.log.Epoch(), 10)
 
 	// sel: bits 0-2 choose the method, 3-5 the path, 6 an unknown body
 	// length, 7 whether Last-Event-ID goes in the header.
@@ -907,7 +908,7 @@ func FuzzRequest(f *testing.F) {
 func checkFuzzAnswer(t *testing.T, req *http.Request, rec *httptest.ResponseRecorder) {
 	t.Helper()
 	h, code, body := rec.Header(), rec.Code, rec.Body.Bytes()
-	what := fmt.Sprintf("%s %s (Content-Type %q, Last-Event-ID %q)", req.Method, truncate(req.URL.String(), 80), req.Header.Get("Content-Type"), truncate(req.Header.Get("Last-Event-ID"), 40))
+	what := fmt.Sprintf("%s %s (Content-Type %q, Last-Event-ID %q)", req.Method, httpx.Truncate(req.URL.String(), 80), req.Header.Get("Content-Type"), httpx.Truncate(req.Header.Get("Last-Event-ID"), 40))
 	if h.Get("X-Content-Type-Options") != "nosniff" {
 		t.Errorf("%s: no X-Content-Type-Options: nosniff", what)
 	}
@@ -929,11 +930,11 @@ func checkFuzzAnswer(t *testing.T, req *http.Request, rec *httptest.ResponseReco
 		case ct == "text/event-stream" && (head && len(body) == 0 || bytes.HasPrefix(body, []byte("id: "))):
 		case ct == "" && len(body) == 0:
 		default:
-			t.Fatalf("%s: 200 with Content-Type %q and %q", what, ct, truncate(string(body), 80))
+			t.Fatalf("%s: 200 with Content-Type %q and %q", what, ct, httpx.Truncate(string(body), 80))
 		}
 	case code == http.StatusOK:
 		if req.Method != "GET" && !head || req.URL.Path == "/post" {
-			t.Fatalf("%s: 200 with %q", what, truncate(string(body), 80))
+			t.Fatalf("%s: 200 with %q", what, httpx.Truncate(string(body), 80))
 		}
 	case code == http.StatusMovedPermanently || code == http.StatusTemporaryRedirect || code == http.StatusPermanentRedirect:
 		// ServeMux sends unclean paths to their clean form.
@@ -943,7 +944,7 @@ func checkFuzzAnswer(t *testing.T, req *http.Request, rec *httptest.ResponseReco
 	case code >= 400 && code < 500 || code == http.StatusServiceUnavailable:
 		var e errorBody
 		if h.Get("Content-Type") != "application/json" || (!head || len(body) > 0) && (json.Unmarshal(body, &e) != nil || e.Error == "") {
-			t.Fatalf("%s: %d with Content-Type %q and %q, want a JSON error", what, code, h.Get("Content-Type"), truncate(string(body), 80))
+			t.Fatalf("%s: %d with Content-Type %q and %q, want a JSON error", what, code, h.Get("Content-Type"), httpx.Truncate(string(body), 80))
 		}
 		if code == http.StatusMethodNotAllowed && h.Get("Allow") == "" {
 			t.Errorf("%s: 405 without Allow", what)
@@ -952,7 +953,7 @@ func checkFuzzAnswer(t *testing.T, req *http.Request, rec *httptest.ResponseReco
 			t.Errorf("%s: %d without Retry-After", what, code)
 		}
 	default:
-		t.Fatalf("%s: status %d with %q", what, code, truncate(string(body), 80))
+		t.Fatalf("%s: status %d with %q", what, code, httpx.Truncate(string(body), 80))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"chat/internal/record"
+	"chat/internal/roomlog"
 )
 
 // historyReply is the body of a 200 from GET /history, each message kept as
@@ -253,7 +254,7 @@ func TestHistoryAfterRestart(t *testing.T) {
 	s := subscribe(t, ts.URL, fmt.Sprint(must(mustParseID(t, first.ID)), "-0"))
 	msgs, _ := s.messages(t, 5)
 	for i, m := range msgs {
-		if b := marshalMessage(m); !bytes.Equal(b, posted[i]) {
+		if b := roomlog.MarshalMessage(m); !bytes.Equal(b, posted[i]) {
 			t.Errorf("stream after restart: %s, want %s", b, posted[i])
 		}
 	}

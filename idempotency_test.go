@@ -183,6 +183,47 @@ func TestIdempotentConflict(t *testing.T) {
 	}
 }
 
+// TestRetryOfDeletedMessage retries, with its Idempotency-Key, a post whose
+// message a moderator has deleted: 410 with a JSON error saying so, without
+// the message's content or Idempotent-Replayed, and nothing stored; with a
+// journal, the same after a restart (the journal keeps the deletion). The
+// same key with other content is still a conflict.
+func TestRetryOfDeletedMessage(t *testing.T) {
+	for _, withJournal := range []bool{false, true} {
+		t.Run(fmt.Sprint("journal=", withJournal), func(t *testing.T) {
+			flags := []string{"-admin-key", "boss"}
+			if withJournal {
+				flags = append(flags, "-data", filepath.Join(t.TempDir(), "chat.jsonl"))
+			}
+			ts := startServer(t, flags...)
+			first := mustPostKeyed(t, ts.URL, "k-del", "alice", "regrettable words", http.StatusCreated)
+			deletion(t, deleteMsg(t, ts.URL, first.msg.ID, admin()))
+			check := func(when string) {
+				t.Helper()
+				r := mustPostKeyed(t, ts.URL, "k-del", "alice", "regrettable words", http.StatusGone)
+				var e errorBody
+				if err := json.Unmarshal(r.body, &e); err != nil || !strings.Contains(e.Error, "deleted") {
+					t.Errorf("%s: 410 body %s, want a JSON error saying the message was deleted", when, r.body)
+				}
+				if bytes.Contains(r.body, []byte("regrettable")) || r.header.Get("Idempotent-Replayed") != "" {
+					t.Errorf("%s: 410 carries the message (%s) or Idempotent-Replayed (%q)", when, r.body, r.header.Get("Idempotent-Replayed"))
+				}
+				mustPostKeyed(t, ts.URL, "k-del", "alice", "other words", http.StatusUnprocessableEntity)
+				if hist := historyOf(t, ts.URL); len(hist) != 0 {
+					t.Errorf("%s: history holds %s, want nothing", when, hist)
+				}
+			}
+			check("before a restart")
+			if !withJournal {
+				return
+			}
+			ts.stop(t)
+			ts = startServer(t, flags...)
+			check("after a restart")
+		})
+	}
+}
+
 // rawPost sends a POST /post with extra raw header lines over a plain TCP
 // connection, so that bytes net/http's client refuses can be sent, and
 // returns the status.

@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"chat/internal/journal"
 	"chat/internal/record"
+	"chat/internal/roomlog"
 )
 
 // oldJournalLine returns m as the journal wrote it before it moved to
@@ -39,7 +41,7 @@ func TestJournalFormat(t *testing.T) {
 	if len(recs) != 0 {
 		t.Fatalf("new journal recovered %d records", len(recs))
 	}
-	room := NewChatRoom(RoomConfig{History: 100, Journal: j}, NewStats())
+	room := NewChatRoom(RoomConfig{History: 100, Store: roomlog.NewJournalStore(j, time.Now().UnixMilli(), nil)}, NewStats())
 	ctx, cancel := context.WithCancel(context.Background())
 	jDone, roomDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(jDone); j.Run(ctx) }()
@@ -77,9 +79,9 @@ func TestJournalFormat(t *testing.T) {
 	done, stop := context.WithCancel(context.Background())
 	stop()
 	j.Run(done)
-	msgs, err := recoveredMessages(recs)
+	msgs, err := roomlog.Recover(recs)
 	if err != nil {
-		t.Fatalf("recoveredMessages: %v", err)
+		t.Fatalf("Recover: %v", err)
 	}
 	if len(msgs) != len(posted) {
 		t.Fatalf("recovered %d messages, want %d", len(msgs), len(posted))

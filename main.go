@@ -29,6 +29,7 @@ import (
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
+	"chat/internal/roomlog"
 )
 
 // Server timeouts and shutdown bounds.
@@ -367,7 +368,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("open journal: %w", err)
 		}
-		recovered, err := recoveredMessages(records)
+		recovered, err := roomlog.Recover(records)
 		epoch, marked := store.Epoch()
 		if err == nil && !marked {
 			// A new journal: make its epoch durable before anyone sees it.
@@ -384,8 +385,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		if cfg.journalSync != nil {
 			store.SetSync(cfg.journalSync)
 		}
-		roomCfg.Journal, roomCfg.Recovered, roomCfg.Epoch = store, recovered, epoch
-		roomCfg.RecoveredKeys = recoveredKeys(records)
+		roomCfg.Store, roomCfg.Recovered = roomlog.NewJournalStore(store, epoch, recovered), recovered
 		stats.watchJournal(store.Err)
 		wg.Go(func() {
 			store.Run(storeCtx)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"chat/internal/roomlog"
 	"chat/internal/sse"
 )
 
@@ -27,9 +28,9 @@ func deleteMsg(t *testing.T, url, id string, header map[string]string) reply {
 }
 
 // deletion decodes the 200 answer of a DELETE /messages/{id}.
-func deletion(t *testing.T, r reply) deletionRecord {
+func deletion(t *testing.T, r reply) roomlog.Deletion {
 	t.Helper()
-	var d deletionRecord
+	var d roomlog.Deletion
 	if r.status != http.StatusOK || json.Unmarshal(r.body, &d) != nil || d.ID == "" {
 		t.Fatalf("DELETE: %d %s, want 200 with the deletion", r.status, r.body)
 	}
@@ -80,7 +81,7 @@ func ordered(evs []sse.Event) []sse.Event {
 }
 
 // checkDeleteEvent fails the test unless ev is the delete event d.
-func checkDeleteEvent(t *testing.T, what string, ev sse.Event, d deletionRecord) {
+func checkDeleteEvent(t *testing.T, what string, ev sse.Event, d roomlog.Deletion) {
 	t.Helper()
 	if ev.Type != "delete" || ev.ID != d.ID || string(ev.Data) != `{"id":"`+d.Delete+`"}` {
 		t.Errorf("%s: event %+v, want delete id %s data {\"id\":%q}", what, ev, d.ID, d.Delete)
