@@ -107,24 +107,6 @@ func MustLoad(fsys fs.FS, header http.Header) *Set {
 	return s
 }
 
-// Names returns the names of the files in the set, in no order.
-func (s *Set) Names() []string {
-	names := make([]string, 0, len(s.files))
-	for name := range s.files {
-		names = append(names, name)
-	}
-	return names
-}
-
-// ETag returns the quoted ETag of the named file, or "" if the set has
-// no such file.
-func (s *Set) ETag(name string) string {
-	if f, ok := s.files[name]; ok {
-		return f.etag
-	}
-	return ""
-}
-
 // File returns a handler that serves the named file whatever the
 // request's path (for example the page at "/"). It panics if the set has
 // no such file: the name is fixed in the code that builds the routes.
