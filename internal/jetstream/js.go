@@ -176,8 +176,8 @@ func (js *JS) request(ctx context.Context, subject string, req any, resp respons
 // requestRetry is request for the requests that may be repeated (reads,
 // and creates or updates that give the same result twice): each attempt
 // is bounded by retryAttempt, and one that went unanswered, found the
-// connection down, or met a JetStream error of the 5xx kind is tried again
-// after a pause, until ctx ends (DefaultTimeout without a deadline).
+// connection down, or met a transient JetStream error is tried again after
+// a pause, until ctx ends (DefaultTimeout without a deadline).
 func (js *JS) requestRetry(ctx context.Context, subject string, req any, resp response) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -209,13 +209,24 @@ func validName(name string) bool {
 	return name != "" && !strings.ContainsAny(name, ".*> \t\r\n\x00") && len(name) <= 255
 }
 
+// transientCodes are the JetStream errors that go away by themselves: the
+// cluster has no leader yet, or this server cannot answer for now. (The
+// HTTP-like code does not tell: an invalid configuration is a 500 too.)
+var transientCodes = map[int]bool{
+	10004: true, // incomplete results
+	10007: true, // JetStream cluster not assigned to this server
+	10008: true, // JetStream system temporarily unavailable
+	10009: true, // JetStream cluster can not handle request
+	10163: true, // expected last sequence per subject temporarily unavailable
+}
+
 // transient reports whether err may go away by itself: the connection is
 // down, a request went unanswered or had no responder, or JetStream said
-// it is unavailable for now (a 5xx code, as during a leader election).
+// it is unavailable for now (as during a leader election).
 func transient(err error) bool {
 	var apiErr *APIError
 	if errors.As(err, &apiErr) {
-		return apiErr.Code >= 500
+		return transientCodes[apiErr.ErrCode]
 	}
 	return errors.Is(err, nats.ErrNotConnected) || errors.Is(err, nats.ErrNoReply) ||
 		errors.Is(err, nats.ErrNoResponders)

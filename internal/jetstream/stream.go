@@ -18,7 +18,8 @@ const (
 // StreamConfig is the configuration of a stream, limited to the fields the
 // chat room uses. Zero limits mean "no limit" (the server reports them as
 // -1); empty policies mean limits retention, file storage and discarding
-// old messages.
+// old messages. The server refuses a configuration whose fields disagree
+// (see CreateStream) rather than change it.
 type StreamConfig struct {
 	Name     string   `json:"name"`
 	Subjects []string `json:"subjects,omitempty"`
@@ -92,7 +93,10 @@ type streamInfoResponse struct {
 
 // CreateStream makes a stream. Making one that exists with the same
 // configuration succeeds and returns it; one that exists with another
-// configuration fails with ErrStreamNameInUse.
+// configuration fails with ErrStreamNameInUse. A configuration the server
+// would have to adjust fails with an *APIError saying why: delete markers
+// need AllowRollup and not DenyPurge, and a MaxAge under two minutes needs
+// a Duplicates window no longer than it.
 func (js *JS) CreateStream(ctx context.Context, cfg StreamConfig) (*StreamInfo, error) {
 	return js.putStream(ctx, "STREAM.CREATE.", cfg)
 }
@@ -103,13 +107,21 @@ func (js *JS) UpdateStream(ctx context.Context, cfg StreamConfig) (*StreamInfo, 
 	return js.putStream(ctx, "STREAM.UPDATE.", cfg)
 }
 
-// putStream sends a stream create or update.
+// putStream sends a stream create or update. It asks the server to be
+// pedantic: to refuse a configuration it would otherwise adjust silently
+// (for example delete markers without roll-ups, or a duplicate window left
+// to its default but longer than MaxAge), so a stream made is exactly the
+// one asked for.
 func (js *JS) putStream(ctx context.Context, op string, cfg StreamConfig) (*StreamInfo, error) {
 	if !validName(cfg.Name) {
 		return nil, fmt.Errorf("invalid stream name %q", cfg.Name)
 	}
+	req := struct {
+		StreamConfig
+		Pedantic bool `json:"pedantic"`
+	}{cfg.withDefaults(), true}
 	var resp streamInfoResponse
-	if err := js.requestRetry(ctx, op+cfg.Name, cfg.withDefaults(), &resp); err != nil {
+	if err := js.requestRetry(ctx, op+cfg.Name, req, &resp); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
 	return &resp.StreamInfo, nil

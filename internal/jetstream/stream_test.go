@@ -56,7 +56,8 @@ func TestConnectWithoutJetStream(t *testing.T) {
 
 // TestStreamCreateInfoUpdate makes a stream with every field the room
 // uses, reads it back, makes it again (same configuration: the same
-// stream), meets the conflict error for another configuration, updates it
+// stream), meets the conflict error for another configuration, has a
+// configuration the server would adjust refused at once, updates a stream
 // and meets the not-found error.
 func TestStreamCreateInfoUpdate(t *testing.T) {
 	_, js := startJS(t)
@@ -96,6 +97,26 @@ func TestStreamCreateInfoUpdate(t *testing.T) {
 	}
 	if _, err := js.StreamInfo(ctx(t), "NOPE"); !errors.Is(err, ErrStreamNotFound) {
 		t.Errorf("StreamInfo of a missing stream: %v, want ErrStreamNotFound", err)
+	}
+	bad := StreamConfig{Name: "BAD", Subjects: []string{"bad"}, SubjectDeleteMarkerTTL: time.Second, AllowMsgTTL: true}
+	start := time.Now()
+	var apiErr *APIError
+	if _, err := js.CreateStream(ctx(t), bad); !errors.As(err, &apiErr) || errors.Is(err, ErrStreamNameInUse) {
+		t.Errorf("CreateStream with delete markers but no roll-ups: %v, want the server's refusal", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the refusal took %v: a permanent error was retried", d)
+	}
+	if _, err := js.StreamInfo(ctx(t), "BAD"); !errors.Is(err, ErrStreamNotFound) {
+		t.Errorf("StreamInfo(BAD) after the refusal: %v, want ErrStreamNotFound (not made with other settings)", err)
+	}
+	short := StreamConfig{Name: "SHORT", Subjects: []string{"short"}, MaxAge: time.Minute}
+	if _, err := js.CreateStream(ctx(t), short); !errors.As(err, &apiErr) {
+		t.Errorf("CreateStream with a max age under the default duplicate window: %v, want a refusal", err)
+	}
+	short.Duplicates = time.Minute
+	if _, err := js.CreateStream(ctx(t), short); err != nil {
+		t.Errorf("CreateStream with max age and duplicate window of a minute: %v", err)
 	}
 	if _, err := js.CreateStream(ctx(t), StreamConfig{Name: "A.B"}); err == nil {
 		t.Error("CreateStream with a dot in the name succeeded")
