@@ -44,6 +44,7 @@
             pkgs.go-tools # staticcheck
             pkgs.delve
             pkgs.curl
+            pkgs.nats-server # the NATS client's tests start real servers
           ] ++ pkgs.lib.optional pkgs.stdenv.isLinux pkgs.chromium;
         };
       });
