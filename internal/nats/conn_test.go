@@ -260,3 +260,34 @@ func TestMaxPayloadAndBadSubjects(t *testing.T) {
 		t.Errorf("received %d bytes, want 1024 (and nothing refused before it)", len(m.Data))
 	}
 }
+
+// TestTLS connects over TLS: with a tls:// URL, and with a nats:// URL to
+// a server that requires TLS (the client upgrades after INFO); a server
+// certificate the client does not trust and a tls:// URL to a server
+// without TLS are one-line errors.
+func TestTLS(t *testing.T) {
+	s := natstest.Start(t, natstest.Options{NoJetStream: true, TLS: true, User: "u", Password: "tls-secret"})
+	withCreds := strings.Replace(s.TLSURL(), "tls://", "tls://u:tls-secret@", 1)
+	for _, u := range []string{withCreds, s.AuthURL()} {
+		c := connect(t, []string{u}, Options{TLSConfig: s.TLSConfig()})
+		sub, _ := c.Subscribe("tls.x")
+		flush(t, c)
+		if err := c.Publish("tls.x", []byte("secret payload")); err != nil {
+			t.Fatal(err)
+		}
+		if m := next(t, sub); string(m.Data) != "secret payload" {
+			t.Errorf("over TLS (%s) received %q", c.Status().URL, m.Data)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	_, err := Connect(ctx, []string{withCreds}, Options{}) // the system roots do not know the test authority
+	if err == nil || !strings.Contains(err.Error(), "certificate") || strings.Contains(err.Error(), "tls-secret") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("Connect trusting the system roots: %v, want one line about the certificate, without the secret", err)
+	}
+	plain := natstest.Start(t, natstest.Options{NoJetStream: true})
+	_, err = Connect(ctx, []string{plain.TLSURL()}, Options{TLSConfig: s.TLSConfig()})
+	if err == nil || !strings.Contains(err.Error(), "does not offer TLS") {
+		t.Errorf("Connect with tls:// to a server without TLS: %v", err)
+	}
+}

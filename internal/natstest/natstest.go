@@ -11,6 +11,7 @@
 package natstest
 
 import (
+	"crypto/x509"
 	"fmt"
 	"go/build"
 	"net"
@@ -53,6 +54,9 @@ type Options struct {
 	User, Password string
 	// Token, when set, makes the server require this token.
 	Token string
+	// TLS makes the server require TLS from clients, with a certificate
+	// for 127.0.0.1 signed by an authority of its own (see TLSConfig).
+	TLS bool
 	// MaxPayload, when positive, sets the server's max_payload in bytes.
 	MaxPayload int
 	// Extra is appended to the configuration file as it is, for example
@@ -74,6 +78,10 @@ type Server struct {
 	port, httpPort, clusterPort int
 	// routes are the other cluster members' route ports.
 	routes []int
+	// tlsBlock is the configuration's tls block and roots the authority
+	// that signed its certificate, when Options.TLS is set.
+	tlsBlock string
+	roots    *x509.CertPool
 
 	mu sync.Mutex
 	// cmd is the running process, nil while stopped; exited is closed
@@ -164,6 +172,12 @@ func newServer(t testing.TB, bin, name string, opts Options, port, httpPort, clu
 		t: t, bin: bin, name: name, dir: t.TempDir(), opts: opts,
 		port: port, httpPort: httpPort, clusterPort: clusterPort, routes: routes,
 	}
+	if opts.TLS {
+		var err error
+		if s.tlsBlock, s.roots, err = tlsFiles(s.dir); err != nil {
+			t.Fatalf("natstest: make certificates: %v", err)
+		}
+	}
 	if err := os.WriteFile(s.configPath(), []byte(s.config()), 0o600); err != nil {
 		t.Fatalf("natstest: write config: %v", err)
 	}
@@ -190,6 +204,7 @@ func (s *Server) config() string {
 	if s.opts.MaxPayload > 0 {
 		fmt.Fprintf(&b, "max_payload: %d\n", s.opts.MaxPayload)
 	}
+	b.WriteString(s.tlsBlock)
 	switch {
 	case s.opts.User != "":
 		fmt.Fprintf(&b, "authorization {\n  user: %s\n  password: %s\n}\n", strconv.Quote(s.opts.User), strconv.Quote(s.opts.Password))
