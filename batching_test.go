@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"chat/internal/fanout"
+	"chat/internal/stream"
 )
 
 // batchWait is the bound the batching tests give the hub.
@@ -352,10 +353,10 @@ func TestBatchingStreamWriter(t *testing.T) {
 		}
 		srv, peer := net.Pipe()
 		defer peer.Close()
-		s := &stream{room: room, c: c, stats: room.stats, out: &rawConn{Conn: srv}, heartbeat: time.Minute, writeTimeout: time.Hour}
+		sc := streamConfig(room, room.stats, time.Minute, time.Hour, nil, nil)
 		writerDone := make(chan struct{})
 		go func() {
-			s.run(head, 0, nil)
+			sc.ServeConn(srv, c, stream.Head{Bufs: head, Events: c.headEvents})
 			close(writerDone)
 		}()
 		// readWrite returns what one write of the writer carried.

@@ -456,6 +456,17 @@ func (cr *ChatRoom) JoinAs(ctx context.Context, addr, name string, from *roomlog
 	return c, head, err
 }
 
+// CanJoin returns the error JoinAs would return now for a client from addr
+// (errRoomFull, errTooManyStreams, errRoomClosed), or nil, without adding
+// anything to the room; or ctx's error.
+func (cr *ChatRoom) CanJoin(ctx context.Context, addr string) error {
+	var err error
+	if askErr := cr.call(ctx, func() { err = cr.admits(addr) }, nil); askErr != nil {
+		return askErr
+	}
+	return err
+}
+
 // Leave removes c from the room, closes its queue and releases the frames
 // still in it, unwritten. Only the queue's reader (the client's stream
 // writer, or whoever holds the client before one starts) calls it. It is
@@ -662,11 +673,8 @@ func (cr *ChatRoom) tick() {
 // join registers c, resuming at from, and returns what it must be sent
 // first; or errRoomFull or errTooManyStreams.
 func (cr *ChatRoom) join(c *client, from *roomlog.Position) ([][]byte, error) {
-	switch {
-	case cr.cfg.MaxStreams > 0 && len(cr.clients) >= cr.cfg.MaxStreams:
-		return nil, errRoomFull
-	case cr.perAddr.Full(c.addr):
-		return nil, errTooManyStreams
+	if err := cr.admits(c.addr); err != nil {
+		return nil, err
 	}
 	// Everything committed so far goes into the head, so the batch must
 	// leave first or the client would receive it twice.
@@ -686,6 +694,18 @@ func (cr *ChatRoom) join(c *client, from *roomlog.Position) ([][]byte, error) {
 		c.rosterSeen, c.headEvents = version, len(events)
 	}
 	return head, nil
+}
+
+// admits returns nil if one more client from addr may join, or
+// errRoomFull or errTooManyStreams.
+func (cr *ChatRoom) admits(addr string) error {
+	switch {
+	case cr.cfg.MaxStreams > 0 && len(cr.clients) >= cr.cfg.MaxStreams:
+		return errRoomFull
+	case cr.perAddr.Full(addr):
+		return errTooManyStreams
+	}
+	return nil
 }
 
 // head returns the start of a stream that resumes after from (nil: a new

@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"embed"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode"
@@ -28,6 +24,7 @@ import (
 	"chat/internal/record"
 	"chat/internal/roomlog"
 	"chat/internal/static"
+	"chat/internal/stream"
 	"chat/internal/text"
 )
 
@@ -54,19 +51,6 @@ const (
 	// defaultTypingBurst is how many POST /typing one address may make at
 	// once.
 	defaultTypingBurst = 5
-	// maxWriteBatch bounds how many bytes of queued frames one write takes,
-	// and the size of the pieces a stream's head (a resume's replay of
-	// history, up to megabytes) is written in, each within the write
-	// deadline.
-	maxWriteBatch = 64 << 10
-	// streamSendBuffer is the kernel send buffer of a stream's socket
-	// (SO_SNDBUF; Linux doubles it for its bookkeeping). Without it the
-	// kernel grows the buffer to megabytes for a client that never reads,
-	// and a few hundred such streams pin gigabytes of kernel memory.
-	streamSendBuffer = 64 << 10
-	// probeWindow is how long a stream writer waits, at each probe, for its
-	// peer's end-of-file before deciding the peer is still there.
-	probeWindow = time.Millisecond
 	// hstsMaxAge is the max-age of Strict-Transport-Security over TLS.
 	hstsMaxAge = 24 * time.Hour
 	// retryShutdown is the Retry-After of answers refused because the
@@ -77,10 +61,6 @@ const (
 	retryBusy = time.Second
 	// retryFull is the Retry-After of streams refused by a stream limit.
 	retryFull = 5 * time.Second
-	// probeInterval is how often an idle hijacked stream checks whether its
-	// peer has closed (a closed browser tab frees its slot within this
-	// time), when heartbeats are rarer than that.
-	probeInterval = 5 * time.Second
 )
 
 // The messages of the answers a client can retry.
@@ -88,9 +68,6 @@ const (
 	msgShuttingDown = "server is shutting down"
 	msgBusy         = "server busy; try again"
 )
-
-// heartbeat is the comment line an idle stream receives.
-var heartbeat = []byte(": ping\n\n")
 
 // pageFiles are the page (index.html) and its script and style (web/).
 //
@@ -147,7 +124,7 @@ func (cfg serverConfig) banned(r *http.Request) bool {
 }
 
 // newServer returns the chat server's handler.
-func newServer(room *ChatRoom, stats *Stats, streams *streamTracker, health *atomic.Bool, cfg serverConfig, logger *slog.Logger) http.Handler {
+func newServer(room *ChatRoom, stats *Stats, streams *stream.Tracker, health *atomic.Bool, cfg serverConfig, logger *slog.Logger) http.Handler {
 	if cfg.addrOf == nil {
 		cfg.addrOf = limit.PeerHost
 	}
@@ -180,7 +157,7 @@ const (
 // JSON 405 and an Allow header, and unknown paths with a JSON 404. Each
 // route's access decides the wrapper that checks credentials; a new
 // endpoint that serves the room's messages or presence must be accessRoom.
-func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *streamTracker, health *atomic.Bool, cfg serverConfig, logger *slog.Logger) {
+func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream.Tracker, health *atomic.Bool, cfg serverConfig, logger *slog.Logger) {
 	routes := []struct {
 		method, path string
 		access       access
@@ -647,11 +624,19 @@ func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
 
 // resumePosition returns where a stream request wants to resume: the
 // Last-Event-ID header, or else the lastEventId query parameter (which a
-// page uses on its first connection). It returns nil for a new client.
+// page uses on its first connection). It returns nil for a new client,
+// and an error for a malformed id or for either given more than once.
 func resumePosition(r *http.Request) (*roomlog.Position, error) {
+	headers, params := r.Header.Values("Last-Event-ID"), r.URL.Query()["lastEventId"]
+	switch {
+	case len(headers) > 1:
+		return nil, errors.New("Last-Event-ID given more than once")
+	case len(params) > 1:
+		return nil, errors.New("lastEventId given more than once")
+	}
 	id := r.Header.Get("Last-Event-ID")
-	if id == "" {
-		id = r.URL.Query().Get("lastEventId")
+	if id == "" && len(params) == 1 {
+		id = params[0]
 	}
 	if id == "" {
 		return nil, nil
@@ -679,18 +664,73 @@ func streamName(r *http.Request) (string, *httpx.Error) {
 	return validateName("name", v[0])
 }
 
-// handleStream serves GET /stream as Server-Sent Events. On HTTP/1.x it
-// takes the connection over from net/http (Hijack) and hands it to one
-// writer goroutine, which is all a stream then costs; on HTTP/2 the handler
-// itself is the writer.
-func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serverConfig, logger *slog.Logger) http.Handler {
+// Frames returns the client's queue, for its stream writer.
+func (c *client) Frames() <-chan *fanout.Frame { return c.send }
+
+// Slow reports whether the hub cut the client for a full queue; its
+// writer asks once the queue is closed.
+func (c *client) Slow() bool { return c.slow }
+
+// streamCounters counts the stream writers' writes in the statistics.
+type streamCounters struct{ *Stats }
+
+// Delivered counts one write of n chat messages.
+func (s streamCounters) Delivered(n int) { s.delivered(n) }
+
+// Latency records n messages written d after the oldest was accepted.
+func (s streamCounters) Latency(d time.Duration, n int) { s.deliveryLatency.observe(d, n) }
+
+// streamConfig returns the configuration of the stream writers of room.
+func streamConfig(room *ChatRoom, stats *Stats, heartbeat, writeTimeout time.Duration, streams *stream.Tracker, logger *slog.Logger) *stream.Config {
+	return &stream.Config{
+		Heartbeat:    heartbeat,
+		WriteTimeout: writeTimeout,
+		Counters:     streamCounters{stats},
+		Leave:        func(c stream.Client) { room.Leave(c.(*client)) },
+		Tracker:      streams,
+		Logger:       logger,
+	}
+}
+
+// joinError answers a stream request that the room refused (JoinAs or
+// CanJoin), and reports whether it was refused. A refusal by a limit is
+// counted unless the request is a HEAD.
+func joinError(w http.ResponseWriter, r *http.Request, stats *Stats, err error) bool {
+	count := func() {
+		if r.Method != http.MethodHead {
+			stats.rejectedStream()
+		}
+	}
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, errRoomFull):
+		count()
+		httpx.Unavailable(w, retryFull, "server full; retry later")
+	case errors.Is(err, errTooManyStreams):
+		count()
+		httpx.RetryAfter(w, retryFull)
+		httpx.WriteError(w, http.StatusTooManyRequests, "too many streams from your address")
+	case errors.Is(err, errRoomClosed):
+		httpx.Unavailable(w, retryShutdown, msgShuttingDown)
+	}
+	return true
+}
+
+// handleStream serves GET /stream as Server-Sent Events, written by
+// package stream. A HEAD answers what the GET would, without joining.
+func handleStream(room *ChatRoom, stats *Stats, streams *stream.Tracker, cfg serverConfig, logger *slog.Logger) http.Handler {
+	sc := streamConfig(room, stats, cfg.heartbeat, cfg.writeTimeout, streams, logger)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		head := r.Method == http.MethodHead
 		// A page on another site may open streams in its visitors'
 		// browsers, which drop them after the CORS check but hold the
 		// server's slot until its next probe: refuse them before they
 		// take one. The page itself sends same-origin; curl sends none.
 		if sfs := r.Header.Get("Sec-Fetch-Site"); sfs == "cross-site" || sfs == "same-site" {
-			stats.rejectedStream()
+			if !head {
+				stats.rejectedStream()
+			}
 			httpx.WriteError(w, http.StatusForbidden, "cross-site stream refused; open the chat's own page")
 			return
 		}
@@ -704,559 +744,29 @@ func handleStream(room *ChatRoom, stats *Stats, streams *streamTracker, cfg serv
 			e.Write(w)
 			return
 		}
-		h := w.Header()
-		h.Set("Content-Type", "text/event-stream")
-		h.Set("Cache-Control", "no-cache")
-		h.Set("X-Accel-Buffering", "no")
-		if r.Method == http.MethodHead {
-			return
-		}
-		addr := cfg.addrOf(r)
 		if cfg.banned(r) {
-			h.Del("Content-Type")
-			stats.rejectedStream()
+			if !head {
+				stats.rejectedStream()
+			}
 			httpx.WriteError(w, http.StatusForbidden, bannedMsg)
 			return
 		}
-		c, head, err := room.JoinAs(r.Context(), addr, name, from)
-		if err != nil {
-			h.Del("Content-Type")
-			switch {
-			case errors.Is(err, errRoomFull):
-				stats.rejectedStream()
-				httpx.Unavailable(w, retryFull, "server full; retry later")
-			case errors.Is(err, errTooManyStreams):
-				stats.rejectedStream()
-				httpx.RetryAfter(w, retryFull)
-				httpx.WriteError(w, http.StatusTooManyRequests, "too many streams from your address")
-			case errors.Is(err, errRoomClosed):
-				httpx.Unavailable(w, retryShutdown, msgShuttingDown)
+		addr := cfg.addrOf(r)
+		if head {
+			if !joinError(w, r, stats, room.CanJoin(r.Context(), addr)) {
+				stream.SetHeaders(w.Header())
 			}
+			return
+		}
+		c, bufs, err := room.JoinAs(r.Context(), addr, name, from)
+		if joinError(w, r, stats, err) {
 			return
 		}
 		logger.Debug("stream opened", "addr", addr, "resume", from != nil, "named", name != "")
 		// The head's first buffer is the preamble; each other is a
 		// message, except the presence and typing events at its end.
-		backlog := len(head) - 1 - c.headEvents
-		s := &stream{room: room, c: c, stats: stats, heartbeat: cfg.heartbeat, writeTimeout: cfg.writeTimeout}
-		rc := http.NewResponseController(w)
-		if r.ProtoMajor == 1 {
-			if conn, _, err := rc.Hijack(); err == nil {
-				_ = conn.SetDeadline(time.Time{})
-				boundSendBuffer(conn)
-				s.out = &rawConn{Conn: conn}
-				head = append([][]byte{responseHead(h)}, head...)
-				// The head goes out from the handler's goroutine: its
-				// stack is large already, and the writer's stays at
-				// the runtime's smallest this way.
-				if !streams.add(conn) {
-					_ = conn.Close()
-					room.Leave(c)
-					return
-				}
-				if !s.open(head, backlog) {
-					s.out.abort()
-					room.Leave(c)
-					streams.done(conn)
-					return
-				}
-				go s.serveHijacked(streams, conn, logger, addr)
-				return
-			}
-		}
-		if nc, ok := r.Context().Value(netConnKey{}).(net.Conn); ok {
-			boundSendBuffer(nc) // the connection's, shared by its streams
-		}
-		w.WriteHeader(http.StatusOK)
-		s.out = &responseConn{w: w, rc: rc}
-		s.run(head, backlog, r.Context().Done())
-		logger.Debug("stream closed", "addr", addr)
+		sc.Serve(w, r, c, stream.Head{Bufs: bufs, Messages: len(bufs) - 1 - c.headEvents, Events: c.headEvents}, addr)
 	})
-}
-
-// responseHead returns the status line and headers of a stream response
-// on a hijacked HTTP/1.1 connection. The body then runs until the
-// connection closes.
-func responseHead(h http.Header) []byte {
-	var b bytes.Buffer
-	b.WriteString("HTTP/1.1 200 OK\r\n")
-	_ = h.Write(&b)
-	b.WriteString("Connection: close\r\n\r\n")
-	return b.Bytes()
-}
-
-// sseConn is where one stream writer sends its bytes.
-type sseConn interface {
-	// setWriteDeadline sets the deadline for the writes that follow.
-	setWriteDeadline(t time.Time) error
-	// write writes p and flushes it to the client.
-	write(p []byte) error
-	// writeBuffers writes the buffers in order, flushing once.
-	writeBuffers(bufs [][]byte) error
-	// alive reports false once the peer is known to have gone.
-	alive() bool
-	// close releases the connection.
-	close()
-	// abort releases the connection of a stream that was cut (a write
-	// timed out or failed, the client was too slow, or it went away):
-	// a hijacked socket is reset, so that the kernel drops its unsent data
-	// at once instead of holding it as an orphan for minutes.
-	abort()
-}
-
-// rawConn is a hijacked HTTP/1.x connection.
-type rawConn struct {
-	net.Conn
-	// probe receives what alive reads.
-	probe [1]byte
-}
-
-// setWriteDeadline sets the connection's write deadline.
-func (c *rawConn) setWriteDeadline(t time.Time) error { return c.SetWriteDeadline(t) }
-
-// write writes p.
-func (c *rawConn) write(p []byte) error {
-	_, err := c.Write(p)
-	return err
-}
-
-// writeBuffers writes bufs with one writev call where the system has it.
-func (c *rawConn) writeBuffers(bufs [][]byte) error {
-	nb := net.Buffers(bufs)
-	_, err := nb.WriteTo(c.Conn)
-	return err
-}
-
-// alive waits probeWindow for the peer's end-of-file or reset: a reader
-// never sends anything after its request, so anything but a timeout means
-// it has gone.
-func (c *rawConn) alive() bool {
-	if err := c.SetReadDeadline(time.Now().Add(probeWindow)); err != nil {
-		return false
-	}
-	_, err := c.Read(c.probe[:])
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// close closes the connection.
-func (c *rawConn) close() { _ = c.Close() }
-
-// abort closes the connection with a reset (SO_LINGER 0).
-func (c *rawConn) abort() {
-	if tc := tcpConn(c.Conn); tc != nil {
-		_ = tc.SetLinger(0)
-	}
-	_ = c.Close()
-}
-
-// tcpConn returns the TCP connection beneath c (which may be a TLS
-// connection, or the listener's counted connection), or nil.
-func tcpConn(c net.Conn) *net.TCPConn {
-	for c != nil {
-		if tc, ok := c.(*net.TCPConn); ok {
-			return tc
-		}
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return nil
-		}
-		c = u.NetConn()
-	}
-	return nil
-}
-
-// netConnKey is the context key under which withNetConn stores a
-// request's connection.
-type netConnKey struct{}
-
-// withNetConn is an http.Server ConnContext hook: it stores the connection
-// in ctx, so that an HTTP/2 stream can bound its socket's send buffer.
-func withNetConn(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, netConnKey{}, c)
-}
-
-// boundSendBuffer sets the send buffer of the TCP connection beneath c to
-// streamSendBuffer.
-func boundSendBuffer(c net.Conn) {
-	if tc := tcpConn(c); tc != nil {
-		_ = tc.SetWriteBuffer(streamSendBuffer)
-	}
-}
-
-// responseConn is a stream written through net/http (HTTP/2).
-//
-// Its write deadline is armed only while a write is in progress: on HTTP/2
-// a write deadline is a timer that resets the stream (INTERNAL_ERROR) when
-// it fires, even when nothing is being written, so a deadline left armed
-// between writes would cut every idle stream after -write-timeout.
-type responseConn struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-	// deadline is the deadline the stream set for its writes; each write
-	// arms it and clears it again once the write is through.
-	deadline time.Time
-}
-
-// setWriteDeadline sets the deadline of the writes that follow.
-func (c *responseConn) setWriteDeadline(t time.Time) error {
-	c.deadline = t
-	return nil
-}
-
-// arm sets the response's write deadline to t (zero: none).
-func (c *responseConn) arm(t time.Time) error {
-	if err := c.rc.SetWriteDeadline(t); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	return nil
-}
-
-// write writes and flushes p within the deadline.
-func (c *responseConn) write(p []byte) error {
-	if err := c.arm(c.deadline); err != nil {
-		return err
-	}
-	if _, err := c.w.Write(p); err != nil {
-		return err
-	}
-	if err := c.rc.Flush(); err != nil {
-		return err
-	}
-	return c.arm(time.Time{})
-}
-
-// writeBuffers writes the buffers and flushes once, within the deadline.
-func (c *responseConn) writeBuffers(bufs [][]byte) error {
-	if err := c.arm(c.deadline); err != nil {
-		return err
-	}
-	for _, b := range bufs {
-		if _, err := c.w.Write(b); err != nil {
-			return err
-		}
-	}
-	if err := c.rc.Flush(); err != nil {
-		return err
-	}
-	return c.arm(time.Time{})
-}
-
-// alive reports true: net/http tells the handler when the peer goes.
-func (c *responseConn) alive() bool { return true }
-
-// close does nothing: net/http owns the connection.
-func (c *responseConn) close() {}
-
-// abort does nothing: the connection is shared with other streams, and
-// net/http resets this stream when the handler returns.
-func (c *responseConn) abort() {}
-
-// stream is one subscriber's writer: the only goroutine that writes to its
-// connection.
-type stream struct {
-	room         *ChatRoom
-	c            *client
-	out          sseConn
-	stats        *Stats
-	heartbeat    time.Duration
-	writeTimeout time.Duration
-	// deadlineSet is when the write deadline was last moved.
-	deadlineSet time.Time
-	// lastWrite is when the stream last wrote anything.
-	lastWrite time.Time
-	// drained is set when the stream ends because the room shut down and
-	// everything queued went out: the one ending that closes the
-	// connection gracefully rather than with abort (a reset).
-	drained bool
-}
-
-// batchPool holds buffers for writes that join several queued frames.
-var batchPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
-// run writes head (which holds backlog messages; nil if already
-// written), then everything from the client's queue, until the
-// client goes (gone, or a failed write), or the hub closes the queue (it
-// does when the client is removed and when the room shuts down; what is
-// still queued goes out first). The writer has no timer: in a quiet room
-// the hub queues its tick (fanout.Tick), on which the writer probes its
-// peer and writes a heartbeat when one is due. It waits on the queue
-// alone, or on the queue and gone (HTTP/2).
-func (s *stream) run(head [][]byte, backlog int, gone <-chan struct{}) {
-	defer s.end()
-	defer s.room.Leave(s.c)
-	if head != nil && !s.open(head, backlog) {
-		return
-	}
-	queue := s.c.frames()
-	if gone == nil {
-		// A hijacked stream: nothing but the queue to wait on, so a
-		// plain receive, the cheapest wake-up there is.
-		for {
-			f, ok := <-queue
-			if !ok {
-				s.closed()
-				return
-			}
-			if !s.handle(f) {
-				return
-			}
-		}
-	}
-	for {
-		select {
-		case f, ok := <-queue:
-			if !ok {
-				s.closed()
-				return
-			}
-			if !s.handle(f) {
-				return
-			}
-		case <-gone:
-			return
-		}
-	}
-}
-
-// closed notes that the hub closed the queue after what was queued: for
-// a shutdown, which ends the stream gracefully, or a cut for being slow,
-// which ends it with a reset.
-func (s *stream) closed() { s.drained = !s.c.slow }
-
-// handle writes f, or handles the hub's tick, and reports whether the
-// stream goes on.
-func (s *stream) handle(f *fanout.Frame) bool {
-	if f.Tick {
-		return s.tick()
-	}
-	return s.send(f) == nil
-}
-
-// serveHijacked runs the stream on a hijacked connection, which streams
-// tracks, and logs its end.
-func (s *stream) serveHijacked(streams *streamTracker, conn net.Conn, logger *slog.Logger, addr string) {
-	defer streams.done(conn)
-	s.run(nil, 0, nil)
-	logger.Debug("stream closed", "addr", addr)
-}
-
-// The helpers below keep run's own stack frame small: a stream's goroutine
-// then fits in the runtime's smallest stack, which is most of what an idle
-// stream costs.
-
-// end closes the stream's connection: gracefully after a shutdown that
-// sent everything, with abort (a reset) after any cut.
-//
-//go:noinline
-func (s *stream) end() {
-	if s.drained {
-		s.out.close()
-	} else {
-		s.out.abort()
-	}
-}
-
-// open writes the head, whose last backlog buffers are messages, and
-// reports whether it went out. A resume's head can hold all of history
-// (megabytes), so it goes out in pieces of about maxWriteBatch bytes, each
-// written within the write deadline: a client too slow for one piece is
-// cut like any slow client, and resumes after the last message it got.
-//
-//go:noinline
-func (s *stream) open(head [][]byte, backlog int) bool {
-	// The messages are the buffers in [lo, hi): before them the response
-	// head and the preamble, after them the presence and typing events.
-	hi := len(head) - s.c.headEvents
-	lo := hi - backlog
-	now := time.Now()
-	for start := 0; start < len(head); {
-		end, size := start, 0
-		for end < len(head) && (end == start || size+len(head[end]) <= maxWriteBatch) {
-			size += len(head[end])
-			end++
-		}
-		if s.extendDeadline(now) != nil || s.out.writeBuffers(head[start:end]) != nil {
-			return false
-		}
-		s.stats.delivered(max(0, min(end, hi)-max(start, lo)))
-		start = end
-		now = time.Now()
-	}
-	s.lastWrite = now
-	return true
-}
-
-// tickInterval returns the interval of the hub's tick (RoomConfig.Tick)
-// for a heartbeat interval: the tick serves both the heartbeat and the
-// probe for a closed peer, so it is the heartbeat interval divided evenly
-// so that it ticks at least every probeInterval.
-func tickInterval(heartbeat time.Duration) time.Duration {
-	if heartbeat <= 0 {
-		return probeInterval
-	}
-	return heartbeat / time.Duration((heartbeat+probeInterval-1)/probeInterval)
-}
-
-// tickEvery returns the tick interval for the stream's heartbeat.
-func (s *stream) tickEvery() time.Duration { return tickInterval(s.heartbeat) }
-
-// tick handles one tick of the hub: on a stream idle for a whole tick it
-// probes for a closed peer, and once the stream has been idle for the
-// heartbeat interval it writes a heartbeat. It reports false when the
-// stream must end.
-//
-//go:noinline
-func (s *stream) tick() bool {
-	now := time.Now()
-	idle, every := now.Sub(s.lastWrite), s.tickEvery()
-	if idle < every-every/8 {
-		return true // written to recently: the peer is there
-	}
-	if !s.out.alive() {
-		return false
-	}
-	if s.heartbeat > 0 && idle >= s.heartbeat-s.heartbeat/8 {
-		if _, err := s.write(heartbeat, 0); err != nil {
-			return false
-		}
-	}
-	return true
-}
-
-// send writes f and whatever else is already queued (up to maxWriteBatch
-// bytes) with one write, and releases the frames (fanout.Frame.Release): f once
-// written, the others as they are copied into the write.
-func (s *stream) send(f *fanout.Frame) error {
-	queue := s.c.frames()
-	if len(queue) == 0 {
-		now, err := s.write(f.Data, f.N)
-		f.Release()
-		if err == nil {
-			s.stats.deliveryLatency.observe(now.Sub(f.At), f.N)
-		}
-		return err
-	}
-	bp := batchPool.Get().(*[]byte)
-	buf, n := append((*bp)[:0], f.Data...), f.N
-	oldest := f.At
-	f.Release()
-	for len(queue) > 0 && len(buf) < maxWriteBatch {
-		next, ok := <-queue
-		if !ok {
-			break
-		}
-		buf, n = append(buf, next.Data...), n+next.N // a tick adds nothing
-		next.Release()
-		if oldest.IsZero() { // f held no message (presence, typing)
-			oldest = next.At
-		}
-	}
-	now, err := s.write(buf, n)
-	if err == nil {
-		s.stats.deliveryLatency.observe(now.Sub(oldest), n)
-	}
-	*bp = buf[:0]
-	batchPool.Put(bp)
-	return err
-}
-
-// write writes p, which holds n chat messages, within the write timeout.
-// It reads the clock once, before the write, and returns that time, which
-// is also the stream's last write for the heartbeat.
-func (s *stream) write(p []byte, n int) (time.Time, error) {
-	now := time.Now()
-	if err := s.extendDeadline(now); err != nil {
-		return now, err
-	}
-	if err := s.out.write(p); err != nil {
-		return now, err
-	}
-	s.lastWrite = now
-	s.stats.delivered(n)
-	return now, nil
-}
-
-// extendDeadline moves the write deadline to writeTimeout from now, but
-// only when a quarter of the timeout has passed since it last did: moving
-// it costs a timer update, and a busy stream writes many times a second.
-// Every write therefore has between 3/4 of writeTimeout and all of it.
-func (s *stream) extendDeadline(now time.Time) error {
-	if now.Sub(s.deadlineSet) < s.writeTimeout/4 {
-		return nil
-	}
-	s.deadlineSet = now
-	return s.out.setWriteDeadline(now.Add(s.writeTimeout))
-}
-
-// streamTracker knows the stream writers running on hijacked connections,
-// which http.Server no longer tracks, so that shutdown can wait for them
-// and cut short the writes of any that hang.
-type streamTracker struct {
-	wg sync.WaitGroup
-	// mu guards conns and closed, and orders wg.Add before wg.Wait.
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	// closed is set once shutdown waits; no writer starts after it.
-	closed bool
-}
-
-// newStreamTracker returns an empty tracker.
-func newStreamTracker() *streamTracker {
-	return &streamTracker{conns: make(map[net.Conn]struct{})}
-}
-
-// add tracks conn, whose writer the caller then starts, and which it must
-// end with done. It reports false, and tracks nothing, once shutdown has
-// begun waiting.
-func (t *streamTracker) add(conn net.Conn) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return false
-	}
-	t.conns[conn] = struct{}{}
-	t.wg.Add(1)
-	return true
-}
-
-// done stops tracking conn, whose writer has returned.
-func (t *streamTracker) done(conn net.Conn) {
-	t.mu.Lock()
-	delete(t.conns, conn)
-	t.mu.Unlock()
-	t.wg.Done()
-}
-
-// interrupt makes every pending and future write on the tracked
-// connections fail at once.
-func (t *streamTracker) interrupt() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for c := range t.conns {
-		_ = c.SetDeadline(time.Now())
-	}
-}
-
-// wait waits up to timeout for every tracked writer to return and reports
-// whether they did.
-func (t *streamTracker) wait(timeout time.Duration) bool {
-	t.mu.Lock()
-	t.closed = true
-	t.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		t.wg.Wait()
-		close(done)
-	}()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case <-done:
-		return true
-	case <-timer.C:
-		return false
-	}
 }
 
 // Default limits on posting and streams; each can be changed with a flag

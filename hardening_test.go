@@ -29,6 +29,7 @@ import (
 	"chat/internal/limit"
 	"chat/internal/record"
 	"chat/internal/sse"
+	"chat/internal/stream"
 )
 
 // clientFrom returns an HTTP client whose connections come from the
@@ -274,6 +275,97 @@ func TestMaxStreamsPerAddr(t *testing.T) {
 	a1.close()
 	waitFor(t, "a stream of 127.0.0.1 to leave", func() bool { return ts.stats(t).Clients == 3 })
 	subscribe(t, ts.URL, "")
+}
+
+// TestHeadStream checks that HEAD /stream answers what GET /stream would
+// at the same moment (bad parameters, an address at its stream limit, a
+// full server, a banned address), without a body, and that it joins
+// nothing: no client, no name on the roster, no place taken, nothing
+// counted as a refused stream.
+func TestHeadStream(t *testing.T) {
+	ts := startServer(t, "-max-streams", "2", "-max-streams-per-addr", "1", "-admin-key", "boss")
+	// check sends HEAD and, unless onlyHead, GET /stream+query from c, and
+	// fails the test unless both answer want, the HEAD without a body.
+	check := func(what string, c *http.Client, query string, want int, onlyHead bool) {
+		t.Helper()
+		head := mustSend(t, c, "HEAD", ts.URL+"/stream"+query, "", "", nil)
+		if head.status != want || len(head.body) != 0 {
+			t.Errorf("HEAD /stream%s %s: %d with %d body bytes, want %d and none", query, what, head.status, len(head.body), want)
+		}
+		if (want == http.StatusTooManyRequests || want == http.StatusServiceUnavailable) && head.header.Get("Retry-After") == "" {
+			t.Errorf("HEAD /stream %s: %d without Retry-After", what, want)
+		}
+		if onlyHead {
+			return
+		}
+		get := mustSend(t, c, "GET", ts.URL+"/stream"+query, "", "", nil)
+		if get.status != want || get.header.Get("Retry-After") != head.header.Get("Retry-After") ||
+			get.header.Get("Content-Type") != head.header.Get("Content-Type") {
+			t.Errorf("/stream%s %s: GET %d %v, HEAD %d %v; want both %d with the same headers", query, what, get.status, get.header, head.status, head.header, want)
+		}
+	}
+	head := mustSend(t, http.DefaultClient, "HEAD", ts.URL+"/stream?name=alice", "", "", nil)
+	if head.status != 200 || head.header.Get("Content-Type") != "text/event-stream" || head.header.Get("Cache-Control") != "no-cache" || len(head.body) != 0 {
+		t.Errorf("HEAD /stream on an empty server: %d %v %q", head.status, head.header, head.body)
+	}
+	for _, q := range []string{"?lastEventId=x", "?lastEventId=1-1&lastEventId=1-2", "?name=", "?name=a&name=b"} {
+		check("with bad parameters", http.DefaultClient, q, http.StatusBadRequest, false)
+	}
+	if st := ts.stats(t); st.Clients != 0 || st.ConnectionsTotal != 0 || st.People != 0 {
+		t.Errorf("after HEAD requests: clients %d, connections %d, people %d; want none", st.Clients, st.ConnectionsTotal, st.People)
+	}
+	if p := mustSend(t, http.DefaultClient, "GET", ts.URL+"/presence", "", "", nil); strings.Contains(string(p.body), "alice") {
+		t.Errorf("a HEAD put its name on the roster: %s", p.body)
+	}
+	subscribe(t, ts.URL, "") // 127.0.0.1 is at its limit of 1
+	check("from an address at its limit", http.DefaultClient, "", http.StatusTooManyRequests, false)
+	if _, err := openStreamFrom(t, clientFrom(t, "127.0.0.2"), ts.URL, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("on a full server", clientFrom(t, "127.0.0.3"), "", http.StatusServiceUnavailable, false)
+	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"127.0.0.4"}`, admin()); r.status != http.StatusCreated {
+		t.Fatalf("ban: %d %s", r.status, r.body)
+	}
+	check("from a banned address", clientFrom(t, "127.0.0.4"), "", http.StatusForbidden, false)
+	if st := ts.stats(t); st.Clients != 2 || st.StreamsRejected != 3 {
+		t.Errorf("stats: clients %d, streams_rejected %d; want 2 and 3 (the GETs alone)", st.Clients, st.StreamsRejected)
+	}
+}
+
+// TestRepeatedLastEventID checks that a stream request giving its resume
+// point twice, as two Last-Event-ID headers or two lastEventId parameters,
+// is refused with 400 and joins nothing, as /history refuses repeated
+// parameters.
+func TestRepeatedLastEventID(t *testing.T) {
+	ts := startServer(t)
+	m := ts.post(t, "u", "hello")
+	for _, tt := range []struct {
+		name, query string
+		headers     []string
+	}{
+		{"two headers", "", []string{m.ID, m.ID}},
+		{"two headers, one empty", "", []string{"", m.ID}},
+		{"two parameters", "?lastEventId=" + m.ID + "&lastEventId=" + m.ID, nil},
+		{"two empty parameters", "?lastEventId=&lastEventId=", nil},
+	} {
+		req, _ := http.NewRequest("GET", ts.URL+"/stream"+tt.query, nil)
+		for _, h := range tt.headers {
+			req.Header.Add("Last-Event-ID", h)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e errorBody
+		if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, "more than once") {
+			t.Errorf("%s: %d %s, want 400 saying it was given more than once", tt.name, resp.StatusCode, body)
+		}
+	}
+	if st := ts.stats(t); st.ConnectionsTotal != 0 {
+		t.Errorf("refused streams joined: %d connections", st.ConnectionsTotal)
+	}
 }
 
 // TestPostRateLimit checks -post-rate and -post-burst end to end: an
@@ -827,7 +919,7 @@ func FuzzRequest(f *testing.F) {
 	})
 	trusted, _ := limit.ParseTrustedProxies("192.0.2.0/24")
 	var shuttingDown atomic.Bool
-	handler := newServer(room, stats, newStreamTracker(), &shuttingDown, serverConfig{
+	handler := newServer(room, stats, stream.NewTracker(), &shuttingDown, serverConfig{
 		heartbeat:    time.Hour,
 		writeTimeout: time.Second,
 		maxContent:   200,

@@ -30,6 +30,7 @@ import (
 	"chat/internal/journal"
 	"chat/internal/limit"
 	"chat/internal/roomlog"
+	"chat/internal/stream"
 )
 
 // Server timeouts and shutdown bounds.
@@ -346,7 +347,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		Backlog:           cfg.backlog,
 		ClientBuffer:      cfg.clientBuffer,
 		BatchWait:         cfg.batchWait,
-		Tick:              tickInterval(cfg.heartbeat),
+		Tick:              stream.TickInterval(cfg.heartbeat),
 		MaxStreams:        cfg.maxStreams,
 		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
 		PresenceInterval:  cfg.presenceInterval,
@@ -418,7 +419,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		}
 	}
 
-	streams := newStreamTracker()
+	streams := stream.NewTracker()
 	var shuttingDown atomic.Bool
 	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
 		heartbeat:     cfg.heartbeat,
@@ -449,7 +450,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		Handler:   counted.Handler(handler),
 		ConnState: counted.ConnState,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return withNetConn(counted.ConnContext(ctx, c), c)
+			return stream.WithNetConn(counted.ConnContext(ctx, c), c)
 		},
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
@@ -510,9 +511,9 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		logger.Warn("journal did not stop in time")
 	}
 	stopRoom()
-	if !streams.wait(streamDrain) {
-		streams.interrupt()
-		streams.wait(time.Second)
+	if !streams.Wait(streamDrain) {
+		streams.Interrupt()
+		streams.Wait(time.Second)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
