@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -21,7 +22,7 @@ import (
 	"chat/internal/httpx"
 	"chat/internal/idem"
 	"chat/internal/limit"
-	"chat/internal/record"
+	"chat/internal/moderation"
 	"chat/internal/roomlog"
 	"chat/internal/static"
 	"chat/internal/stream"
@@ -53,20 +54,8 @@ const (
 	defaultTypingBurst = 5
 	// hstsMaxAge is the max-age of Strict-Transport-Security over TLS.
 	hstsMaxAge = 24 * time.Hour
-	// retryShutdown is the Retry-After of answers refused because the
-	// server is shutting down.
-	retryShutdown = 2 * time.Second
-	// retryBusy is the Retry-After of answers refused because the journal
-	// is busy.
-	retryBusy = time.Second
 	// retryFull is the Retry-After of streams refused by a stream limit.
 	retryFull = 5 * time.Second
-)
-
-// The messages of the answers a client can retry.
-const (
-	msgShuttingDown = "server is shutting down"
-	msgBusy         = "server busy; try again"
 )
 
 // pageFiles are the page (index.html) and its script and style (web/).
@@ -170,13 +159,13 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"GET", "/history", accessRoom, handleHistory(room)},
 		{"GET", "/presence", accessRoom, handlePresence(room)},
 		{"POST", "/typing", accessRoom, crossOriginProtection(nil, handleTyping(room, cfg))},
-		{"GET", "/session", accessOpen, handleSession(cfg)},
-		{"POST", "/login", accessLogin, crossOriginProtection(nil, handleLogin(cfg))},
-		{"POST", "/logout", accessLogin, crossOriginProtection(nil, handleLogout())},
-		{"DELETE", "/messages/{id}", accessAdmin, crossOriginProtection(nil, handleDeleteMessage(room))},
-		{"GET", "/bans", accessAdmin, handleListBans(cfg)},
-		{"POST", "/bans", accessAdmin, crossOriginProtection(nil, handleAddBan(room, cfg))},
-		{"DELETE", "/bans/{addr...}", accessAdmin, crossOriginProtection(nil, handleLiftBan(cfg))},
+		{"GET", "/session", accessOpen, cfg.gate.HandleSession(cfg.addrOf)},
+		{"POST", "/login", accessLogin, crossOriginProtection(nil, cfg.gate.HandleLogin(cfg.addrOf, logger))},
+		{"POST", "/logout", accessLogin, crossOriginProtection(nil, auth.HandleLogout())},
+		{"DELETE", "/messages/{id}", accessAdmin, crossOriginProtection(nil, moderation.HandleDelete(moderated{room}))},
+		{"GET", "/bans", accessAdmin, moderation.HandleListBans(cfg.bans)},
+		{"POST", "/bans", accessAdmin, crossOriginProtection(nil, moderation.HandleAddBan(moderated{room}, cfg.bans, logger))},
+		{"DELETE", "/bans/{addr...}", accessAdmin, crossOriginProtection(nil, moderation.HandleLiftBan(cfg.bans))},
 		{"GET", "/stats", accessOpen, handleStats(stats)},
 		{"GET", "/healthz", accessOpen, handleHealth(health, stats)},
 		{"GET", "/metrics", accessOpen, handleMetrics(stats)},
@@ -186,7 +175,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		h := rt.h
 		switch rt.access {
 		case accessRoom:
-			h = requireRoom(cfg, h)
+			h = cfg.gate.RequireRoom(cfg.addrOf, h)
 		case accessLogin:
 			if !cfg.gate.Private() && !cfg.gate.Moderated() {
 				continue
@@ -195,7 +184,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 			if !cfg.gate.Moderated() {
 				continue
 			}
-			h = requireAdmin(cfg, h)
+			h = cfg.gate.RequireAdmin(cfg.addrOf, h)
 		}
 		mux.Handle(rt.method+" "+rt.path, h)
 		if rt.method == "GET" {
@@ -428,10 +417,10 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			fail(http.StatusGone, err.Error())
 		case errors.Is(err, errRoomClosed):
 			stats.rejectedPost()
-			httpx.Unavailable(w, retryShutdown, msgShuttingDown)
+			httpx.ShuttingDown(w)
 		case errors.Is(err, errJournalBusy):
 			stats.rejectedPost()
-			httpx.Unavailable(w, retryBusy, msgBusy)
+			httpx.Busy(w)
 		case r.Context().Err() != nil:
 			// The poster has gone; nobody to answer.
 			stats.rejectedPost()
@@ -523,7 +512,7 @@ func handleHistory(room *ChatRoom) http.Handler {
 			httpx.WriteError(w, http.StatusNotFound, "this server does not know that id (it is from another run of the server, or from the future)")
 			return
 		case errors.Is(err, errRoomClosed):
-			httpx.Unavailable(w, retryShutdown, msgShuttingDown)
+			httpx.ShuttingDown(w)
 			return
 		default:
 			return // the client has gone
@@ -562,7 +551,7 @@ func handlePresence(room *ChatRoom) http.Handler {
 		b, err := room.Presence(r.Context())
 		if err != nil {
 			if errors.Is(err, errRoomClosed) {
-				httpx.Unavailable(w, retryShutdown, msgShuttingDown)
+				httpx.ShuttingDown(w)
 			}
 			return
 		}
@@ -617,7 +606,7 @@ func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
 		case err == nil:
 			w.WriteHeader(http.StatusNoContent)
 		case errors.Is(err, errRoomClosed):
-			httpx.Unavailable(w, retryShutdown, msgShuttingDown)
+			httpx.ShuttingDown(w)
 		}
 	})
 }
@@ -712,7 +701,7 @@ func joinError(w http.ResponseWriter, r *http.Request, stats *Stats, err error) 
 		httpx.RetryAfter(w, retryFull)
 		httpx.WriteError(w, http.StatusTooManyRequests, "too many streams from your address")
 	case errors.Is(err, errRoomClosed):
-		httpx.Unavailable(w, retryShutdown, msgShuttingDown)
+		httpx.ShuttingDown(w)
 	}
 	return true
 }
@@ -797,333 +786,34 @@ const (
 	defaultMaxHeaderConnsPerAddr = 64
 )
 
-// Access: the room key, sessions and moderation (see internal/auth).
-const (
-	// loginFailures is how many wrong keys (at POST /login or as Bearer
-	// keys) one address may send per loginWindow before it gets 429; a
-	// login waiting for its body counts as one until its key is known.
-	// An IPv6 /56 may send 4 times as many, a /48 16 times.
-	loginFailures = 5
-	// loginWindow is the window loginFailures counts in.
-	loginWindow = time.Minute
-	// maxLoginBody is the largest POST /login body, in bytes.
-	maxLoginBody = 4 << 10
-)
+// moderated is the room as package moderation sees it.
+type moderated struct{ room *ChatRoom }
 
-// unauthorized answers 401 with a Bearer challenge and says nothing about
-// the resource asked for.
-func unauthorized(w http.ResponseWriter, msg string) {
-	w.Header().Set("WWW-Authenticate", `Bearer realm="chat"`)
-	w.Header().Set("Cache-Control", "no-store")
-	httpx.WriteError(w, http.StatusUnauthorized, msg)
+// Delete deletes the message with id and returns the deletion as DELETE
+// answers it.
+func (m moderated) Delete(ctx context.Context, id string) (any, error) {
+	d, err := m.room.Delete(ctx, id)
+	return d, moderationError(err)
 }
 
-// tooManyFailures answers 429 to an address that sent too many wrong keys.
-func tooManyFailures(w http.ResponseWriter, wait time.Duration) {
-	httpx.RetryAfter(w, wait)
-	httpx.WriteError(w, http.StatusTooManyRequests, "too many wrong keys from your address; try again later")
+// Kick closes the streams whose address match reports true.
+func (m moderated) Kick(ctx context.Context, match func(addr string) bool) (int, error) {
+	n, err := m.room.Kick(ctx, match)
+	return n, moderationError(err)
 }
 
-// requireRoom passes requests that may use the room: all of them in an
-// open room; in a private one, those with the room or admin key as a
-// Bearer key or a valid session cookie. The others get 401 before next
-// sees them, so nothing about the room leaks.
-func requireRoom(cfg serverConfig, next http.Handler) http.Handler {
-	if !cfg.gate.Private() {
-		return next
+// moderationError returns the error of package moderation that says what
+// the hub's err says, wrapping it.
+func moderationError(err error) error {
+	for _, e := range []struct{ hub, mod error }{
+		{errNoSuchMessage, moderation.ErrNoSuchMessage},
+		{errRoomClosed, moderation.ErrClosed},
+		{errUnconfirmed, moderation.ErrUnconfirmed},
+		{errJournalBusy, moderation.ErrBusy},
+	} {
+		if errors.Is(err, e.hub) {
+			return fmt.Errorf("%w: %w", e.mod, err)
+		}
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		role, wait := cfg.gate.Authorize(r, cfg.addrOf(r), time.Now())
-		switch {
-		case role >= auth.Member:
-			next.ServeHTTP(w, r)
-		case wait > 0:
-			tooManyFailures(w, wait)
-		default:
-			unauthorized(w, "this room needs its key: log in, or send Authorization: Bearer <room key>")
-		}
-	})
-}
-
-// requireAdmin passes requests with the admin key as a Bearer key or an
-// admin session: others get 401 (no valid credentials) or 403 (the room's
-// credentials, which do not moderate).
-func requireAdmin(cfg serverConfig, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		role, wait := cfg.gate.Authorize(r, cfg.addrOf(r), time.Now())
-		switch {
-		case role == auth.Admin:
-			next.ServeHTTP(w, r)
-		case wait > 0:
-			tooManyFailures(w, wait)
-		case role == auth.Member:
-			httpx.WriteError(w, http.StatusForbidden, "this needs the admin key")
-		default:
-			unauthorized(w, "this needs the admin key: log in with it, or send Authorization: Bearer <admin key>")
-		}
-	})
-}
-
-// loginBody is the body of POST /login.
-var loginBody = httpx.Body{Max: maxLoginBody, Types: []string{httpx.JSON, httpx.Form}, Example: `{"key": "..."}`}
-
-// parseLogin decodes the key from a POST /login body: a JSON object
-// {"key": "..."} or a form with the one field key.
-func parseLogin(contentType string, body []byte) (string, *httpx.Error) {
-	var in struct {
-		Key string `json:"key"`
-	}
-	if e := loginBody.Decode(contentType, body, &in); e != nil {
-		return "", e
-	}
-	key := strings.TrimSpace(in.Key)
-	if key == "" {
-		return "", httpx.BadRequest("key is required")
-	}
-	return key, nil
-}
-
-// handleLogin serves POST /login: the room key or the admin key buys a
-// session cookie (204). A wrong key is 401; an address that sent too many
-// wrong keys in the last loginWindow, or has as many logins waiting for
-// their bodies, gets 429 without its body being read. Keys are compared
-// in constant time and never logged.
-func handleLogin(cfg serverConfig) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		now := time.Now()
-		// The try counts before the body is read, so requests that hold
-		// their bodies back cannot all pass the check; it is given back
-		// unless the key turns out wrong.
-		try, wait := cfg.gate.Failures.Take(cfg.addrOf(r), now)
-		if try == nil {
-			tooManyFailures(w, wait)
-			return
-		}
-		defer try.Refund()
-		body, apiErr := httpx.Body{Max: loginBody.Max, Log: cfg.logger}.Read(w, r)
-		if apiErr != nil {
-			apiErr.Write(w)
-			return
-		}
-		key, apiErr := parseLogin(r.Header.Get("Content-Type"), body)
-		if apiErr != nil {
-			apiErr.Write(w)
-			return
-		}
-		role := cfg.gate.Keys.RoleOf(key)
-		if role == auth.None {
-			try.Fail()
-			unauthorized(w, "wrong key")
-			return
-		}
-		value, exp, err := cfg.gate.Sessions.Issue(role, now)
-		if err != nil {
-			httpx.WriteError(w, http.StatusInternalServerError, "could not make a session")
-			return
-		}
-		http.SetCookie(w, &http.Cookie{
-			Name:     auth.CookieName,
-			Value:    value,
-			Path:     "/",
-			Expires:  exp,
-			MaxAge:   httpx.Seconds(exp.Sub(now)),
-			HttpOnly: true,
-			Secure:   r.TLS != nil,
-			SameSite: http.SameSiteStrictMode,
-		})
-		w.WriteHeader(http.StatusNoContent)
-	})
-}
-
-// handleLogout serves POST /logout: it clears the session cookie (204).
-// The signed value itself stays valid until it expires; a browser that
-// logged out no longer has it.
-func handleLogout() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		http.SetCookie(w, &http.Cookie{
-			Name:     auth.CookieName,
-			Value:    "",
-			Path:     "/",
-			MaxAge:   -1,
-			HttpOnly: true,
-			Secure:   r.TLS != nil,
-			SameSite: http.SameSiteStrictMode,
-		})
-		w.WriteHeader(http.StatusNoContent)
-	})
-}
-
-// handleSession serves GET /session, which the page reads to know whether
-// to ask for a key and whether to show moderation controls: whether the
-// room is private, whether moderation is on, and what the caller's own
-// credentials allow ("none", "member" or "admin"). It never answers 401.
-func handleSession(cfg serverConfig) http.Handler {
-	type response struct {
-		Private    bool   `json:"private"`
-		Moderation bool   `json:"moderation"`
-		Role       string `json:"role"`
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		role := auth.None
-		if cfg.gate.Private() || cfg.gate.Moderated() {
-			var wait time.Duration
-			if role, wait = cfg.gate.Authorize(r, cfg.addrOf(r), time.Now()); wait > 0 {
-				tooManyFailures(w, wait)
-				return
-			}
-		}
-		if role == auth.None && !cfg.gate.Private() {
-			role = auth.Member // an open room: everyone is a member
-		}
-		_ = httpx.Encode(w, http.StatusOK, response{cfg.gate.Private(), cfg.gate.Moderated(), role.String()})
-	})
-}
-
-// Moderation: deleting messages and banning addresses.
-const (
-	// maxBanBody is the largest POST /bans body, in bytes.
-	maxBanBody = 4 << 10
-)
-
-// banBody is the body of POST /bans.
-var banBody = httpx.Body{Max: maxBanBody, Types: []string{httpx.JSON}, Example: `{"addr": "...", "for": "1h"}`}
-
-// handleDeleteMessage serves DELETE /messages/{id}: the message leaves
-// history and every stream gets a "delete" event, which has its own id in
-// the sequence. It answers 200 with the deletion, 404 for an id that
-// history does not hold (or holds deleted), 400 for a malformed one.
-func handleDeleteMessage(room *ChatRoom) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		if _, _, err := record.ParseID(id); err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		d, err := room.Delete(r.Context(), id)
-		switch {
-		case err == nil:
-			_ = httpx.Encode(w, http.StatusOK, d)
-		case errors.Is(err, errNoSuchMessage):
-			httpx.WriteError(w, http.StatusNotFound, "no such message: "+httpx.Truncate(id, 40))
-		case errors.Is(err, errRoomClosed), errors.Is(err, errUnconfirmed):
-			httpx.Unavailable(w, retryShutdown, msgShuttingDown)
-		case errors.Is(err, errJournalBusy):
-			httpx.Unavailable(w, retryBusy, msgBusy)
-		case r.Context().Err() != nil:
-			// The moderator has gone; nobody to answer.
-		default:
-			httpx.WriteError(w, http.StatusInternalServerError, "could not store the deletion")
-		}
-	})
-}
-
-// banJSON is one ban as GET and POST /bans show it.
-type banJSON struct {
-	// Addr is the banned address or prefix.
-	Addr string `json:"addr"`
-	// Until is when the ban ends; null for a ban without end.
-	Until *time.Time `json:"until"`
-	// StreamsClosed is how many open streams the new ban cut (POST only).
-	StreamsClosed *int `json:"streams_closed,omitempty"`
-}
-
-// toBanJSON returns b as JSON shows it.
-func toBanJSON(b ban.Ban) banJSON {
-	out := banJSON{Addr: b.String()}
-	if !b.Until.IsZero() {
-		u := b.Until.UTC()
-		out.Until = &u
-	}
-	return out
-}
-
-// handleListBans serves GET /bans: the bans in force, oldest first.
-func handleListBans(cfg serverConfig) http.Handler {
-	type response struct {
-		Bans []banJSON `json:"bans"`
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		out := response{Bans: []banJSON{}}
-		for _, b := range cfg.bans.All(time.Now()) {
-			out.Bans = append(out.Bans, toBanJSON(b))
-		}
-		_ = httpx.Encode(w, http.StatusOK, out)
-	})
-}
-
-// handleAddBan serves POST /bans with {"addr": "203.0.113.7" or a prefix,
-// "for": "1h"} ("for" left out: no end). The address is keyed as the rate
-// limits key it (an IPv6 address bans its /64). Its posts and new streams
-// get 403 from then on, and its open streams are closed at once. It answers
-// 201 with the ban.
-func handleAddBan(room *ChatRoom, cfg serverConfig) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			Addr string `json:"addr"`
-			For  string `json:"for"`
-		}
-		body := banBody
-		body.Log = cfg.logger
-		if e := body.Parse(w, r, &in); e != nil {
-			e.Write(w)
-			return
-		}
-		if in.Addr == "" {
-			httpx.WriteError(w, http.StatusBadRequest, "addr is required")
-			return
-		}
-		p, err := ban.Parse(in.Addr)
-		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, "addr: "+err.Error())
-			return
-		}
-		now := time.Now()
-		var until time.Time
-		if in.For != "" {
-			d, err := ban.ParseDuration(in.For)
-			if err != nil {
-				httpx.WriteError(w, http.StatusBadRequest, "for: "+err.Error())
-				return
-			}
-			until = now.Add(d)
-		}
-		b, err := cfg.bans.Add(p, until, now)
-		switch {
-		case errors.Is(err, ban.ErrFull):
-			httpx.WriteError(w, http.StatusConflict, fmt.Sprintf("the ban list is full (%d bans); lift some first", ban.MaxBans))
-			return
-		case err != nil:
-			httpx.WriteError(w, http.StatusInternalServerError, "could not save the ban list")
-			return
-		}
-		n, _ := room.Kick(r.Context(), func(addr string) bool { return ban.Covers(b, addr) })
-		out := toBanJSON(b)
-		out.StreamsClosed = &n
-		_ = httpx.Encode(w, http.StatusCreated, out)
-	})
-}
-
-// handleLiftBan serves DELETE /bans/{addr}: it lifts the ban on exactly
-// that address or prefix (204), or answers 404 if there is none.
-func handleLiftBan(cfg serverConfig) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := ban.Parse(r.PathValue("addr"))
-		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		ok, err := cfg.bans.Remove(p, time.Now())
-		switch {
-		case err != nil:
-			httpx.WriteError(w, http.StatusInternalServerError, "could not save the ban list")
-		case !ok:
-			httpx.WriteError(w, http.StatusNotFound, "no ban on "+ban.Format(p))
-		default:
-			w.WriteHeader(http.StatusNoContent)
-		}
-	})
+	return err
 }

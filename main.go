@@ -57,6 +57,17 @@ const (
 	shutdownTimeout = 2 * time.Second
 )
 
+// The login throttle (see internal/auth).
+const (
+	// loginFailures is how many wrong keys (at POST /login or as Bearer
+	// keys) one address may send per loginWindow before it gets 429; a
+	// login waiting for its body counts as one until its key is known.
+	// An IPv6 /56 may send 4 times as many, a /48 16 times.
+	loginFailures = 5
+	// loginWindow is the window loginFailures counts in.
+	loginWindow = time.Minute
+)
+
 func main() {
 	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "%s\n", err)

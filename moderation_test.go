@@ -6,17 +6,32 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"chat/internal/auth"
+	"chat/internal/ban"
 	"chat/internal/roomlog"
 	"chat/internal/sse"
+	"chat/internal/stream"
 )
+
+// banJSON is one ban as POST /bans answers it.
+type banJSON struct {
+	Addr          string     `json:"addr"`
+	Until         *time.Time `json:"until"`
+	StreamsClosed *int       `json:"streams_closed"`
+	Note          string     `json:"note"`
+}
 
 // admin returns headers that send the admin key "boss" as a Bearer key.
 func admin() map[string]string { return bearer("boss") }
@@ -509,5 +524,118 @@ func TestAbortedBodyIsNot413(t *testing.T) {
 	}
 	if hist := historyIDs(t, ts.URL, nil); len(hist) != 0 {
 		t.Errorf("history after aborted posts: %v", hist)
+	}
+}
+
+// TestDeleteAtShutdownAnswersLikePost holds the journal inside the fsync of
+// a deletion while the server shuts down: the deletion is answered 202
+// with the deletion, as a post in that state is (not 503, which would say
+// it did not happen), and after the restart the message is deleted and
+// deleting it again is a 404.
+func TestDeleteAtShutdownAnswersLikePost(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	cfg, err := parseFlags([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-data", path, "-admin-key", "boss"},
+		func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var armed atomic.Bool
+	held, entered := make(chan struct{}), make(chan struct{}, 1)
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(held) }) })
+	cfg.journalSync = func(f *os.File) error {
+		if armed.Load() {
+			select {
+			case entered <- struct{}{}:
+				<-held // the deletion's fsync waits for the test
+			default:
+			}
+		}
+		return f.Sync()
+	}
+	cfg.journalWait = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := newLogWatcher()
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, cfg, logs) }()
+	var url string
+	select {
+	case addr := <-logs.addr:
+		url = "http://" + addr
+	case err := <-served:
+		t.Fatalf("serve returned early: %v\n%s", err, logs)
+	case <-time.After(waitTimeout):
+		t.Fatalf("server did not start\n%s", logs)
+	}
+	m := mustPost(t, url, "u", "delete me")
+	armed.Store(true)
+	answer := make(chan reply, 1)
+	go func() { answer <- deleteMsg(t, url, m.ID, admin()) }()
+	select {
+	case <-entered: // the deletion is inside the fsync
+	case <-time.After(waitTimeout):
+		t.Fatal("the journal never synced the deletion")
+	}
+	cancel()
+	var r reply
+	select {
+	case r = <-answer:
+	case <-time.After(waitTimeout):
+		t.Fatal("the deletion got no answer during shutdown")
+	}
+	release.Do(func() { close(held) })
+	var d roomlog.Deletion
+	if r.status != http.StatusAccepted || json.Unmarshal(r.body, &d) != nil || d.Delete != m.ID || d.ID == "" || !idLess(t, m.ID, d.ID) {
+		t.Errorf("DELETE at shutdown: %d %s, want 202 with the deletion of %s", r.status, r.body, m.ID)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("serve did not return after the fsync was released")
+	}
+	ts := startServer(t, "-data", path, "-admin-key", "boss")
+	if hist := historyIDs(t, ts.URL, nil); len(hist) != 0 {
+		t.Errorf("history after the restart: %v, want the message deleted", hist)
+	}
+	if r := deleteMsg(t, ts.URL, m.ID, admin()); r.status != http.StatusNotFound {
+		t.Errorf("deleting again after the restart: %d %s, want 404", r.status, r.body)
+	}
+}
+
+// TestBanAtShutdown bans an address after the room has shut down: the ban
+// is stored and answered 201, but the answer does not claim to have closed
+// no streams (it had not looked): streams_closed is left out and the note
+// says why.
+func TestBanAtShutdown(t *testing.T) {
+	stats := NewStats()
+	room := NewChatRoom(RoomConfig{History: 10}, stats)
+	ctx, cancel := context.WithCancel(context.Background())
+	roomDone := make(chan struct{})
+	go func() {
+		room.Run(ctx)
+		close(roomDone)
+	}()
+	cancel()
+	<-roomDone
+	gate := &auth.Gate{Keys: auth.Keys{Admin: "boss"}}
+	var shuttingDown atomic.Bool
+	ts := httptest.NewServer(newServer(room, stats, stream.NewTracker(), &shuttingDown, serverConfig{
+		heartbeat: time.Hour, writeTimeout: time.Second, maxContent: 200, maxBody: 1024, gate: gate, bans: ban.New(),
+	}, slog.New(slog.DiscardHandler)))
+	defer ts.Close()
+	r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"10.9.9.9"}`, admin())
+	var b banJSON
+	if r.status != http.StatusCreated || json.Unmarshal(r.body, &b) != nil || b.Addr != "10.9.9.9" {
+		t.Fatalf("POST /bans at shutdown: %d %s, want 201 with the ban", r.status, r.body)
+	}
+	if b.StreamsClosed != nil || !strings.Contains(b.Note, "shutting down") || strings.Contains(string(r.body), "streams_closed") {
+		t.Errorf("POST /bans at shutdown: %s; want no streams_closed and a note that the server is shutting down", r.body)
+	}
+	if list := mustSend(t, http.DefaultClient, "GET", ts.URL+"/bans", "", "", admin()); !strings.Contains(string(list.body), `"10.9.9.9"`) {
+		t.Errorf("the ban made at shutdown is not stored: %s", list.body)
 	}
 }

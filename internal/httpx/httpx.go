@@ -27,6 +27,16 @@ const (
 	Form = "application/x-www-form-urlencoded"
 )
 
+// The waits of the answers a client should retry.
+const (
+	// ShutdownRetry is the Retry-After of requests refused because the
+	// server is shutting down: about the time a restart takes.
+	ShutdownRetry = 2 * time.Second
+	// BusyRetry is the Retry-After of requests refused because the
+	// journal is too busy to take them.
+	BusyRetry = time.Second
+)
+
 // Error is a client error with the HTTP status it is answered with.
 type Error struct {
 	// Status is the HTTP status code.
@@ -189,4 +199,14 @@ func Truncate(s string, n int) string {
 func Unavailable(w http.ResponseWriter, wait time.Duration, msg string) {
 	RetryAfter(w, wait)
 	WriteError(w, http.StatusServiceUnavailable, msg)
+}
+
+// ShuttingDown answers 503: the server is shutting down.
+func ShuttingDown(w http.ResponseWriter) {
+	Unavailable(w, ShutdownRetry, "server is shutting down")
+}
+
+// Busy answers 503: the journal is too busy to take the request.
+func Busy(w http.ResponseWriter) {
+	Unavailable(w, BusyRetry, "server busy; try again")
 }
