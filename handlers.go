@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"strings"
@@ -29,29 +28,13 @@ import (
 	"chat/internal/text"
 )
 
-// Tuning values of the HTTP side. Each of the defaults can be changed with a
-// flag (see main.go).
+// Tuning values of the HTTP side. The defaults of those that flags set are
+// in main.go.
 const (
-	// defaultHeartbeat is how often an idle stream gets a comment line, so
-	// that proxies keep it open and dead peers are found.
-	defaultHeartbeat = 15 * time.Second
-	// defaultWriteTimeout bounds every write to a stream: a client that
-	// takes longer to accept one write is disconnected.
-	defaultWriteTimeout = 10 * time.Second
-	// defaultMaxContent is the longest message, in characters.
-	defaultMaxContent = 2000
-	// defaultMaxBody is the largest POST /post body, in bytes.
-	defaultMaxBody = 16 << 10
 	// maxUsername is the longest name, in characters.
 	maxUsername = 32
 	// maxTypingBody is the largest POST /typing body, in bytes.
 	maxTypingBody = 1 << 10
-	// defaultTypingRate is how many POST /typing one address may make per
-	// second (the page sends one every 3 s at most while its person types).
-	defaultTypingRate = 1
-	// defaultTypingBurst is how many POST /typing one address may make at
-	// once.
-	defaultTypingBurst = 5
 	// hstsMaxAge is the max-age of Strict-Transport-Security over TLS.
 	hstsMaxAge = 24 * time.Hour
 	// retryFull is the Retry-After of streams refused by a stream limit.
@@ -197,20 +180,6 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		mux.Handle(path, handleMethodNotAllowed(strings.Join(methods, ", ")))
 	}
 	mux.Handle("/", handleNotFound())
-}
-
-// handlePprof returns the profiling endpoints of net/http/pprof under
-// /debug/pprof/, for the separate -pprof-addr listener only: they expose
-// goroutine stacks and command lines and never go on the public listener.
-func handlePprof() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle("/", handleNotFound())
-	return mux
 }
 
 // hsts is the Strict-Transport-Security value of responses over TLS: a
@@ -757,34 +726,6 @@ func handleStream(room *ChatRoom, stats *Stats, streams *stream.Tracker, cfg ser
 		sc.Serve(w, r, c, stream.Head{Bufs: bufs, Messages: len(bufs) - 1 - c.headEvents, Events: c.headEvents}, addr)
 	})
 }
-
-// Default limits on posting and streams; each can be changed with a flag
-// (see main.go). The limiter's own bounds are in internal/limit.
-const (
-	// defaultPostRate is how many posts per second one address may make.
-	defaultPostRate = 5
-	// defaultPostBurst is how many posts one address may make at once.
-	defaultPostBurst = 20
-	// defaultMaxStreams caps the streams the server holds.
-	defaultMaxStreams = 50000
-	// defaultMaxStreamsPerAddr caps the streams one address holds.
-	defaultMaxStreamsPerAddr = 64
-	// defaultMaxConnsPerAddr caps the TCP connections one address holds
-	// (streams, keep-alive connections and requests in flight): 20 000
-	// file descriptors then take at least 78 addresses, and a browser
-	// needs at most a handful.
-	defaultMaxConnsPerAddr = 256
-	// defaultMaxHeaderConnsPerAddr caps the connections of one address
-	// that are sending request headers at once. net/http spends about
-	// eight times the header bytes on headers of many small fields (122 KB
-	// for 15 KB of "X-1: 1" lines), so this bounds what one address can
-	// make the server hold to about 8 MB. Legitimate clients need a few
-	// (headers arrive in one round trip), but a connection counts from its
-	// accept until its headers are read, which under load can take a
-	// while: 32 refused some of a burst of 50 stream connections from one
-	// address while the server was busy.
-	defaultMaxHeaderConnsPerAddr = 64
-)
 
 // moderated is the room as package moderation sees it.
 type moderated struct{ room *ChatRoom }

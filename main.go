@@ -11,13 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +26,7 @@ import (
 	"chat/internal/auth"
 	"chat/internal/ban"
 	"chat/internal/connlimit"
+	"chat/internal/flagenv"
 	"chat/internal/journal"
 	"chat/internal/limit"
 	"chat/internal/roomlog"
@@ -66,6 +66,50 @@ const (
 	loginFailures = 5
 	// loginWindow is the window loginFailures counts in.
 	loginWindow = time.Minute
+)
+
+// Defaults of the flags that tune the streams and limit what one client may
+// use (the limiter's own bounds are in internal/limit).
+const (
+	// defaultHeartbeat is how often an idle stream gets a comment line, so
+	// that proxies keep it open and dead peers are found.
+	defaultHeartbeat = 15 * time.Second
+	// defaultWriteTimeout bounds every write to a stream: a client that
+	// takes longer to accept one write is disconnected.
+	defaultWriteTimeout = 10 * time.Second
+	// defaultMaxContent is the longest message, in characters.
+	defaultMaxContent = 2000
+	// defaultMaxBody is the largest POST /post body, in bytes.
+	defaultMaxBody = 16 << 10
+	// defaultTypingRate is how many POST /typing one address may make per
+	// second (the page sends one every 3 s at most while its person types).
+	defaultTypingRate = 1
+	// defaultTypingBurst is how many POST /typing one address may make at
+	// once.
+	defaultTypingBurst = 5
+	// defaultPostRate is how many posts per second one address may make.
+	defaultPostRate = 5
+	// defaultPostBurst is how many posts one address may make at once.
+	defaultPostBurst = 20
+	// defaultMaxStreams caps the streams the server holds.
+	defaultMaxStreams = 50000
+	// defaultMaxStreamsPerAddr caps the streams one address holds.
+	defaultMaxStreamsPerAddr = 64
+	// defaultMaxConnsPerAddr caps the TCP connections one address holds
+	// (streams, keep-alive connections and requests in flight): 20 000
+	// file descriptors then take at least 78 addresses, and a browser
+	// needs at most a handful.
+	defaultMaxConnsPerAddr = 256
+	// defaultMaxHeaderConnsPerAddr caps the connections of one address
+	// that are sending request headers at once. net/http spends about
+	// eight times the header bytes on headers of many small fields (122 KB
+	// for 15 KB of "X-1: 1" lines), so this bounds what one address can
+	// make the server hold to about 8 MB. Legitimate clients need a few
+	// (headers arrive in one round trip), but a connection counts from its
+	// accept until its headers are read, which under load can take a
+	// while: 32 refused some of a burst of 50 stream connections from one
+	// address while the server was busy.
+	defaultMaxHeaderConnsPerAddr = 64
 )
 
 func main() {
@@ -110,16 +154,34 @@ type config struct {
 	journalOptions []journal.Option
 }
 
-// cmdLineOnly holds the flags that have no environment variable: the
-// repair mode, because a variable left set in a service's environment would
-// turn every later start of the server into a repair.
-var cmdLineOnly = map[string]bool{"repair": true, "repair-write": true}
+// env is how flags read CHAT_* environment variables. The repair mode has
+// none, because a variable left set in a service's environment would turn
+// every later start of the server into a repair. -coalesce is the old name
+// of -batch-wait.
+var env = flagenv.Config{
+	Prefix:      "CHAT_",
+	CmdLineOnly: []string{"repair", "repair-write"},
+	Aliases:     map[string]string{"coalesce": "batch-wait"},
+}
 
 // parseFlags reads the flags, falling back to CHAT_* environment variables
-// for flags not given. Flags win.
+// for flags not given (see env). Flags win.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	var c config
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	c, fs := defineFlags(args[0], stderr)
+	if err := env.Parse(fs, args[1:], getenv); err != nil {
+		return *c, err
+	}
+	if err := c.check(); err != nil {
+		return *c, err
+	}
+	return *c, c.readKeys()
+}
+
+// defineFlags returns the command's flag set, which parses into the
+// returned config.
+func defineFlags(name string, stderr io.Writer) (*config, *flag.FlagSet) {
+	c := &config{}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", ":6969", "address to listen on")
 	fs.IntVar(&c.history, "history", defaultHistory, "messages kept in history")
@@ -157,68 +219,48 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.BoolVar(&c.pprof, "pprof", false, "removed: use -pprof-addr")
 	fs.StringVar(&c.repair, "repair", "", "check the journal at this path, report its first bad line and exit; the server does not start")
 	fs.BoolVar(&c.repairWrite, "repair-write", false, "with -repair: keep the lines before the first bad one and move the rest to PATH.bad-<time>")
-	fs.VisitAll(func(f *flag.Flag) {
-		if !cmdLineOnly[f.Name] {
-			f.Usage += " (env " + envName(f.Name) + ")"
-		}
-	})
-	if err := fs.Parse(args[1:]); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	// -coalesce is the old name of -batch-wait: either flag given wins
-	// over both variables, and CHAT_BATCH_WAIT over CHAT_COALESCE.
-	if given["batch-wait"] || given["coalesce"] {
-		given["batch-wait"], given["coalesce"] = true, true
-	} else if getenv(envName("batch-wait")) != "" {
-		given["coalesce"] = true
-	}
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v := getenv(envName(f.Name)); v != "" && !given[f.Name] && !cmdLineOnly[f.Name] && err == nil {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
-			}
-		}
-	})
-	if err != nil {
-		return c, err
-	}
+	return c, fs
+}
+
+// check refuses settings out of range or that do not go together.
+func (c *config) check() error {
 	switch {
 	case c.history < 0, c.backlog < 0, c.clientBuffer < 1, c.maxContent < 1, c.maxBody < 64,
 		c.maxStreams < 0, c.maxStreamsPerAddr < 0, c.postRate < 0, c.postBurst < 0,
 		c.maxConnsPerAddr < 0, c.maxHeaderConns < 0,
 		c.typingRate < 0, c.typingBurst < 0, c.presenceNames < 0:
-		return c, errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
+		return errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
 	case c.heartbeat < 0, c.statsInterval < 0, c.writeTimeout <= 0, c.batchWait < 0, c.presenceInterval < 0:
-		return c, errors.New("durations must not be negative, and -write-timeout must be positive")
+		return errors.New("durations must not be negative, and -write-timeout must be positive")
 	case c.pprof:
-		return c, errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")
+		return errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")
 	case c.data != "" && c.history < 1:
-		return c, errors.New("-data needs -history of at least 1: the journal keeps the history")
+		return errors.New("-data needs -history of at least 1: the journal keeps the history")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
-		return c, errors.New("-tls-cert and -tls-key go together")
+		return errors.New("-tls-cert and -tls-key go together")
 	case c.logFormat != "text" && c.logFormat != "json":
-		return c, fmt.Errorf("-log-format %q: want text or json", c.logFormat)
+		return fmt.Errorf("-log-format %q: want text or json", c.logFormat)
 	case c.repairWrite && c.repair == "":
-		return c, errors.New("-repair-write goes with -repair PATH")
+		return errors.New("-repair-write goes with -repair PATH")
 	case c.sessionLifetime < auth.MinLifetime:
-		return c, fmt.Errorf("-session-lifetime %v is too short: sessions must last at least %v", c.sessionLifetime, auth.MinLifetime)
+		return fmt.Errorf("-session-lifetime %v is too short: sessions must last at least %v", c.sessionLifetime, auth.MinLifetime)
 	}
+	return nil
+}
+
+// readKeys reads the room and admin keys from their files, if given.
+func (c *config) readKeys() error {
+	var err error
 	if c.roomKey, err = readKey("room-key", c.roomKey, c.roomKeyFile); err != nil {
-		return c, err
+		return err
 	}
 	if c.adminKey, err = readKey("admin-key", c.adminKey, c.adminKeyFile); err != nil {
-		return c, err
+		return err
 	}
 	if c.roomKey != "" && auth.KeyEqual(c.adminKey, c.roomKey) {
-		return c, errors.New("-admin-key must differ from -room-key")
+		return errors.New("-admin-key must differ from -room-key")
 	}
-	return c, nil
+	return nil
 }
 
 // readKey returns the key that the flag -name (its value is key) or the
@@ -240,11 +282,6 @@ func readKey(name, key, file string) (string, error) {
 		return "", fmt.Errorf("-%s-file %s is empty", name, file)
 	}
 	return key, nil
-}
-
-// envName returns the environment variable that backs a flag.
-func envName(flagName string) string {
-	return "CHAT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // newLogger returns the logger the flags ask for.
@@ -282,9 +319,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // repairJournal checks the journal at path offline and writes what it found
 // to out; with write it also moves everything from the first bad line on to
-// path.bad-<time>. It returns an error (so the command exits 1) when the
-// journal is left in a state the server refuses, or cannot be read or
-// repaired. A torn last line alone is not an error: the server drops it.
+// path.bad-<time> (see journal.Report.Describe). It returns an error (so
+// the command exits 1) when the journal is left in a state the server
+// refuses, or cannot be read or repaired.
 func repairJournal(path string, write bool, now time.Time, out io.Writer) error {
 	var rep journal.Report
 	var moved string
@@ -297,62 +334,72 @@ func repairJournal(path string, write bool, now time.Time, out io.Writer) error 
 	if err != nil {
 		return err
 	}
-	lines := rep.Good + rep.Rest.Lines
-	if rep.Sound() {
-		ids := "no records"
-		if rep.Good > 0 {
-			ids = "ids " + rep.First + " to " + rep.Last
-		}
-		fmt.Fprintf(out, "journal %s: %d lines, %d bytes, %s: sound\n", path, lines, rep.Size, ids)
-		return nil
-	}
-	bad := rep.Bad
-	reason := bad.Err.Error()
-	if bad.Torn {
-		reason = "torn last line (" + reason + ")"
-	}
-	fmt.Fprintf(out, "journal %s: %d lines, %d bytes\nline %d at byte %d: %s\n", path, lines, rep.Size, bad.Line, bad.Offset, reason)
-	keep := "no line (the server starts a new epoch)"
-	if rep.Good > 0 {
-		keep = fmt.Sprintf("lines 1-%d", rep.Good)
-		fmt.Fprintf(out, "  lines 1-%d are good (%d bytes): ids %s to %s\n", rep.Good, rep.GoodBytes, rep.First, rep.Last)
-	}
-	var parts []string
-	epochs := slices.Sorted(maps.Keys(rep.Rest.Epochs))
-	for _, e := range epochs {
-		parts = append(parts, fmt.Sprintf("%d with ids of epoch %d", rep.Rest.Epochs[e], e))
-	}
-	if rep.Rest.NoID > 0 {
-		parts = append(parts, fmt.Sprintf("%d without an id", rep.Rest.NoID))
-	}
-	fmt.Fprintf(out, "  lines %d-%d (%d bytes) from there on: %s\n", bad.Line, lines, rep.Rest.Bytes, strings.Join(parts, ", "))
-	if bad.OutOfOrder || len(epochs) > 1 {
-		fmt.Fprintf(out, "  ids out of order: two servers may have written into this journal at once\n")
-	}
-	switch {
-	case moved != "":
-		fmt.Fprintf(out, "moved lines %d-%d to %s\njournal %s keeps %s; the server starts from there\n", bad.Line, lines, moved, path, keep)
-		return nil
-	case bad.Torn:
-		fmt.Fprintf(out, "the server drops a torn last line by itself and starts with %s\n", keep)
-		return nil
-	}
-	fmt.Fprintf(out, "-repair-write keeps %s and moves lines %d-%d to %s.bad-<time>\n", keep, bad.Line, lines, path)
-	return fmt.Errorf("journal %s is damaged at line %d: the server will not start on it", path, bad.Line)
+	return rep.Describe(out, moved)
 }
 
-// serve runs the server with cfg until ctx ends.
+// server is what serve starts, in the order it starts it and stops it
+// again at shutdown.
+type server struct {
+	cfg    config
+	logger *slog.Logger
+	stats  *Stats
+	// wg waits for the journal, the room and the monitor.
+	wg sync.WaitGroup
+	// stopLog stops the journal and logDone is closed once it has
+	// (at once without one).
+	stopLog context.CancelFunc
+	logDone chan struct{}
+	room    *ChatRoom
+	// stopRoom and stopMonitor stop the room's hub and the monitor.
+	stopRoom, stopMonitor context.CancelFunc
+	// streams tracks the stream writers on hijacked connections.
+	streams *stream.Tracker
+	// shuttingDown turns /healthz to 503 once shutdown has begun.
+	shuttingDown atomic.Bool
+	// ln is the listener, with its per-address caps, and srv the server.
+	ln  *connlimit.Listener
+	srv *http.Server
+}
+
+// serve runs the server with cfg until ctx ends: it opens the log (the
+// journal, with -data), starts the room and the monitor, builds the HTTP
+// server, serves until ctx ends, and shuts down.
 func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	logger, err := newLogger(cfg, logOut)
 	if err != nil {
 		return err
 	}
-	trusted, err := limit.ParseTrustedProxies(cfg.trustedProxies)
+	s := &server{cfg: cfg, logger: logger, stats: NewStats(), logDone: make(chan struct{}),
+		stopLog: func() {}, stopRoom: func() {}, stopMonitor: func() {}}
+	defer s.stop()
+	roomCfg, err := s.openLog()
 	if err != nil {
 		return err
 	}
+	s.startRoom(roomCfg)
+	if err := s.build(); err != nil {
+		return err
+	}
+	if err := s.serve(ctx); err != nil {
+		return err
+	}
+	s.shutdown()
+	return nil
+}
 
-	stats := NewStats()
+// stop stops whatever is still running, room first, and waits for it.
+func (s *server) stop() {
+	s.stopRoom()
+	s.stopMonitor()
+	s.stopLog()
+	s.wg.Wait()
+}
+
+// openLog returns the room's configuration with the history it starts
+// from: empty, or, with -data, what the journal recovered, the journal
+// then running until stopLog.
+func (s *server) openLog() (RoomConfig, error) {
+	cfg := s.cfg
 	roomCfg := RoomConfig{
 		History:           cfg.history,
 		Backlog:           cfg.backlog,
@@ -364,75 +411,79 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		PresenceInterval:  cfg.presenceInterval,
 		PresenceNames:     cfg.presenceNames,
 	}
-	var wg sync.WaitGroup
-	storeCtx, stopStore := context.WithCancel(context.Background())
-	storeDone := make(chan struct{}) // closed when the journal has stopped
 	if cfg.data == "" {
-		close(storeDone)
+		close(s.logDone)
+		return roomCfg, nil
 	}
-	defer func() {
-		stopStore()
-		wg.Wait()
-	}()
-	if cfg.data != "" {
-		opts := append([]journal.Option{journal.ObserveSync(stats.observeJournalSync)}, cfg.journalOptions...)
-		store, records, err := journal.Open(cfg.data, cfg.history, logger, opts...)
-		if err != nil {
-			return fmt.Errorf("open journal: %w", err)
-		}
-		recovered, err := roomlog.Recover(records)
-		epoch, marked := store.Epoch()
-		if err == nil && !marked {
-			// A new journal: make its epoch durable before anyone sees it.
-			epoch = time.Now().UnixMilli()
-			err = store.MarkEpoch(epoch)
-		}
-		if err != nil {
-			// Run with a done context closes the file.
-			done, cancel := context.WithCancel(context.Background())
-			cancel()
-			store.Run(done)
-			return fmt.Errorf("open journal %s: %w", cfg.data, err)
-		}
-		if cfg.journalSync != nil {
-			store.SetSync(cfg.journalSync)
-		}
-		roomCfg.Store, roomCfg.Recovered = roomlog.NewJournalStore(store, epoch, recovered), recovered
-		stats.watchJournal(store.Err)
-		wg.Go(func() {
-			store.Run(storeCtx)
-			close(storeDone)
-		})
-		logger.Info("journal opened", "path", cfg.data, "messages", len(recovered))
+	opts := append([]journal.Option{journal.ObserveSync(s.stats.observeJournalSync)}, cfg.journalOptions...)
+	store, records, err := journal.Open(cfg.data, cfg.history, s.logger, opts...)
+	if err != nil {
+		return roomCfg, fmt.Errorf("open journal: %w", err)
 	}
-	room := NewChatRoom(roomCfg, stats)
+	recovered, err := roomlog.Recover(records)
+	epoch, marked := store.Epoch()
+	if err == nil && !marked {
+		// A new journal: make its epoch durable before anyone sees it.
+		epoch = time.Now().UnixMilli()
+		err = store.MarkEpoch(epoch)
+	}
+	if err != nil {
+		// Run with a done context closes the file.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		store.Run(done)
+		return roomCfg, fmt.Errorf("open journal %s: %w", cfg.data, err)
+	}
+	if cfg.journalSync != nil {
+		store.SetSync(cfg.journalSync)
+	}
+	roomCfg.Store, roomCfg.Recovered = roomlog.NewJournalStore(store, epoch, recovered), recovered
+	s.stats.watchJournal(store.Err)
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	s.stopLog = stopStore
+	s.wg.Go(func() {
+		store.Run(storeCtx)
+		close(s.logDone)
+	})
+	s.logger.Info("journal opened", "path", cfg.data, "messages", len(recovered))
+	return roomCfg, nil
+}
+
+// startRoom starts the room's hub with roomCfg, and the monitor.
+func (s *server) startRoom(roomCfg RoomConfig) {
+	s.room = NewChatRoom(roomCfg, s.stats)
 	roomCtx, stopRoom := context.WithCancel(context.Background())
-	defer stopRoom()
-	wg.Go(func() { room.Run(roomCtx) })
-
+	s.stopRoom = stopRoom
+	s.wg.Go(func() { s.room.Run(roomCtx) })
 	monCtx, stopMonitor := context.WithCancel(context.Background())
-	defer stopMonitor()
-	wg.Go(func() { runMonitor(monCtx, cfg.statsInterval, stats, logger) })
+	s.stopMonitor = stopMonitor
+	s.wg.Go(func() { runMonitor(monCtx, s.cfg.statsInterval, s.stats, s.logger) })
+}
 
-	gate, err := newGate(cfg, logger)
+// build makes the HTTP server: the access gate, the bans, the handler,
+// and the listener with its per-address caps.
+func (s *server) build() error {
+	cfg := s.cfg
+	trusted, err := limit.ParseTrustedProxies(cfg.trustedProxies)
+	if err != nil {
+		return err
+	}
+	gate, err := newGate(cfg, s.logger)
 	if err != nil {
 		return err
 	}
 	if gate.Private() || gate.Moderated() {
-		logger.Info("access", "room_key", gate.Private(), "moderation", gate.Moderated(),
+		s.logger.Info("access", "room_key", gate.Private(), "moderation", gate.Moderated(),
 			"sessions_kept", cfg.data != "", "session_lifetime", cfg.sessionLifetime.String())
 	}
-
 	bans := ban.New()
 	if cfg.data != "" {
 		if bans, err = ban.Open(cfg.data+".bans", time.Now()); err != nil {
 			return err
 		}
 	}
-
-	streams := stream.NewTracker()
-	var shuttingDown atomic.Bool
-	handler := newServer(room, stats, streams, &shuttingDown, serverConfig{
+	s.streams = stream.NewTracker()
+	handler := newServer(s.room, s.stats, s.streams, &s.shuttingDown, serverConfig{
 		heartbeat:     cfg.heartbeat,
 		writeTimeout:  cfg.writeTimeout,
 		maxContent:    cfg.maxContent,
@@ -442,8 +493,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		addrOf:        limit.ClientAddr(trusted),
 		gate:          gate,
 		bans:          bans,
-	}, logger)
-
+	}, s.logger)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
@@ -451,32 +501,34 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	// The per-address caps: at accept only the peer is known, so trusted
 	// proxies are exempt (they carry many clients; cap those at the
 	// proxy, see contrib/nginx.conf).
-	counted := connlimit.New(ln, connlimit.Config{
-		PerAddr: cfg.maxConnsPerAddr,
-		Parsing: cfg.maxHeaderConns,
-		Exempt:  trusted,
-	})
-	stats.countConnections(counted)
-	srv := &http.Server{
-		Handler:   counted.Handler(handler),
-		ConnState: counted.ConnState,
+	s.ln = connlimit.New(ln, connlimit.Config{PerAddr: cfg.maxConnsPerAddr, Parsing: cfg.maxHeaderConns, Exempt: trusted})
+	s.stats.countConnections(s.ln)
+	s.srv = &http.Server{
+		Handler:   s.ln.Handler(handler),
+		ConnState: s.ln.ConnState,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return stream.WithNetConn(counted.ConnContext(ctx, c), c)
+			return stream.WithNetConn(s.ln.ConnContext(ctx, c), c)
 		},
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		// No WriteTimeout: it would cut long-lived HTTP/2 streams. Every
 		// stream write has its own deadline instead, and other responses
 		// are small.
 	}
+	return nil
+}
+
+// serve serves (with the profiles on their own listener if asked) until
+// ctx ends, and returns nil then, or the error that stopped the server.
+func (s *server) serve(ctx context.Context) error {
+	cfg := s.cfg
 	if cfg.pprofAddr != "" {
-		stopPprof, err := servePprof(cfg.pprofAddr, logger)
+		stopPprof, err := servePprof(cfg.pprofAddr, s.logger)
 		if err != nil {
-			_ = ln.Close()
-			stopRoom()
+			_ = s.ln.Close()
 			return err
 		}
 		defer stopPprof()
@@ -485,55 +537,54 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	if cfg.tlsCert != "" {
 		scheme = "https"
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()))
-
+	s.logger.Info("listening", "addr", s.ln.Addr().String(), "url", scheme+"://"+displayAddr(s.ln.Addr()))
 	serveErr := make(chan error, 1)
 	go func() {
 		if cfg.tlsCert != "" {
-			serveErr <- srv.ServeTLS(counted, cfg.tlsCert, cfg.tlsKey)
+			serveErr <- s.srv.ServeTLS(s.ln, cfg.tlsCert, cfg.tlsKey)
 		} else {
-			serveErr <- srv.Serve(counted)
+			serveErr <- s.srv.Serve(s.ln)
 		}
 	}()
-
 	select {
 	case err := <-serveErr:
-		stopRoom()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+		return nil
 	}
-	logger.Info("shutting down")
-	shuttingDown.Store(true)
+}
 
-	// Stop accepting first. Then stop the journal while the room still
-	// runs, so that every post the journal made durable is answered 201
-	// (posts after that get 503 and are not stored). If the journal takes
-	// longer than journalDrain (a hung fsync), the room answers the posts
-	// it still holds 202: they are written before the process exits, but
-	// not confirmed. Then end every stream:
-	// the room closes each client's queue, writers finish what is queued
-	// and close their connections; writers still blocked after streamDrain
-	// are cut.
-	_ = ln.Close()
-	stopStore()
+// shutdown stops accepting first. Then it stops the journal while the room
+// still runs, so that every post the journal made durable is answered 201
+// (posts after that get 503 and are not stored). If the journal takes
+// longer than journalDrain (a hung fsync), the room answers the posts and
+// deletions it still holds 202: they are written before the process
+// exits, but not confirmed. Then it ends every stream: the room closes
+// each client's queue, writers finish what is queued and close their
+// connections; writers still blocked after streamDrain are cut. Last it
+// waits for the requests in flight, up to shutdownTimeout.
+func (s *server) shutdown() {
+	s.logger.Info("shutting down")
+	s.shuttingDown.Store(true)
+	_ = s.ln.Close()
+	s.stopLog()
 	select {
-	case <-storeDone:
-	case <-time.After(cmp.Or(cfg.journalWait, journalDrain)):
-		logger.Warn("journal did not stop in time")
+	case <-s.logDone:
+	case <-time.After(cmp.Or(s.cfg.journalWait, journalDrain)):
+		s.logger.Warn("journal did not stop in time")
 	}
-	stopRoom()
-	if !streams.Wait(streamDrain) {
-		streams.Interrupt()
-		streams.Wait(time.Second)
+	s.stopRoom()
+	if !s.streams.Wait(streamDrain) {
+		s.streams.Interrupt()
+		s.streams.Wait(time.Second)
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		_ = srv.Close()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		_ = s.srv.Close()
 	}
-	stopMonitor()
-	logger.Info("stopped", "messages", stats.Snapshot().MessagesPosted)
-	return nil
+	s.stopMonitor()
+	s.logger.Info("stopped", "messages", s.stats.Snapshot().MessagesPosted)
 }
 
 // newGate returns the gate for the keys in cfg. Sessions are signed with a
@@ -591,6 +642,20 @@ func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
 		_ = srv.Close()
 		<-done
 	}, nil
+}
+
+// handlePprof returns the profiling endpoints of net/http/pprof under
+// /debug/pprof/, for the separate -pprof-addr listener only: they expose
+// goroutine stacks and command lines and never go on the public listener.
+func handlePprof() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", handleNotFound())
+	return mux
 }
 
 // displayAddr returns addr in a form a browser accepts ("localhost:6969"
