@@ -274,6 +274,61 @@ type postOutcome struct {
 	err     error
 }
 
+// heldServer is a server run through serve whose journal can hold one
+// fsync until the test releases it.
+type heldServer struct {
+	url string
+	// entered receives once the held fsync has begun.
+	entered <-chan struct{}
+	// release lets the held fsync finish; it may be called again.
+	release func()
+	// cancel begins the shutdown, and served receives serve's result.
+	cancel context.CancelFunc
+	served <-chan error
+}
+
+// startHeldServer runs serve with flags (plus a loopback address, no
+// statistics log, the journal at path and a journal drain of 300 ms):
+// while armed reports true, the next fsync signals entered and waits for
+// release.
+func startHeldServer(t *testing.T, path string, armed func() bool, flags ...string) *heldServer {
+	t.Helper()
+	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-data", path}, flags...)
+	cfg, err := parseFlags(args, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, entered := make(chan struct{}), make(chan struct{}, 1)
+	var once sync.Once
+	release := func() { once.Do(func() { close(held) }) }
+	t.Cleanup(release)
+	cfg.journalSync = func(f *os.File) error {
+		if armed() {
+			select {
+			case entered <- struct{}{}:
+				<-held // the first fsync while armed waits for the test
+			default:
+			}
+		}
+		return f.Sync()
+	}
+	cfg.journalWait = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	logs := newLogWatcher()
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, cfg, logs) }()
+	select {
+	case addr := <-logs.addr:
+		return &heldServer{url: "http://" + addr, entered: entered, release: release, cancel: cancel, served: served}
+	case err := <-served:
+		t.Fatalf("serve returned early: %v\n%s", err, logs)
+	case <-time.After(waitTimeout):
+		t.Fatalf("server did not start\n%s", logs)
+	}
+	return nil
+}
+
 // TestShutdownAnswersMatchFate holds the journal inside an fsync while the
 // server shuts down, with posts waiting on it, and then lets it finish: no
 // post answered with a status that says "not stored" (503, 500) may be in
@@ -281,37 +336,8 @@ type postOutcome struct {
 // be.
 func TestShutdownAnswersMatchFate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	cfg, err := parseFlags([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-data", path},
-		func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, entered := make(chan struct{}), make(chan struct{}, 1)
-	var release sync.Once
-	t.Cleanup(func() { release.Do(func() { close(held) }) })
-	cfg.journalSync = func(f *os.File) error {
-		select {
-		case entered <- struct{}{}:
-			<-held // the first group's fsync waits for the test
-		default:
-		}
-		return f.Sync()
-	}
-	cfg.journalWait = 300 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := newLogWatcher()
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, logs) }()
-	var url string
-	select {
-	case addr := <-logs.addr:
-		url = "http://" + addr
-	case err := <-served:
-		t.Fatalf("serve returned early: %v\n%s", err, logs)
-	case <-time.After(waitTimeout):
-		t.Fatalf("server did not start\n%s", logs)
-	}
+	hs := startHeldServer(t, path, func() bool { return true }, "-post-rate", "0")
+	url, entered, served := hs.url, hs.entered, hs.served
 
 	// Each poster has its own connection, which the server has accepted
 	// (a request was served on it), so that a post written before the
@@ -364,7 +390,7 @@ func TestShutdownAnswersMatchFate(t *testing.T) {
 		}
 	}
 	// Shut down while the fsync is held, and collect every answer.
-	cancel()
+	hs.cancel()
 	var got []postOutcome
 	for range posts {
 		select {
@@ -374,7 +400,7 @@ func TestShutdownAnswersMatchFate(t *testing.T) {
 			t.Fatalf("a post got no answer during shutdown; answers so far: %+v", got)
 		}
 	}
-	release.Do(func() { close(held) })
+	hs.release()
 	select {
 	case err := <-served:
 		if err != nil {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -534,63 +533,32 @@ func TestAbortedBodyIsNot413(t *testing.T) {
 // deleting it again is a 404.
 func TestDeleteAtShutdownAnswersLikePost(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	cfg, err := parseFlags([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-data", path, "-admin-key", "boss"},
-		func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var armed atomic.Bool
-	held, entered := make(chan struct{}), make(chan struct{}, 1)
-	var release sync.Once
-	t.Cleanup(func() { release.Do(func() { close(held) }) })
-	cfg.journalSync = func(f *os.File) error {
-		if armed.Load() {
-			select {
-			case entered <- struct{}{}:
-				<-held // the deletion's fsync waits for the test
-			default:
-			}
-		}
-		return f.Sync()
-	}
-	cfg.journalWait = 300 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	logs := newLogWatcher()
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, logs) }()
-	var url string
-	select {
-	case addr := <-logs.addr:
-		url = "http://" + addr
-	case err := <-served:
-		t.Fatalf("serve returned early: %v\n%s", err, logs)
-	case <-time.After(waitTimeout):
-		t.Fatalf("server did not start\n%s", logs)
-	}
+	hs := startHeldServer(t, path, armed.Load, "-admin-key", "boss")
+	url := hs.url
 	m := mustPost(t, url, "u", "delete me")
 	armed.Store(true)
 	answer := make(chan reply, 1)
 	go func() { answer <- deleteMsg(t, url, m.ID, admin()) }()
 	select {
-	case <-entered: // the deletion is inside the fsync
+	case <-hs.entered: // the deletion is inside the fsync
 	case <-time.After(waitTimeout):
 		t.Fatal("the journal never synced the deletion")
 	}
-	cancel()
+	hs.cancel()
 	var r reply
 	select {
 	case r = <-answer:
 	case <-time.After(waitTimeout):
 		t.Fatal("the deletion got no answer during shutdown")
 	}
-	release.Do(func() { close(held) })
+	hs.release()
 	var d roomlog.Deletion
 	if r.status != http.StatusAccepted || json.Unmarshal(r.body, &d) != nil || d.Delete != m.ID || d.ID == "" || !idLess(t, m.ID, d.ID) {
 		t.Errorf("DELETE at shutdown: %d %s, want 202 with the deletion of %s", r.status, r.body, m.ID)
 	}
 	select {
-	case err := <-served:
+	case err := <-hs.served:
 		if err != nil {
 			t.Fatalf("serve: %v", err)
 		}

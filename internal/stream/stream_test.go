@@ -349,6 +349,22 @@ func TestEndings(t *testing.T) {
 	}
 }
 
+// requestStream sends GET /stream to ts on a new connection, which it
+// returns; the test's end closes it.
+func requestStream(t *testing.T, ts *httptest.Server) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
+	if _, err := io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 // TestServeHijacked serves a stream over real HTTP/1.1: the response head
 // is exact, the writer outlives the handler on the hijacked connection,
 // the tracker waits for it, and after Wait a new stream is refused.
@@ -362,15 +378,7 @@ func TestServeHijacked(t *testing.T) {
 		cfg.Serve(w, r, c, Head{Bufs: [][]byte{[]byte(": hi\n\n")}}, r.RemoteAddr)
 	}))
 	defer ts.Close()
-	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
-	if _, err := io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
+	conn := requestStream(t, ts)
 	br := bufio.NewReader(conn)
 	want := "HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nContent-Type: text/event-stream\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n: hi\n\n"
 	got := make([]byte, len(want))
@@ -391,14 +399,7 @@ func TestServeHijacked(t *testing.T) {
 	}
 	<-c.left
 	// After Wait, a new stream is refused: it leaves and is closed.
-	conn2, err := net.Dial("tcp", ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn2.Close()
-	_ = conn2.SetDeadline(time.Now().Add(ioTimeout))
-	_, _ = io.WriteString(conn2, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
-	if b, _ := io.ReadAll(conn2); len(b) != 0 {
+	if b, _ := io.ReadAll(requestStream(t, ts)); len(b) != 0 {
 		t.Errorf("a stream after shutdown got %q", b)
 	}
 	<-(<-clients).left
@@ -415,12 +416,7 @@ func TestTrackerInterrupt(t *testing.T) {
 		cfg.Serve(w, r, c, Head{Bufs: [][]byte{[]byte(": hi\n\n")}}, r.RemoteAddr)
 	}))
 	defer ts.Close()
-	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_, _ = io.WriteString(conn, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	requestStream(t, ts)
 	c := <-clients
 	// Fill the socket buffers: the client never reads, so the writer
 	// blocks in a write, with an hour's timeout.
