@@ -185,7 +185,7 @@ func (s *benchServer) stopB() {
 // benchmark can see the room.
 func startServerB(b *testing.B, flags ...string) *benchServer {
 	b.Helper()
-	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0"}, flags...)
+	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0", "-max-header-conns-per-addr", "0"}, flags...)
 	cfg, err := parseFlags(args, func(string) string { return "" }, nil)
 	if err != nil {
 		b.Fatal(err)
