@@ -79,10 +79,18 @@ func stripCodeSpans(line string) string {
 	}
 }
 
-// markdownLinks returns the inline links and images of a Markdown text,
-// outside fenced code blocks and code spans.
-func markdownLinks(text string) []docLink {
-	var links []docLink
+// proseLine is a line of a Markdown text outside fenced code blocks.
+type proseLine struct {
+	// n is the 1-based number of the line.
+	n    int
+	text string
+}
+
+// proseLines returns the lines of a Markdown text that are outside fenced
+// code blocks. A fence closes with a run of the same character at least as
+// long as the one that opened it, alone on its line.
+func proseLines(text string) []proseLine {
+	var lines []proseLine
 	fence := ""
 	for i, line := range strings.Split(text, "\n") {
 		if m := fenceRE.FindStringSubmatch(line); m != nil {
@@ -94,11 +102,20 @@ func markdownLinks(text string) []docLink {
 			}
 			continue
 		}
-		if fence != "" {
-			continue
+		if fence == "" {
+			lines = append(lines, proseLine{n: i + 1, text: line})
 		}
-		for _, m := range inlineLinkRE.FindAllStringSubmatch(stripCodeSpans(line), -1) {
-			links = append(links, docLink{line: i + 1, target: m[1]})
+	}
+	return lines
+}
+
+// markdownLinks returns the inline links and images of a Markdown text,
+// outside fenced code blocks and code spans.
+func markdownLinks(text string) []docLink {
+	var links []docLink
+	for _, line := range proseLines(text) {
+		for _, m := range inlineLinkRE.FindAllStringSubmatch(stripCodeSpans(line.text), -1) {
+			links = append(links, docLink{line: line.n, target: m[1]})
 		}
 	}
 	return links
@@ -138,19 +155,9 @@ func markdownAnchors(text string) map[string]bool {
 	anchors := map[string]bool{}
 	// repeats counts, per slug, the headings that had it.
 	repeats := map[string]int{}
-	fence := ""
-	for _, line := range strings.Split(text, "\n") {
-		if m := fenceRE.FindStringSubmatch(line); m != nil {
-			switch {
-			case fence == "":
-				fence = m[1]
-			case strings.HasPrefix(m[1], fence) && strings.TrimSpace(line) == m[1]:
-				fence = ""
-			}
-			continue
-		}
-		m := headingRE.FindStringSubmatch(line)
-		if fence != "" || m == nil {
+	for _, line := range proseLines(text) {
+		m := headingRE.FindStringSubmatch(line.text)
+		if m == nil {
 			continue
 		}
 		base := githubSlug(headingText(m[1]))
