@@ -52,7 +52,7 @@ const (
 	// did. It binds only in a room whose frame takes long to write (5 000
 	// streams on two cores); 120 ms is where such a room, measured at 50
 	// messages a second, both costs less CPU per delivery and has a lower
-	// p99 than a fixed 50 ms window (README, Performance).
+	// p99 than a fixed 50 ms window (docs/performance.md).
 	defaultBatchWait = 120 * time.Millisecond
 )
 
