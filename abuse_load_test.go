@@ -144,7 +144,12 @@ func headerFlood(addr, localIP string, n, size int) []net.Conn {
 	for i := 0; b.Len() < size; i++ {
 		fmt.Fprintf(&b, "X-%d: %d\r\n", i, i)
 	}
-	payload := b.Bytes()
+	return sendOnConns(addr, localIP, n, b.Bytes())
+}
+
+// sendOnConns opens n connections to addr from localIP (64 at a time),
+// writes payload on each and returns those opened, open.
+func sendOnConns(addr, localIP string, n int, payload []byte) []net.Conn {
 	var mu sync.Mutex
 	var conns []net.Conn
 	var wg sync.WaitGroup

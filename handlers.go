@@ -17,6 +17,7 @@ import (
 
 	"chat/internal/auth"
 	"chat/internal/ban"
+	"chat/internal/connlimit"
 	"chat/internal/fanout"
 	"chat/internal/httpx"
 	"chat/internal/idem"
@@ -721,6 +722,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *stream.Tracker, cfg ser
 			return
 		}
 		logger.Debug("stream opened", "addr", addr, "resume", from != nil, "named", name != "")
+		connlimit.Release(r) // streams have caps of their own
 		// The head's first buffer is the preamble; each other is a
 		// message, except the presence and typing events at its end.
 		sc.Serve(w, r, c, stream.Head{Bufs: bufs, Messages: len(bufs) - 1 - c.headEvents, Events: c.headEvents}, addr)

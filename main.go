@@ -46,6 +46,10 @@ const (
 	// maxHeaderBytes bounds request headers (net/http allows 4 KiB more
 	// for the request line). Browsers send 1-2 KiB.
 	maxHeaderBytes = 16 << 10
+	// maxHeaderFields bounds the header fields of a request (431 beyond):
+	// browsers send about 20, and each field costs the server far more
+	// than its bytes.
+	maxHeaderFields = 100
 	// streamDrain is how long shutdown lets streams finish their queued
 	// writes before it cuts them.
 	streamDrain = 2 * time.Second
@@ -100,13 +104,15 @@ const (
 	// file descriptors then take at least 78 addresses, and a browser
 	// needs at most a handful.
 	defaultMaxConnsPerAddr = 256
-	// defaultMaxHeaderConnsPerAddr caps the connections of one address
-	// that are sending request headers at once. net/http spends about
-	// eight times the header bytes on headers of many small fields (122 KB
-	// for 15 KB of "X-1: 1" lines), so this bounds what one address can
-	// make the server hold to about 8 MB. Legitimate clients need a few
-	// (headers arrive in one round trip), but a connection counts from its
-	// accept until its headers are read, which under load can take a
+	// defaultMaxHeaderConnsPerAddr caps the requests of one address in
+	// progress at once: connections sending request headers, and requests
+	// not yet answered (waiting for their bodies, say), over HTTP/1 and
+	// HTTP/2 (see connlimit.Config.InProgress; admitted streams do not
+	// count). net/http spends about eight times the header bytes on
+	// headers of many small fields (122 KB for 15 KB of "X-1: 1" lines),
+	// so this bounds what one address can make the server hold for its
+	// requests to about 8 MB. Legitimate clients need a few, but a
+	// connection counts from its accept, which under load can take a
 	// while: 32 refused some of a burst of 50 stream connections from one
 	// address while the server was busy.
 	defaultMaxHeaderConnsPerAddr = 64
@@ -214,7 +220,7 @@ func defineFlags(name string, stderr io.Writer) (*config, *flag.FlagSet) {
 	fs.StringVar(&c.adminKeyFile, "admin-key-file", "", "file holding the admin key, read once at start")
 	fs.DurationVar(&c.sessionLifetime, "session-lifetime", auth.DefaultLifetime, "how long a login lasts")
 	fs.IntVar(&c.maxConnsPerAddr, "max-conns-per-addr", defaultMaxConnsPerAddr, "most TCP connections per client address, closed at accept (0: no limit; trusted proxies are exempt)")
-	fs.IntVar(&c.maxHeaderConns, "max-header-conns-per-addr", defaultMaxHeaderConnsPerAddr, "most connections per client address sending request headers at once (0: no limit)")
+	fs.IntVar(&c.maxHeaderConns, "max-header-conns-per-addr", defaultMaxHeaderConnsPerAddr, "most requests per client address in progress at once: connections sending headers, requests not yet answered (0: no limit)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve profiles under /debug/pprof/ on this separate address, e.g. 127.0.0.1:6060 (empty: off)")
 	fs.BoolVar(&c.pprof, "pprof", false, "removed: use -pprof-addr")
 	fs.StringVar(&c.repair, "repair", "", "check the journal at this path, report its first bad line and exit; the server does not start")
@@ -501,7 +507,7 @@ func (s *server) build() error {
 	// The per-address caps: at accept only the peer is known, so trusted
 	// proxies are exempt (they carry many clients; cap those at the
 	// proxy, see contrib/nginx.conf).
-	s.ln = connlimit.New(ln, connlimit.Config{PerAddr: cfg.maxConnsPerAddr, Parsing: cfg.maxHeaderConns, Exempt: trusted})
+	s.ln = connlimit.New(ln, connlimit.Config{PerAddr: cfg.maxConnsPerAddr, InProgress: cfg.maxHeaderConns, MaxFields: maxHeaderFields, Exempt: trusted})
 	s.stats.countConnections(s.ln)
 	s.srv = &http.Server{
 		Handler:   s.ln.Handler(handler),
@@ -513,6 +519,7 @@ func (s *server) build() error {
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2:             connlimit.HTTP2Config(),
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		// No WriteTimeout: it would cut long-lived HTTP/2 streams. Every
 		// stream write has its own deadline instead, and other responses

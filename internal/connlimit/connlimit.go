@@ -1,8 +1,11 @@
-// Package connlimit caps, at accept time, the TCP connections one client
-// address holds and those of them still sending their request headers. It
-// wraps a net.Listener: a connection over a cap is closed (with a reset)
-// before anything is read from it, so refusing one costs a few
-// microseconds and no goroutine.
+// Package connlimit bounds what one client address can make the server
+// hold: the TCP connections it has open, its requests in progress over
+// HTTP/1 and HTTP/2 alike (from their first header byte until they are
+// answered), the header fields of any one request, and what an HTTP/2
+// connection buffers (HTTP2Config). It wraps a net.Listener: a connection
+// over a cap is closed (with a reset) before anything is read from it, so
+// refusing one costs a few microseconds and no goroutine; an HTTP/2
+// request over the cap is answered 429 at once.
 //
 // Addresses are counted with the keys of package limit: an IPv4 address
 // itself, an IPv6 address by its /64, and the /56 and /48 that contain it
@@ -14,12 +17,15 @@ package connlimit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"chat/internal/httpx"
 	"chat/internal/limit"
 )
 
@@ -27,27 +33,36 @@ import (
 type Config struct {
 	// PerAddr caps the open connections of one address (0: no cap).
 	PerAddr int
-	// Parsing caps the connections of one address that are reading
-	// their request headers: newly accepted ones, and idle keep-alive ones
-	// that have begun their next request (0: no cap). net/http spends
-	// several times the header bytes on a request of many small fields, so
-	// this bounds what one address can make the server hold.
-	Parsing int
+	// InProgress caps the requests of one address in progress at once
+	// (0: no cap). An HTTP/1 connection counts from its accept (or, idle,
+	// from the first byte of its next request) until it is idle again,
+	// hijacked or closed; an HTTP/2 request counts while its handler runs.
+	// A request in progress holds its parsed headers (net/http spends
+	// several times the header bytes on a request of many small fields),
+	// its goroutine and, waiting for its body, its buffers: this bounds
+	// what one address can make the server hold however it shapes its
+	// requests. A long-lived request with caps of its own (a stream)
+	// leaves the count with Release.
+	InProgress int
+	// MaxFields caps the header fields of one request (0: no cap): a
+	// request with more is answered 431 before the handler sees it.
+	MaxFields int
 	// Exempt lists peers that are never counted (trusted proxies).
 	Exempt []netip.Prefix
 }
 
 // Connection states, as Listener tracks them.
 const (
-	stateParsing int32 = iota // reading a request's headers
-	stateActive               // a request is being handled
-	stateIdle                 // a keep-alive connection between requests
-	stateDone                 // closed, or no longer tracked (HTTP/2)
+	stateBusy   int32 = iota // reading, handling or answering a request (counted)
+	stateActive              // a request that no longer counts (hijacked, released)
+	stateIdle                // a keep-alive connection between requests
+	stateDone                // closed, or no longer tracked (HTTP/2)
 )
 
-// errHeaderCap is what Read returns on an idle connection that begins a
-// request while its address already has Config.Parsing others doing so.
-var errHeaderCap = errors.New("connlimit: too many connections reading headers from this address")
+// errBusyCap is what Read returns on an idle connection that begins a
+// request while its address already has Config.InProgress requests in
+// progress.
+var errBusyCap = errors.New("connlimit: too many requests in progress from this address")
 
 // Listener is a net.Listener that enforces Config. Its ConnState method
 // must be the http.Server's ConnState hook, ConnContext its ConnContext,
@@ -58,12 +73,13 @@ type Listener struct {
 	net.Listener
 	cfg Config
 
-	// mu guards open, parsing and every conn's state.
+	// mu guards open, busy and every conn's state.
 	mu sync.Mutex
 	// open counts the connections per scope key.
 	open map[string]int
-	// parsing counts the connections per scope key in stateParsing.
-	parsing map[string]int
+	// busy counts the requests in progress per scope key: HTTP/1
+	// connections in stateBusy and HTTP/2 requests in their handlers.
+	busy map[string]int
 
 	// refused counts connections closed by a cap.
 	refused atomic.Uint64
@@ -73,7 +89,7 @@ type Listener struct {
 
 // New wraps ln.
 func New(ln net.Listener, cfg Config) *Listener {
-	return &Listener{Listener: ln, cfg: cfg, open: make(map[string]int), parsing: make(map[string]int)}
+	return &Listener{Listener: ln, cfg: cfg, open: make(map[string]int), busy: make(map[string]int)}
 }
 
 // Refused returns how many connections the caps have refused.
@@ -109,12 +125,12 @@ func (c *conn) CloseWrite() error {
 }
 
 // Read reads from the connection. An idle connection that receives the
-// start of its next request begins parsing again, and is refused with an
-// error when its address is at the parsing cap.
+// start of its next request is busy again, and is refused with an error
+// when its address is at the in-progress cap.
 func (c *conn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && c.state.Load() == stateIdle && !c.l.beginParsing(c) {
-		return 0, errHeaderCap
+	if n > 0 && c.state.Load() == stateIdle && !c.l.setState(c, stateBusy) {
+		return 0, errBusyCap
 	}
 	return n, err
 }
@@ -149,7 +165,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 // admit returns nc wrapped and counted, nc itself if it is not counted, or
 // nil if a cap refuses it.
 func (l *Listener) admit(nc net.Conn) net.Conn {
-	if l.cfg.PerAddr <= 0 && l.cfg.Parsing <= 0 {
+	if l.cfg.PerAddr <= 0 && l.cfg.InProgress <= 0 {
 		return nc
 	}
 	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
@@ -166,15 +182,15 @@ func (l *Listener) admit(nc net.Conn) net.Conn {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, s := range c.scopes {
-		if over(l.open[s.Key], l.cfg.PerAddr, s.Factor) || over(l.parsing[s.Key], l.cfg.Parsing, s.Factor) {
+		if over(l.open[s.Key], l.cfg.PerAddr, s.Factor) || over(l.busy[s.Key], l.cfg.InProgress, s.Factor) {
 			return nil
 		}
 	}
 	for _, s := range c.scopes {
 		l.open[s.Key]++
-		l.parsing[s.Key]++
+		l.busy[s.Key]++
 	}
-	c.state.Store(stateParsing)
+	c.state.Store(stateBusy)
 	l.current.Add(1)
 	return c
 }
@@ -183,8 +199,8 @@ func (l *Listener) admit(nc net.Conn) net.Conn {
 // 0 is no cap).
 func over(n, limit, factor int) bool { return limit > 0 && n >= limit*factor }
 
-// setState moves c to state s, keeping the parsing counts. It reports
-// false, changing nothing, when c would begin parsing over the cap.
+// setState moves c to state s, keeping the busy counts. It reports false,
+// changing nothing, when c would become busy over the cap.
 func (l *Listener) setState(c *conn, s int32) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -192,38 +208,42 @@ func (l *Listener) setState(c *conn, s int32) bool {
 	if old == s || old == stateDone {
 		return true
 	}
-	if s == stateParsing {
-		for _, sc := range c.scopes {
-			if over(l.parsing[sc.Key], l.cfg.Parsing, sc.Factor) {
-				return false
-			}
-		}
-		for _, sc := range c.scopes {
-			l.parsing[sc.Key]++
-		}
+	if s == stateBusy && !l.take(c.scopes) {
+		return false
 	}
-	if old == stateParsing {
-		l.dec(l.parsing, c)
+	if old == stateBusy {
+		l.dec(l.busy, c.scopes)
 	}
 	c.state.Store(s)
 	return true
 }
 
-// beginParsing marks an idle c as reading a request's headers.
-func (l *Listener) beginParsing(c *conn) bool { return l.setState(c, stateParsing) }
+// take counts one more request in progress in every scope, or in none if
+// one is at its cap, and reports which. l.mu must be held.
+func (l *Listener) take(scopes []limit.Scope) bool {
+	for _, sc := range scopes {
+		if over(l.busy[sc.Key], l.cfg.InProgress, sc.Factor) {
+			return false
+		}
+	}
+	for _, sc := range scopes {
+		l.busy[sc.Key]++
+	}
+	return true
+}
 
 // release forgets c, which has been closed.
 func (l *Listener) release(c *conn) {
 	l.setState(c, stateDone)
 	l.mu.Lock()
-	l.dec(l.open, c)
+	l.dec(l.open, c.scopes)
 	l.mu.Unlock()
 	l.current.Add(-1)
 }
 
-// dec lowers c's scopes in m by one, forgetting keys that reach zero.
-func (l *Listener) dec(m map[string]int, c *conn) {
-	for _, s := range c.scopes {
+// dec lowers scopes in m by one, forgetting keys that reach zero.
+func (l *Listener) dec(m map[string]int, scopes []limit.Scope) {
+	for _, s := range scopes {
 		if m[s.Key]--; m[s.Key] <= 0 {
 			delete(m, s.Key)
 		}
@@ -246,17 +266,18 @@ func counted(nc net.Conn) *conn {
 	return nil
 }
 
-// ConnState is the http.Server's ConnState hook: an HTTP/1 connection
-// that has read a request's headers is no longer parsing, and one that
-// goes idle waits for its next request. (HTTP/2 connections leave the
-// count at their first request, see Handler.)
+// ConnState is the http.Server's ConnState hook: a hijacked HTTP/1
+// connection (a stream, which has caps of its own) no longer counts as a
+// request in progress, and one that goes idle waits for its next request.
+// (HTTP/2 connections leave the count at their first request and count
+// their requests instead, see Handler.)
 func (l *Listener) ConnState(nc net.Conn, s http.ConnState) {
 	c := counted(nc)
 	if c == nil {
 		return
 	}
 	switch s {
-	case http.StateActive, http.StateHijacked:
+	case http.StateHijacked:
 		l.setState(c, stateActive)
 	case http.StateIdle:
 		l.setState(c, stateIdle)
@@ -276,16 +297,123 @@ func (l *Listener) ConnContext(ctx context.Context, nc net.Conn) context.Context
 	return ctx
 }
 
-// Handler wraps next so that an HTTP/2 connection stops being counted as
-// parsing at its first request: its header sizes are bounded by HTTP/2
-// itself, and its idle periods carry control frames rather than requests.
+// holdKey is the context key under which Handler stores an HTTP/2
+// request's hold.
+type holdKey struct{}
+
+// hold is one HTTP/2 request's place in its address's count.
+type hold struct {
+	once sync.Once
+	l    *Listener
+	c    *conn
+}
+
+// release gives the place back, once.
+func (h *hold) release() {
+	h.once.Do(func() {
+		h.l.mu.Lock()
+		defer h.l.mu.Unlock()
+		h.l.dec(h.l.busy, h.c.scopes)
+	})
+}
+
+// Release ends the count of r as a request in progress early: a
+// long-lived request with caps of its own (a stream, once admitted) calls
+// it. An HTTP/2 request's body, which such a request does not read, is
+// closed, so that nothing a client sends on it is buffered (an HTTP/1
+// stream takes its connection over). It does nothing for a request that
+// is not counted.
+func Release(r *http.Request) {
+	ctx := r.Context()
+	if h, ok := ctx.Value(holdKey{}).(*hold); ok {
+		_ = r.Body.Close()
+		h.release()
+	} else if c, ok := ctx.Value(connKey{}).(*conn); ok && r.ProtoMajor == 1 {
+		c.l.setState(c, stateActive)
+	}
+}
+
+// Handler wraps next: it answers 431 to a request with more than
+// Config.MaxFields header fields, and keeps the count of requests in
+// progress. An HTTP/1 connection stays busy until it is idle again,
+// hijacked or closed (see ConnState): that covers its handler and the
+// time net/http spends after it, sending the answer and reading what is
+// left of an unread body (up to the read timeout). An HTTP/2 request takes
+// a place in its address's count while its handler runs, or is answered
+// 429 at once when there is none; the connection itself stops counting at
+// its first request (its idle periods carry control frames, not requests).
 func (l *Listener) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ProtoMajor == 2 {
-			if c, ok := r.Context().Value(connKey{}).(*conn); ok && c.state.Load() != stateDone {
-				l.setState(c, stateDone)
-			}
+		c, counted := r.Context().Value(connKey{}).(*conn)
+		if counted && r.ProtoMajor == 2 {
+			l.setState(c, stateDone)
 		}
-		next.ServeHTTP(w, r)
+		if n := fields(r.Header); l.cfg.MaxFields > 0 && n > l.cfg.MaxFields {
+			if r.ProtoMajor == 1 {
+				// Close at once rather than wait for a body to discard.
+				w.Header().Set("Connection", "close")
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+			}
+			httpx.WriteError(w, http.StatusRequestHeaderFieldsTooLarge,
+				fmt.Sprintf("too many header fields (%d); at most %d", n, l.cfg.MaxFields))
+			return
+		}
+		if !counted || r.ProtoMajor != 2 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		l.mu.Lock()
+		ok := l.take(c.scopes)
+		l.mu.Unlock()
+		if !ok {
+			httpx.RetryAfter(w, time.Second)
+			httpx.WriteError(w, http.StatusTooManyRequests, "too many requests in progress from your address")
+			return
+		}
+		h := &hold{l: l, c: c}
+		defer h.release()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), holdKey{}, h)))
 	})
+}
+
+// fields returns the number of header fields in h.
+func fields(h http.Header) int {
+	n := 0
+	for _, v := range h {
+		n += len(v)
+	}
+	return n
+}
+
+// HTTP/2 bounds per connection (see HTTP2Config).
+const (
+	// h2Streams is how many requests one HTTP/2 connection may have open
+	// at once: more than a browser's streams and fetches (the streams of
+	// one address are capped lower), the least RFC 9113 recommends.
+	h2Streams = 100
+	// h2FrameSize is the largest frame the server reads. The framer keeps
+	// a read buffer as large as the largest frame it has read, for the
+	// connection's life; net/http's default (1 MiB) would let a peer make
+	// it hold 1 MiB per connection.
+	h2FrameSize = 16 << 10
+	// h2Window bounds the request body bytes the server buffers for its
+	// handlers on one connection, and on one request (net/http's
+	// defaults: 1 MiB each). 64 KiB is the least HTTP/2 allows a
+	// connection; a request's window below the initial 65 535 bytes would
+	// make net/http refuse what a client sends before it has read the
+	// server's settings.
+	h2Window = 64 << 10
+)
+
+// HTTP2Config returns the HTTP/2 settings for a server whose listener
+// this is: with them, what one HTTP/2 connection can make the server hold
+// besides its requests in progress is a few tens of kilobytes, as for an
+// HTTP/1 connection.
+func HTTP2Config() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxConcurrentStreams:          h2Streams,
+		MaxReadFrameSize:              h2FrameSize,
+		MaxReceiveBufferPerConnection: h2Window,
+		MaxReceiveBufferPerStream:     h2Window,
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,9 +16,19 @@ import (
 // waitTimeout bounds every wait in these tests.
 const waitTimeout = 10 * time.Second
 
-// startServer serves a small handler on a loopback listener wrapped with
-// cfg, and returns the listener and its address.
+// startServer serves a handler that answers "ok" on a loopback listener
+// wrapped with cfg, and returns the listener and its address.
 func startServer(t *testing.T, cfg Config) (*Listener, string) {
+	t.Helper()
+	return serve(t, cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+}
+
+// serve serves handler on a loopback listener wrapped with cfg, over
+// HTTP/1 and unencrypted HTTP/2 with HTTP2Config, and returns the listener
+// and its address.
+func serve(t *testing.T, cfg Config, handler http.Handler) (*Listener, string) {
 	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -25,13 +36,16 @@ func startServer(t *testing.T, cfg Config) (*Listener, string) {
 	}
 	l := New(inner, cfg)
 	srv := &http.Server{
-		Handler: l.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.WriteString(w, "ok")
-		})),
+		Handler:           l.Handler(handler),
 		ConnState:         l.ConnState,
 		ConnContext:       l.ConnContext,
 		ReadHeaderTimeout: waitTimeout,
+		HTTP2:             HTTP2Config(),
+		Protocols:         new(http.Protocols),
+		ErrorLog:          log.New(io.Discard, "", 0),
 	}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return l, inner.Addr().String()
@@ -126,13 +140,14 @@ func TestPerAddrCap(t *testing.T) {
 // idle keep-alive connection starting its next request is cut when the
 // cap is full.
 func TestParsingCap(t *testing.T) {
-	l, addr := startServer(t, Config{Parsing: 2})
+	l, addr := startServer(t, Config{InProgress: 2})
 	// One idle keep-alive connection, which has made a request.
 	idle := dialFrom(t, "127.0.0.2", addr)
 	idleR := bufio.NewReader(idle)
 	if err := get(idle, idleR); err != nil {
 		t.Fatal(err)
 	}
+	waitIdle(t, l)
 	// Two connections in the middle of their headers.
 	for i := range 2 {
 		c := dialFrom(t, "127.0.0.2", addr)
@@ -154,11 +169,21 @@ func TestParsingCap(t *testing.T) {
 	}
 }
 
-// TestParsingEndsAtRequest checks that a connection leaves the parsing
-// count once its request is read, so sequential keep-alive requests on
-// many connections never hit the parsing cap.
+// waitIdle waits until no request of l is in progress.
+func waitIdle(t *testing.T, l *Listener) {
+	t.Helper()
+	waitFor(t, "no request in progress", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.busy) == 0
+	})
+}
+
+// TestParsingEndsAtRequest checks that a connection leaves the count of
+// requests in progress once its request is done, so sequential keep-alive
+// requests on many connections never hit the cap.
 func TestParsingEndsAtRequest(t *testing.T) {
-	_, addr := startServer(t, Config{Parsing: 1, PerAddr: 10})
+	l, addr := startServer(t, Config{InProgress: 1, PerAddr: 10})
 	var conns []net.Conn
 	var readers []*bufio.Reader
 	for i := range 5 {
@@ -168,11 +193,13 @@ func TestParsingEndsAtRequest(t *testing.T) {
 			t.Fatalf("connection %d: %v", i, err)
 		}
 		conns, readers = append(conns, c), append(readers, r)
+		waitIdle(t, l) // the answer is sent just before the connection is idle
 	}
 	for i, c := range conns {
 		if err := get(c, readers[i]); err != nil {
 			t.Fatalf("second request on connection %d: %v", i, err)
 		}
+		waitIdle(t, l)
 	}
 }
 
