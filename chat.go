@@ -11,6 +11,7 @@ import (
 	"chat/internal/idem"
 	"chat/internal/limit"
 	"chat/internal/presence"
+	"chat/internal/query"
 	"chat/internal/roomlog"
 	"chat/internal/sse"
 )
@@ -72,8 +73,8 @@ const (
 
 // Errors returned by ChatRoom methods.
 var (
-	// errRoomClosed means the room has shut down.
-	errRoomClosed = errors.New("chat room closed")
+	// errRoomClosed means the room has shut down (query.ErrClosed).
+	errRoomClosed = query.ErrClosed
 	// errRoomFull means the room already serves its maximum of streams.
 	errRoomFull = errors.New("server full")
 	// errTooManyStreams means one address already holds its maximum of
@@ -118,15 +119,6 @@ type client struct {
 
 // frames returns the client's queue, receive-only.
 func (c *client) frames() <-chan *fanout.Frame { return c.send }
-
-// query is a question for the hub: Run calls run in its own goroutine, so
-// that run may read and change what Run alone owns, then signals reply.
-type query struct {
-	run func()
-	// reply receives one value once run has returned. Buffered (1) so the
-	// hub never blocks on a caller that has gone away.
-	reply chan struct{}
-}
 
 // RoomConfig holds the settings of a ChatRoom.
 type RoomConfig struct {
@@ -185,7 +177,7 @@ type RoomConfig struct {
 // answers its poster and fans the batch out to every client's buffered
 // queue without blocking (producer-consumer in, fan-out out). Every other
 // question (a join, a page of history, a kick, the roster) reaches Run as
-// a function it runs, through one path (ask).
+// a function it runs, through one path (query.Ask).
 //
 // Slow-client policy: the hub never blocks on a client. When a client's
 // queue is full, the hub disconnects it (closing its queue after what is
@@ -216,7 +208,7 @@ type ChatRoom struct {
 	broadcast chan *roomlog.Proposal
 	// queries carries every other question to Run (joins, history pages,
 	// kicks, the roster), each with the function Run answers it with.
-	queries chan *query
+	queries chan *query.Func
 	// unregister carries leaving clients to Run.
 	unregister chan *client
 	// written carries the stream writers' signal that a frame has been
@@ -282,7 +274,7 @@ func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 	}
 	cr := &ChatRoom{
 		broadcast:  make(chan *roomlog.Proposal, maxDrain),
-		queries:    make(chan *query),
+		queries:    make(chan *query.Func),
 		unregister: make(chan *client),
 		written:    make(chan struct{}, 1),
 		typing:     make(chan string, typingQueue),
@@ -338,7 +330,7 @@ func (cr *ChatRoom) PostKeyed(ctx context.Context, username, content, key string
 	if key != "" {
 		p.FP = idem.Sum(username, content)
 	}
-	err, askErr := ask(ctx, cr.done, cr.broadcast, p, p.Reply, nil)
+	err, askErr := query.Ask(ctx, cr.done, cr.broadcast, p, p.Reply, nil)
 	if askErr != nil {
 		return Message{}, false, askErr
 	}
@@ -366,57 +358,17 @@ func (cr *ChatRoom) History(ctx context.Context, q roomlog.Query) (roomlog.Page,
 func (cr *ChatRoom) Delete(ctx context.Context, id string) (roomlog.Deletion, error) {
 	p := &roomlog.Proposal{Reply: make(chan error, 1)}
 	p.Deletes = id
-	err, askErr := ask(ctx, cr.done, cr.broadcast, p, p.Reply, nil)
+	err, askErr := query.Ask(ctx, cr.done, cr.broadcast, p, p.Reply, nil)
 	if askErr != nil {
 		return roomlog.Deletion{}, askErr
 	}
 	return p.Deletion(), err
 }
 
-// ask hands req to the hub on ch and waits for the hub's answer on reply.
-// It returns errRoomClosed once the room has shut down (taking an answer
-// that Run gave just before it returned), or ctx's error if ctx ends
-// first, so no hub method blocks forever. When ctx ends after the hub has
-// taken req and undo is not nil, ask still waits for the answer (the hub
-// answers promptly) and then calls undo, to take back what the hub did for
-// a caller that has gone.
-func ask[Q, A any](ctx context.Context, done <-chan struct{}, ch chan<- Q, req Q, reply <-chan A, undo func()) (A, error) {
-	var zero A
-	select {
-	case ch <- req:
-	case <-done:
-		return zero, errRoomClosed
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	}
-	select {
-	case a := <-reply:
-		return a, nil
-	case <-done:
-		select {
-		case a := <-reply:
-			return a, nil
-		default:
-			return zero, errRoomClosed
-		}
-	case <-ctx.Done():
-		if undo != nil {
-			select {
-			case <-reply:
-				undo()
-			case <-done:
-			}
-		}
-		return zero, ctx.Err()
-	}
-}
-
-// call has Run call run (see query) and waits until it has, through ask,
-// with undo for a caller whose ctx ends meanwhile.
+// call has Run call run and waits until it has (query.Call), with undo for
+// a caller whose ctx ends meanwhile.
 func (cr *ChatRoom) call(ctx context.Context, run, undo func()) error {
-	q := &query{run: run, reply: make(chan struct{}, 1)}
-	_, err := ask(ctx, cr.done, cr.queries, q, q.reply, undo)
-	return err
+	return query.Call(ctx, cr.done, cr.queries, run, undo)
 }
 
 // Kick disconnects every client whose address (its per-address key)
@@ -551,8 +503,7 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 		case <-ticks:
 			cr.tick()
 		case q := <-cr.queries:
-			q.run()
-			q.reply <- struct{}{}
+			q.Answer()
 		case c := <-cr.unregister:
 			cr.remove(c)
 		case name := <-cr.typing:
