@@ -103,7 +103,9 @@ type Config struct {
 	// deletions).
 	History int
 	// Recovered holds the records to start with, oldest first (from a
-	// store that kept them): the last History of them are history.
+	// store that kept them), each with its Seq (and its ID, or the log
+	// sets it from the store's epoch): the last History of them are
+	// history.
 	Recovered []Record
 	// MaxKeys and KeyTTL bound the Idempotency-Keys remembered beyond
 	// those whose message is in history (idem.DefaultMax and
@@ -160,6 +162,9 @@ func New(store Store, cfg Config) *Log {
 		r := &cfg.Recovered[i]
 		if l.ring.n == 0 && r.Seq > 0 {
 			l.ring.evicted = r.Seq - 1
+		}
+		if r.ID == "" {
+			r.ID = record.FormatID(l.epoch, r.Seq)
 		}
 		l.apply(r)
 	}

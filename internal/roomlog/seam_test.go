@@ -387,6 +387,34 @@ func TestSeamDeletionAcrossNodes(t *testing.T) {
 	}
 }
 
+// TestSeamNewNode checks a node that starts later: it loads the records
+// the sequence holds (without their ids, which the log sets from the
+// store's epoch) and then serves the same history and keys as a node that
+// was there from the start.
+func TestSeamNewNode(t *testing.T) {
+	s, a, b := newNodes()
+	m := proposal("u", "hello", "k1")
+	a.l.Propose(m)
+	b.l.Propose(proposal("u", "there", ""))
+	deliverAll(s, a, b)
+	var recs []Record
+	for _, p := range s.recs {
+		recs = append(recs, p.rec)
+	}
+	c := New(newSharedSeq("c").nodes[0], Config{History: 100, Recovered: recs})
+	pa, _ := a.l.Page(Query{Limit: 10})
+	pc, _ := c.Page(Query{Limit: 10})
+	ra, rc := a.l.Replay(nil, 10), c.Replay(nil, 10)
+	if !slices.EqualFunc(pa.Msgs, pc.Msgs, bytes.Equal) || ra.ID != rc.ID || !slices.EqualFunc(ra.Events, rc.Events, bytes.Equal) {
+		t.Errorf("a node started from the sequence serves %q / %q, want %q / %q", pc.Msgs, rc.Events, pa.Msgs, ra.Events)
+	}
+	retry := proposal("u", "hello", "k1")
+	c.Propose(retry)
+	if err := answer(t, retry); err != nil || !retry.Repeat || retry.ID != m.ID {
+		t.Errorf("retry on the new node: %v, repeat %v, id %s; want a repeat of %s", err, retry.Repeat, retry.ID, m.ID)
+	}
+}
+
 // TestSeamStop checks shutdown with a publish not yet read back and a
 // duplicate waiting for its record: both are answered, with an unknown
 // fate.
