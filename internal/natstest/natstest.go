@@ -350,6 +350,43 @@ func (s *Server) signal(sig syscall.Signal) {
 	}
 }
 
+// Pause freezes the server with SIGSTOP: its connections stay open and it
+// answers nothing (a publish sent to it goes unacknowledged) until Resume.
+// On Linux it returns once the process is stopped (a signal is delivered
+// asynchronously), polling its state for at most stopTimeout. It does
+// nothing when the server is not running.
+func (s *Server) Pause() {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGSTOP)
+	stat := fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid)
+	for deadline := time.Now().Add(stopTimeout); time.Now().Before(deadline); {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return // not Linux, or the process is gone
+		}
+		// The state follows the command name, which is in parentheses.
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && strings.HasPrefix(string(b[i+1:]), " T") {
+			return
+		}
+		time.Sleep(time.Millisecond) // the pause of a bounded poll, not a synchronisation
+	}
+	s.t.Fatalf("natstest: %s did not stop within %v", s.name, stopTimeout)
+}
+
+// Resume lets a paused server run on (SIGCONT).
+func (s *Server) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT) // it may have exited on its own already
+	}
+}
+
 // Restart stops the server if it runs, starts it again on the same ports
 // with the same store, and waits until it is ready.
 func (s *Server) Restart() {

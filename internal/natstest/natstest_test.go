@@ -123,6 +123,29 @@ func TestCluster(t *testing.T) {
 	}
 }
 
+// TestPauseResume checks that a paused server holds a new connection open
+// without sending its INFO, and sends it once resumed.
+func TestPauseResume(t *testing.T) {
+	s := Start(t, Options{})
+	s.Pause()
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.Port()), 5*time.Second)
+	if err != nil {
+		s.Resume()
+		t.Fatalf("dial a paused server: %v (the kernel should accept it)", err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if line, err := r.ReadString('\n'); err == nil {
+		t.Errorf("a paused server sent %q", line)
+	}
+	s.Resume()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "INFO ") {
+		t.Errorf("after Resume: %q, %v; want the INFO line", line, err)
+	}
+}
+
 // TestParseVersion reads the server's --version line and orders versions.
 func TestParseVersion(t *testing.T) {
 	for in, want := range map[string][3]int{

@@ -56,6 +56,11 @@ type Record struct {
 	// id is known: whoever marshals it first, a store that writes it or
 	// the log, keeps it here, so that it is marshalled once.
 	JSON []byte
+	// Void marks a record that takes its sequence number and nothing
+	// else: one a store read from a log shared with others and could not
+	// decode (or that fails the room's rules). Every node that reads it
+	// skips it the same way. A void record is never a local proposal.
+	Void bool
 }
 
 // Deletion returns the deletion r is.

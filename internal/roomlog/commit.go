@@ -50,11 +50,17 @@ func (l *Log) Commit(r *Record, p *Proposal) {
 		r = &p.Record
 	}
 	event := l.apply(r)
-	l.committed(r, event)
+	var err error
+	if event != nil {
+		l.committed(r, event)
+	} else {
+		// A deletion whose message was already gone: it did nothing.
+		err = ErrNoSuchMessage
+	}
 	if p != nil {
 		l.settled(p)
-		p.Reply <- nil
-		answerDups(p, nil)
+		p.Reply <- err
+		answerDups(p, err)
 	}
 	if len(l.waiting) > 0 {
 		l.answerWaiting()
@@ -63,17 +69,26 @@ func (l *Log) Commit(r *Record, p *Proposal) {
 
 // apply adds committed record r to history and returns its event: a
 // message with its key, or a deletion, which marks the message it deletes
-// (and that message's key) deleted.
+// (and that message's key) deleted. A void record, and a deletion that
+// cannot delete (see deletes), take their place in history with no event,
+// and apply returns nil.
 func (l *Log) apply(r *Record) []byte {
 	l.last = r.Seq
+	if r.Void {
+		l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID}})
+		return nil
+	}
 	if r.Deletes != "" {
-		if epoch, seq, err := record.ParseID(r.Deletes); err == nil && epoch == l.epoch {
-			if t := l.ring.find(seq); t != nil && t.deletes == "" {
-				if e, ok := l.keys.Get(t.key); t.key != "" && ok && e.Seq == t.seq {
-					e.Deleted = true
-				}
-				*t = entry{seq: t.seq, msg: Message{ID: t.msg.ID}}
+		t, ok := l.deletes(r)
+		if !ok {
+			l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID}})
+			return nil
+		}
+		if t != nil {
+			if e, ok := l.keys.Get(t.key); t.key != "" && ok && e.Seq == t.seq {
+				e.Deleted = true
 			}
+			*t = entry{seq: t.seq, msg: Message{ID: t.msg.ID}}
 		}
 		event := deleteEvent(r)
 		l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID, Time: r.Time}, deletes: r.Deletes, enc: event})
@@ -89,6 +104,26 @@ func (l *Log) apply(r *Record) []byte {
 		l.keys.Expire(r.Time, l.ring.evicted)
 	}
 	return e.enc
+}
+
+// deletes returns the history entry of the message deletion r deletes, or
+// nil when that message has left history (the deletion then still goes
+// out, for clients that hold the message). It reports false for a deletion
+// that cannot delete: its target is of another epoch, not before it, or
+// held in history as something other than a message still there (already
+// deleted, by a deletion that came a moment earlier from another node). The
+// rule depends on history alone, so every node that reads the same records
+// decides the same.
+func (l *Log) deletes(r *Record) (*entry, bool) {
+	epoch, seq, err := record.ParseID(r.Deletes)
+	if err != nil || epoch != l.epoch || seq >= r.Seq {
+		return nil, false
+	}
+	t := l.ring.find(seq)
+	if t != nil && !t.visible() {
+		return nil, false
+	}
+	return t, true
 }
 
 // Fail implements Settler.

@@ -24,7 +24,12 @@
 //     records other nodes proposed, which it commits with no local proposal.
 //     It may also fail a proposal (ErrUnavailable: surely not stored;
 //     ErrFateUnknown: perhaps stored) or find it a duplicate of a record it
-//     already holds under the same Idempotency-Key (Settler.Duplicate).
+//     already holds under the same Idempotency-Key (Settler.Duplicate), and
+//     commit void records (Record.Void: ones it could not decode), which
+//     take their sequence number and nothing else. With several nodes two
+//     moderators may delete one message at once: the deletion committed
+//     second finds the message gone and does nothing (no event), on every
+//     node alike, and its poster gets ErrNoSuchMessage.
 //
 // Besides history the Log keeps the Idempotency-Keys: those of committed
 // messages (idem.Table, which outlives history by its TTL), and those of
@@ -275,23 +280,32 @@ func (l *Log) Reports() <-chan record.Commit { return l.store.Reports() }
 // covers are committed (and the hub told), or their proposals failed.
 func (l *Log) Settle(c record.Commit) { l.store.Settle(c, l) }
 
+// SettleReady settles the reports the store has already sent, without
+// waiting for more, and reports whether there were any. The hub calls it
+// before it answers a question that names a position, so that a record
+// the store has read (and another node may already have served) counts.
+func (l *Log) SettleReady() bool {
+	ch := l.store.Reports()
+	settled := false
+	for ch != nil {
+		select {
+		case c := <-ch:
+			l.store.Settle(c, l)
+			settled = true
+		default:
+			return settled
+		}
+	}
+	return settled
+}
+
 // Stop settles the reports the store has already sent, then has the store
 // answer every proposal it still holds (ErrUnconfirmed, or what the store
 // knows better), and answers the posts that wait for a duplicate's record
 // with ErrFateUnknown. Call it once, as the hub stops; Propose must not be
 // called after it.
 func (l *Log) Stop() {
-	if ch := l.store.Reports(); ch != nil {
-	drain:
-		for {
-			select {
-			case c := <-ch:
-				l.store.Settle(c, l)
-			default:
-				break drain
-			}
-		}
-	}
+	l.SettleReady()
 	l.store.Close(l)
 	for seq, ps := range l.waiting {
 		for _, p := range ps {

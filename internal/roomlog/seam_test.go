@@ -352,8 +352,10 @@ func TestSeamFailures(t *testing.T) {
 
 // TestSeamDeletionAcrossNodes checks that a deletion on one node removes
 // the message on both, that the key of the deleted message then answers
-// ErrDeleted on either, and that two deletions of one message at once
-// leave both nodes with the same history.
+// ErrDeleted on either, and that of two deletions of one message at once
+// the second does nothing on either node (no event, no place in a page or
+// a replay) and its poster gets ErrNoSuchMessage, while its sequence
+// number is spent.
 func TestSeamDeletionAcrossNodes(t *testing.T) {
 	s, a, b := newNodes()
 	m := proposal("u", "secret", "k1")
@@ -366,15 +368,35 @@ func TestSeamDeletionAcrossNodes(t *testing.T) {
 	d2 := deletion(m.ID)
 	a.l.Propose(d2) // at once on a: a has not read b's
 	deliverAll(s, a, b)
-	for _, p := range []*Proposal{d, d2} {
-		if err := answer(t, p); err != nil {
-			t.Errorf("deletion %s: %v", p.ID, err)
+	if err := answer(t, d); err != nil || d.ID != sid(3) {
+		t.Errorf("first deletion: %v, id %s; want done as %s", err, d.ID, sid(3))
+	}
+	if err := answer(t, d2); !errors.Is(err, ErrNoSuchMessage) {
+		t.Errorf("second deletion of the same message: %v, want ErrNoSuchMessage", err)
+	}
+	if want := []string{sid(1), sid(2), sid(3)}; !slices.Equal(a.seen.ids, want) || !slices.Equal(b.seen.ids, want) {
+		t.Errorf("hubs told a %v, b %v; want both %v (the second deletion is no event)", a.seen.ids, b.seen.ids, want)
+	}
+	next := proposal("u", "next", "")
+	b.l.Propose(next)
+	deliverAll(s, a, b)
+	if err := answer(t, next); err != nil || next.ID != sid(5) {
+		t.Errorf("the post after the two deletions: %v, id %s; want %s (4 is the void deletion's)", err, next.ID, sid(5))
+	}
+	for name, n := range map[string]node{"a": a, "b": b} {
+		r := n.l.Replay(&Position{ID: sid(2), Epoch: sharedEpoch, Seq: 2}, 10)
+		if got, want := eventIDs(r.Events), []string{"delete:" + sid(3), "message:" + sid(5)}; r.Reset != "" || !slices.Equal(got, want) {
+			t.Errorf("node %s replays after %s: %v (reset %q), want %v", name, sid(2), got, r.Reset, want)
+		}
+		r = n.l.Replay(&Position{ID: sid(4), Epoch: sharedEpoch, Seq: 4}, 10)
+		if got, want := eventIDs(r.Events), []string{"message:" + sid(5)}; r.Reset != "" || !slices.Equal(got, want) {
+			t.Errorf("node %s replays after the void %s: %v (reset %q), want %v", name, sid(4), got, r.Reset, want)
 		}
 	}
 	for name, n := range map[string]node{"a": a, "b": b} {
 		page, _ := n.l.Page(Query{Limit: 10})
-		if got := contents(t, page.Msgs); !slices.Equal(got, []string{"keep"}) {
-			t.Errorf("node %s pages %v after the deletion, want [keep]", name, got)
+		if got := contents(t, page.Msgs); !slices.Equal(got, []string{"keep", "next"}) {
+			t.Errorf("node %s pages %v after the deletions, want [keep next]", name, got)
 		}
 		retry := proposal("u", "secret", "k1")
 		n.l.Propose(retry)
@@ -434,5 +456,41 @@ func TestSeamStop(t *testing.T) {
 	}
 	if len(s.recs) != 1 {
 		t.Errorf("%d records published, want 1", len(s.recs))
+	}
+}
+
+// TestSeamVoidRecords checks records that do nothing: a void record (one
+// the store could not decode) and a deletion of a message that is not
+// before it or of another epoch. Each takes its sequence number on every
+// node, tells no hub, and leaves pages and replays as if it were not
+// there; SettleReady settles what the store has sent, and only that.
+func TestSeamVoidRecords(t *testing.T) {
+	s, a, b := newNodes()
+	s.publish("junk", Record{Void: true})
+	s.publish("ahead", Record{Deletes: sid(3)})
+	s.publish("other", Record{Deletes: record.FormatID(sharedEpoch+1, 1)})
+	s.deliver()
+	if !a.l.SettleReady() || a.l.SettleReady() {
+		t.Error("SettleReady did not report the records sent, once")
+	}
+	b.drain()
+	m := proposal("u", "real", "")
+	a.l.Propose(m)
+	deliverAll(s, a, b)
+	if err := answer(t, m); err != nil || m.ID != sid(4) {
+		t.Fatalf("post after three void records: %v, id %s; want %s", err, m.ID, sid(4))
+	}
+	for name, n := range map[string]node{"a": a, "b": b} {
+		if want := []string{sid(4)}; !slices.Equal(n.seen.ids, want) {
+			t.Errorf("node %s told its hub %v, want %v", name, n.seen.ids, want)
+		}
+		r := n.l.Replay(&Position{ID: sid(0), Epoch: sharedEpoch}, 10)
+		if got, want := eventIDs(r.Events), []string{"message:" + sid(4)}; r.Reset != "" || !slices.Equal(got, want) {
+			t.Errorf("node %s replays %v (reset %q), want %v", name, got, r.Reset, want)
+		}
+		page, _ := n.l.Page(Query{Limit: 10})
+		if got := contents(t, page.Msgs); !slices.Equal(got, []string{"real"}) || page.More {
+			t.Errorf("node %s pages %v (more %v), want [real]", name, got, page.More)
+		}
 	}
 }
