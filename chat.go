@@ -85,6 +85,8 @@ var (
 	// these (see roomlog for what each means).
 	errUnconfirmed   = roomlog.ErrUnconfirmed
 	errJournalBusy   = roomlog.ErrBusy
+	errUnavailable   = roomlog.ErrUnavailable
+	errFateUnknown   = roomlog.ErrFateUnknown
 	errKeyConflict   = roomlog.ErrKeyConflict
 	errDeleted       = roomlog.ErrDeleted
 	errUnknownID     = roomlog.ErrUnknownID
@@ -343,7 +345,13 @@ func (cr *ChatRoom) PostKeyed(ctx context.Context, username, content, key string
 func (cr *ChatRoom) History(ctx context.Context, q roomlog.Query) (roomlog.Page, error) {
 	var page roomlog.Page
 	var err error
-	if askErr := cr.call(ctx, func() { page, err = cr.log.Page(q) }, nil); askErr != nil {
+	run := func() {
+		if cr.log.SettleReady() { // the query may name an id another node served
+			cr.deliver()
+		}
+		page, err = cr.log.Page(q)
+	}
+	if askErr := cr.call(ctx, run, nil); askErr != nil {
 		return roomlog.Page{}, askErr
 	}
 	return page, err
@@ -627,8 +635,10 @@ func (cr *ChatRoom) join(c *client, from *roomlog.Position) ([][]byte, error) {
 	if err := cr.admits(c.addr); err != nil {
 		return nil, err
 	}
-	// Everything committed so far goes into the head, so the batch must
-	// leave first or the client would receive it twice.
+	// Everything committed so far (and what a shared log has read: the
+	// client may resume at an id another node served) goes into the
+	// head, so the batch must leave first or it would arrive twice.
+	cr.log.SettleReady()
 	cr.flush()
 	head := cr.head(from)
 

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"chat/internal/auth"
@@ -32,8 +31,6 @@ import (
 // Tuning values of the HTTP side. The defaults of those that flags set are
 // in main.go.
 const (
-	// maxUsername is the longest name, in characters.
-	maxUsername = 32
 	// maxTypingBody is the largest POST /typing body, in bytes.
 	maxTypingBody = 1 << 10
 	// hstsMaxAge is the max-age of Strict-Transport-Security over TLS.
@@ -79,8 +76,21 @@ type serverConfig struct {
 	gate *auth.Gate
 	// bans lists the banned addresses (nil: none).
 	bans *ban.List
+	// reach, when set (a log shared by several nodes), waits a moment for
+	// the node to read the record a client names, which another node may
+	// have served first.
+	reach func(ctx context.Context, p *roomlog.Position)
 	// logger receives what the handlers log (newServer sets it).
 	logger *slog.Logger
+}
+
+// reachAll waits (see serverConfig.reach) for the positions that are set.
+func (cfg serverConfig) reachAll(ctx context.Context, ps ...*roomlog.Position) {
+	for _, p := range ps {
+		if p != nil && cfg.reach != nil {
+			cfg.reach(ctx, p)
+		}
+	}
 }
 
 // bannedMsg is the error a banned address gets.
@@ -140,7 +150,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"GET", "/web/{file...}", accessOpen, site.Dir("/web/")},
 		{"POST", "/post", accessRoom, crossOriginProtection(stats, handlePost(room, stats, cfg))},
 		{"GET", "/stream", accessRoom, handleStream(room, stats, streams, cfg, logger)},
-		{"GET", "/history", accessRoom, handleHistory(room)},
+		{"GET", "/history", accessRoom, handleHistory(room, cfg)},
 		{"GET", "/presence", accessRoom, handlePresence(room)},
 		{"POST", "/typing", accessRoom, crossOriginProtection(nil, handleTyping(room, cfg))},
 		{"GET", "/session", accessOpen, cfg.gate.HandleSession(cfg.addrOf)},
@@ -242,9 +252,10 @@ func handleStats(stats *Stats) http.Handler {
 
 // handleHealth answers 200 while the server can take posts, and 503 once
 // its journal has failed (every post would get 500 until a restart), with the
-// error that failed it, or once shutdown has begun (shuttingDown is set). A
-// load balancer that checks it sends nobody to a server that cannot store a
-// message.
+// error that failed it, while its NATS log cannot be reached (posts get
+// 503), with the reason, or once shutdown has begun (shuttingDown is set).
+// A load balancer that checks it sends nobody to a server that cannot store
+// a message.
 func handleHealth(shuttingDown *atomic.Bool, stats *Stats) http.Handler {
 	type response struct {
 		Status string `json:"status"`
@@ -254,6 +265,10 @@ func handleHealth(shuttingDown *atomic.Bool, stats *Stats) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		if err := stats.journalFailure(); err != nil {
 			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "journal failed", Error: err.Error()})
+			return
+		}
+		if err := stats.clusterFailure(); err != nil {
+			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "nats unavailable", Error: err.Error()})
 			return
 		}
 		if shuttingDown.Load() {
@@ -274,9 +289,6 @@ type postInput struct {
 // postTypes are the media types of POST /post and POST /typing bodies.
 var postTypes = []string{httpx.JSON, httpx.Form}
 
-// newlines turns CRLF and CR line ends into LF.
-var newlines = strings.NewReplacer("\r\n", "\n", "\r", "\n")
-
 // parsePost decodes and validates the body of POST /post, sent with the
 // given Content-Type.
 func parsePost(contentType string, body []byte, maxContent int) (postInput, *httpx.Error) {
@@ -287,44 +299,41 @@ func parsePost(contentType string, body []byte, maxContent int) (postInput, *htt
 	return validatePost(in, maxContent)
 }
 
-// validatePost trims and checks a message.
+// validatePost trims and checks a message (package text's rules).
 func validatePost(in postInput, maxContent int) (postInput, *httpx.Error) {
-	var e *httpx.Error
-	if in.Username, e = validateName("username", in.Username); e != nil {
-		return in, e
+	var err error
+	if in.Username, err = text.Name("username", in.Username); err == nil {
+		in.Content, err = text.Message(in.Content, maxContent)
 	}
-	in.Content = strings.TrimSpace(newlines.Replace(in.Content))
-	switch {
-	case in.Content == "":
-		return in, httpx.BadRequest("content is required")
-	case utf8.RuneCountInString(in.Content) > maxContent:
-		return in, httpx.BadRequest("content is longer than %d characters", maxContent)
-	case strings.ContainsFunc(in.Content, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
-		return in, httpx.BadRequest("content must not contain control characters other than newline and tab")
-	case !text.Visible(in.Content):
-		return in, httpx.BadRequest("content must contain at least one visible character")
+	if err != nil {
+		return in, httpx.BadRequest("%s", err)
 	}
 	return in, nil
 }
 
-// validateName trims and checks a person's name, given in the named field:
-// the one rule for every name the server accepts (posts, and any other
-// input that carries a name). A name is 1 to maxUsername characters with
-// no control characters, no bidirectional controls and no zero-width
-// characters, and shows at least one visible character (package
-// internal/text), so that no name can pass itself off as another.
-func validateName(field, name string) (string, *httpx.Error) {
-	name = strings.TrimSpace(name)
-	switch {
-	case name == "":
-		return name, httpx.BadRequest("%s is required", field)
-	case utf8.RuneCountInString(name) > maxUsername:
-		return name, httpx.BadRequest("%s is longer than %d characters", field, maxUsername)
-	case strings.ContainsFunc(name, unicode.IsControl):
-		return name, httpx.BadRequest("%s must not contain control characters", field)
+// validRecord returns the rules a message read from a log shared by
+// several nodes must pass: those of a post, in the form a node stores it
+// (trimmed, with line ends made "\n"). Every node of a room applies the
+// same rules (the same -max-content), so every node skips the same records.
+func validRecord(maxContent int) func(username, content string) error {
+	return func(username, content string) error {
+		in, e := validatePost(postInput{Username: username, Content: content}, maxContent)
+		switch {
+		case e != nil:
+			return e
+		case in.Username != username || in.Content != content:
+			return errors.New("username or content not in the form a node stores")
+		}
+		return nil
 	}
-	if err := text.CheckName(field, name); err != nil {
-		return name, httpx.BadRequest("%s", err.Error())
+}
+
+// validateName trims and checks a person's name given in the named field
+// (package text's rules).
+func validateName(field, name string) (string, *httpx.Error) {
+	name, err := text.Name(field, name)
+	if err != nil {
+		return name, httpx.BadRequest("%s", err)
 	}
 	return name, nil
 }
@@ -391,6 +400,14 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 		case errors.Is(err, errJournalBusy):
 			stats.rejectedPost()
 			httpx.Busy(w)
+		case errors.Is(err, errUnavailable):
+			stats.rejectedPost()
+			httpx.StoreDown(w, "message")
+		case errors.Is(err, errFateUnknown):
+			// Not a 503: it may be stored. The retry with the same
+			// Idempotency-Key settles it, storing it at most once.
+			stats.rejectedPost()
+			httpx.FateUnknown(w, "the message store did not confirm the message: it may or may not be stored; send it again with the same Idempotency-Key to settle it")
 		case r.Context().Err() != nil:
 			// The poster has gone; nobody to answer.
 			stats.rejectedPost()
@@ -468,13 +485,14 @@ func parseHistoryQuery(rawQuery string) (roomlog.Query, *httpx.Error) {
 // handleHistory serves GET /history: one page of messages from history,
 // oldest first, as {"messages": [...], "more": bool}; each message is the
 // very JSON POST /post returned for it.
-func handleHistory(room *ChatRoom) http.Handler {
+func handleHistory(room *ChatRoom, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q, apiErr := parseHistoryQuery(r.URL.RawQuery)
 		if apiErr != nil {
 			apiErr.Write(w)
 			return
 		}
+		cfg.reachAll(r.Context(), q.Before, q.After)
 		page, err := room.History(r.Context(), q)
 		switch {
 		case err == nil:
@@ -711,6 +729,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *stream.Tracker, cfg ser
 			return
 		}
 		addr := cfg.addrOf(r)
+		cfg.reachAll(r.Context(), from)
 		if head {
 			if !joinError(w, r, stats, room.CanJoin(r.Context(), addr)) {
 				stream.SetHeaders(w.Header())
@@ -753,6 +772,8 @@ func moderationError(err error) error {
 		{errRoomClosed, moderation.ErrClosed},
 		{errUnconfirmed, moderation.ErrUnconfirmed},
 		{errJournalBusy, moderation.ErrBusy},
+		{errUnavailable, moderation.ErrUnavailable},
+		{errFateUnknown, moderation.ErrFateUnknown},
 	} {
 		if errors.Is(err, e.hub) {
 			return fmt.Errorf("%w: %w", e.mod, err)

@@ -25,8 +25,10 @@ import (
 
 	"chat/internal/auth"
 	"chat/internal/ban"
+	"chat/internal/clusterlog"
 	"chat/internal/connlimit"
 	"chat/internal/flagenv"
+	"chat/internal/jetstream"
 	"chat/internal/journal"
 	"chat/internal/limit"
 	"chat/internal/roomlog"
@@ -59,6 +61,17 @@ const (
 	journalDrain = 5 * time.Second
 	// shutdownTimeout bounds the rest of shutdown (requests in flight).
 	shutdownTimeout = 2 * time.Second
+)
+
+// Cluster mode (-nats).
+const (
+	// natsOpenTimeout bounds a node's start: connecting, making or
+	// checking the stream and loading history from it.
+	natsOpenTimeout = 30 * time.Second
+	// resumeWait bounds the wait for a record another node has served
+	// (a stream resuming there, a history page after it) to reach this
+	// node: a node reads the stream milliseconds behind another.
+	resumeWait = time.Second
 )
 
 // The login throttle (see internal/auth).
@@ -158,6 +171,14 @@ type config struct {
 	// journalOptions are passed to journal.Open. No flag sets them: they are
 	// a seam for tests (a journal file that fails).
 	journalOptions []journal.Option
+	// nats lists the NATS servers of cluster mode (empty: one node), with
+	// the stream's name and replicas. The URLs may hold credentials: never
+	// log them.
+	nats, natsStream string
+	natsReplicas     int
+	// natsPublishWait, when positive, replaces the bound of a publish
+	// (tests shorten it).
+	natsPublishWait time.Duration
 }
 
 // env is how flags read CHAT_* environment variables. The repair mode has
@@ -223,6 +244,9 @@ func defineFlags(name string, stderr io.Writer) (*config, *flag.FlagSet) {
 	fs.IntVar(&c.maxHeaderConns, "max-header-conns-per-addr", defaultMaxHeaderConnsPerAddr, "most requests per client address in progress at once: connections sending headers, requests not yet answered (0: no limit)")
 	fs.StringVar(&c.pprofAddr, "pprof-addr", "", "serve profiles under /debug/pprof/ on this separate address, e.g. 127.0.0.1:6060 (empty: off)")
 	fs.BoolVar(&c.pprof, "pprof", false, "removed: use -pprof-addr")
+	fs.StringVar(&c.nats, "nats", "", "comma-separated NATS server URLs (nats://[user:pass@]host:4222): the room's history lives in a JetStream stream shared by every node (instead of -data)")
+	fs.StringVar(&c.natsStream, "nats-stream", "CHAT", "with -nats: the JetStream stream that keeps the room (its subject is chat.NAME.log)")
+	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "with -nats: servers that keep a copy of the stream (3 for a production cluster)")
 	fs.StringVar(&c.repair, "repair", "", "check the journal at this path, report its first bad line and exit; the server does not start")
 	fs.BoolVar(&c.repairWrite, "repair-write", false, "with -repair: keep the lines before the first bad one and move the rest to PATH.bad-<time>")
 	return c, fs
@@ -242,6 +266,14 @@ func (c *config) check() error {
 		return errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")
 	case c.data != "" && c.history < 1:
 		return errors.New("-data needs -history of at least 1: the journal keeps the history")
+	case c.nats != "" && c.data != "":
+		return errors.New("-nats and -data: give one; the NATS stream keeps the room's history, and a journal would be a second source of truth")
+	case c.nats != "" && c.history < 1:
+		return errors.New("-nats needs -history of at least 1: it is the stream's message limit")
+	case c.natsReplicas < 1 || c.natsReplicas > 5:
+		return fmt.Errorf("-nats-replicas %d: want 1 to 5", c.natsReplicas)
+	case !clusterlog.ValidStream(c.natsStream):
+		return fmt.Errorf("-nats-stream %q: want 1 to 32 letters, digits, - or _", c.natsStream)
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return errors.New("-tls-cert and -tls-key go together")
 	case c.logFormat != "text" && c.logFormat != "json":
@@ -355,6 +387,9 @@ type server struct {
 	// (at once without one).
 	stopLog context.CancelFunc
 	logDone chan struct{}
+	// cluster is the room's log in NATS (-nats), shut down after the
+	// room; nil otherwise.
+	cluster *clusterlog.Store
 	room    *ChatRoom
 	// stopRoom and stopMonitor stop the room's hub and the monitor.
 	stopRoom, stopMonitor context.CancelFunc
@@ -399,6 +434,9 @@ func (s *server) stop() {
 	s.stopMonitor()
 	s.stopLog()
 	s.wg.Wait()
+	if s.cluster != nil {
+		s.cluster.Shutdown()
+	}
 }
 
 // openLog returns the room's configuration with the history it starts
@@ -416,6 +454,9 @@ func (s *server) openLog() (RoomConfig, error) {
 		MaxStreamsPerAddr: cfg.maxStreamsPerAddr,
 		PresenceInterval:  cfg.presenceInterval,
 		PresenceNames:     cfg.presenceNames,
+	}
+	if cfg.nats != "" {
+		return s.openCluster(roomCfg)
 	}
 	if cfg.data == "" {
 		close(s.logDone)
@@ -453,6 +494,89 @@ func (s *server) openLog() (RoomConfig, error) {
 	})
 	s.logger.Info("journal opened", "path", cfg.data, "messages", len(recovered))
 	return roomCfg, nil
+}
+
+// openCluster returns roomCfg with the room's log in the NATS stream and
+// the history loaded from it (cluster mode). At shutdown the store stops
+// taking posts and settles those on their way while the room still runs
+// (stopLog), and closes once the room has stopped.
+func (s *server) openCluster(roomCfg RoomConfig) (RoomConfig, error) {
+	cfg := s.cfg
+	var urls []string
+	for u := range strings.SplitSeq(cfg.nats, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), natsOpenTimeout)
+	defer cancel()
+	store, recs, err := clusterlog.Open(ctx, clusterlog.Config{
+		URLs: urls, Stream: cfg.natsStream, Replicas: cfg.natsReplicas, History: cfg.history,
+		PublishWait: cfg.natsPublishWait, ClientName: "chat", Valid: validRecord(cfg.maxContent), Logger: s.logger,
+	})
+	if err != nil {
+		return roomCfg, natsError(cfg, err)
+	}
+	s.cluster = store
+	roomCfg.Store, roomCfg.Recovered = store, recs
+	s.stats.watchCluster(store)
+	drain, stopStore := context.WithCancel(context.Background())
+	s.stopLog = stopStore
+	s.wg.Go(func() {
+		<-drain.Done()
+		if !store.Drain(cmp.Or(cfg.journalWait, journalDrain)) {
+			s.logger.Warn("posts still unconfirmed by NATS at shutdown: they are answered 504")
+		}
+		close(s.logDone)
+	})
+	st := store.Status()
+	s.logger.Info("room log in NATS JetStream", "stream", st.Stream, "epoch", st.Epoch, "replicas", cfg.natsReplicas,
+		"server", st.URL, "records", len(recs))
+	return roomCfg, nil
+}
+
+// natsError returns err, the error of opening the room's log in NATS, as
+// one line that names the flag to look at: -history or -nats-replicas when
+// the existing stream keeps another number of messages or copies, or the
+// servers cannot hold that many, -nats-stream for another conflict with
+// the existing stream, else -nats. It holds no credentials (clusterlog's
+// errors name servers without them).
+func natsError(cfg config, err error) error {
+	var ce *clusterlog.ConflictError
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &ce) && ce.Field == "max_msgs":
+		return fmt.Errorf("-history %d: %w (make the stream again, or start with -history %s)", cfg.history, err, ce.Have)
+	case errors.As(err, &ce) && ce.Field == "num_replicas":
+		return fmt.Errorf("-nats-replicas %d: %w", cfg.natsReplicas, err)
+	case errors.As(err, &ce):
+		return fmt.Errorf("-nats-stream %s: %w", cfg.natsStream, err)
+	case errors.As(err, &apiErr) && apiErr.ErrCode == insufficientResources:
+		return fmt.Errorf("-nats-replicas %d: %w", cfg.natsReplicas, err)
+	}
+	return fmt.Errorf("-nats: %w", err)
+}
+
+// insufficientResources is JetStream's err_code for a stream the servers
+// cannot hold, as when it asks for more replicas than there are servers.
+const insufficientResources = 10074
+
+// reachFunc returns serverConfig.reach for a log in NATS: a request that
+// names a record of the stream's epoch this node has not read yet waits
+// for it, for at most resumeWait; nil without one.
+func (s *server) reachFunc() func(ctx context.Context, p *roomlog.Position) {
+	if s.cluster == nil {
+		return nil
+	}
+	store := s.cluster
+	return func(ctx context.Context, p *roomlog.Position) {
+		if p.Epoch != store.Epoch() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, resumeWait)
+		defer cancel()
+		_ = store.WaitDelivered(ctx, p.Seq) // if it does not come, the room answers as for any unknown id
+	}
 }
 
 // startRoom starts the room's hub with roomCfg, and the monitor.
@@ -499,6 +623,7 @@ func (s *server) build() error {
 		addrOf:        limit.ClientAddr(trusted),
 		gate:          gate,
 		bans:          bans,
+		reach:         s.reachFunc(),
 	}, s.logger)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"chat/internal/clusterlog"
 )
 
 // Stats holds the server's counters. The hub, the handlers and the stream
@@ -72,6 +74,29 @@ type Stats struct {
 	// journalSyncs is the time each fsync of the journal takes; its count
 	// is the number of fsyncs.
 	journalSyncs *histogram
+	// cluster reports the node's NATS state when the room's log is in
+	// NATS (nil otherwise). watchCluster sets it before the server serves.
+	cluster clusterWatch
+}
+
+// clusterWatch is what the statistics read of a log in NATS: its state,
+// and why it cannot take posts now (nil when it can).
+type clusterWatch interface {
+	Status() clusterlog.Status
+	Health() error
+}
+
+// watchCluster makes the statistics report c's state (/stats "nats",
+// /metrics chat_nats_*, /healthz). Call it once, before the server serves.
+func (s *Stats) watchCluster(c clusterWatch) { s.cluster = c }
+
+// clusterFailure returns why the node's NATS log cannot take posts now, or
+// nil when it can or when there is none.
+func (s *Stats) clusterFailure() error {
+	if s.cluster == nil {
+		return nil
+	}
+	return s.cluster.Health()
 }
 
 // connCounter is what the listener reports about connections: how many are
@@ -214,6 +239,10 @@ type StatsSnapshot struct {
 	// number of fsyncs of the journal.
 	Journal       string  `json:"journal,omitempty"`
 	JournalFsyncs *uint64 `json:"journal_fsyncs,omitempty"`
+	// NATS is the node's NATS state when the room's log is in NATS:
+	// connected, the server, reconnects, the last sequence read, the
+	// posts in flight, and why it cannot take posts now, if it cannot.
+	NATS *clusterlog.Status `json:"nats,omitempty"`
 }
 
 // Snapshot returns the current statistics, including the process's
@@ -250,6 +279,10 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		}
 		n := s.journalSyncs.count()
 		snap.JournalFsyncs = &n
+	}
+	if s.cluster != nil {
+		st := s.cluster.Status()
+		snap.NATS = &st
 	}
 	return snap
 }
@@ -437,6 +470,16 @@ func handleMetrics(stats *Stats) http.Handler {
 			metric("chat_journal_failed", "gauge", "1 once a write or fsync of the journal has failed (posts then get 500), else 0.", failed)
 			metric("chat_journal_fsyncs_total", "counter", "Fsyncs of the journal.", float64(*s.JournalFsyncs))
 			stats.journalSyncs.write(w, "chat_journal_fsync_duration_seconds", "Time each fsync of the journal takes.")
+		}
+		if n := s.NATS; n != nil {
+			connected := 0.0
+			if n.Connected && n.Error == "" {
+				connected = 1
+			}
+			metric("chat_nats_connected", "gauge", "1 while the node is connected to NATS and reads the room's stream, else 0 (posts then get 503).", connected)
+			metric("chat_nats_reconnects_total", "counter", "NATS connections made after the first.", float64(n.Reconnects))
+			metric("chat_nats_last_sequence", "gauge", "Stream sequence of the last record the node read.", float64(n.LastSeq))
+			metric("chat_nats_in_flight", "gauge", "Posts and deletions published and not yet settled.", float64(n.InFlight))
 		}
 	})
 }

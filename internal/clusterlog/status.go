@@ -56,6 +56,29 @@ func (s *Store) Health() error {
 	return readErr
 }
 
+// watch logs every change of the NATS connection, until Shutdown: its loss
+// (posts get ErrUnavailable until it is back) and its return.
+func (s *Store) watch() {
+	nc := s.js.Conn()
+	up := true
+	for {
+		changed := nc.StatusChanged()
+		if st := nc.Status(); st.Connected != up {
+			up = st.Connected
+			if up {
+				s.log.Info("NATS connection back", "server", st.URL, "reconnects", st.Reconnects)
+			} else {
+				s.log.Warn("NATS connection lost: posts are refused until it is back", "error", disconnected(st))
+			}
+		}
+		select {
+		case <-changed:
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
 // Drain refuses new proposals (ErrUnavailable) and waits, for at most
 // wait, until those on their way are settled; it reports whether they
 // were. The hub must still run, to settle them.

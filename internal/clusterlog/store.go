@@ -230,6 +230,7 @@ func open(ctx context.Context, js *jetstream.JS, cfg Config) (*Store, []roomlog.
 		return nil, nil, fmt.Errorf("stream %s: load history: %w", cfg.Stream, err)
 	}
 	s.wg.Go(s.read)
+	s.wg.Go(s.watch)
 	return s, recs, nil
 }
 

@@ -111,3 +111,18 @@ func checkStream(have, want jetstream.StreamConfig) error {
 // have: a node retries one publish for up to DefaultPublishWait, and a
 // client retries a 504 a few seconds later.
 const minDuplicates = 30 * time.Second
+
+// ValidStream reports whether name may name the room's stream: 1 to 32
+// ASCII letters, digits, "-" or "_" (a stream name is part of API
+// subjects, and the room's subject holds it).
+func ValidStream(name string) bool {
+	if name == "" || len(name) > 32 {
+		return false
+	}
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

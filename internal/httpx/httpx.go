@@ -35,6 +35,13 @@ const (
 	// BusyRetry is the Retry-After of requests refused because the
 	// journal is too busy to take them.
 	BusyRetry = time.Second
+	// StoreRetry is the Retry-After of requests refused because the
+	// room's shared log (NATS) cannot be reached: about the time a
+	// reconnect takes.
+	StoreRetry = 2 * time.Second
+	// FateRetry is the Retry-After of a write whose fate is unknown: the
+	// retry that settles it may come at once.
+	FateRetry = time.Second
 )
 
 // Error is a client error with the HTTP status it is answered with.
@@ -209,4 +216,18 @@ func ShuttingDown(w http.ResponseWriter) {
 // Busy answers 503: the journal is too busy to take the request.
 func Busy(w http.ResponseWriter) {
 	Unavailable(w, BusyRetry, "server busy; try again")
+}
+
+// StoreDown answers 503: the room's shared log cannot be reached, and what
+// (a message, a deletion) was not stored.
+func StoreDown(w http.ResponseWriter, what string) {
+	Unavailable(w, StoreRetry, "the room's message store cannot be reached: the "+what+" was not stored; retry")
+}
+
+// FateUnknown answers 504 with msg: the write went to the room's shared
+// log and no confirmation came, so it may or may not be stored; msg says
+// how to settle it (Retry-After FateRetry).
+func FateUnknown(w http.ResponseWriter, msg string) {
+	RetryAfter(w, FateRetry)
+	WriteError(w, http.StatusGatewayTimeout, msg)
 }

@@ -37,6 +37,12 @@ var (
 	ErrUnconfirmed = errors.New("deletion not yet confirmed durable")
 	// ErrBusy means the journal is too busy to take the deletion.
 	ErrBusy = errors.New("journal busy")
+	// ErrUnavailable means the room's shared log cannot be reached: the
+	// deletion was not stored.
+	ErrUnavailable = errors.New("message store unavailable")
+	// ErrFateUnknown means the deletion went to the room's shared log and
+	// no confirmation came: it may or may not be stored.
+	ErrFateUnknown = errors.New("deletion not confirmed")
 )
 
 // Room is what moderation needs of the chat room.
@@ -58,7 +64,11 @@ type Room interface {
 // a deletion the journal had not confirmed is answered as a post in that
 // state is: 202 with the deletion, which the journal still writes, so
 // that its outcome is settled after the restart (the message is then
-// deleted, and deleting it again is a 404).
+// deleted, and deleting it again is a 404). With the room's log in NATS, a
+// deletion that could not reach it is a 503 (not done), and one that went
+// out unconfirmed a 504 (sending it again settles it: 200, or 404 when it
+// was done); a message another moderator deleted a moment earlier on
+// another node is a 404.
 func HandleDelete(room Room) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
@@ -79,6 +89,10 @@ func HandleDelete(room Room) http.Handler {
 			httpx.ShuttingDown(w)
 		case errors.Is(err, ErrBusy):
 			httpx.Busy(w)
+		case errors.Is(err, ErrUnavailable):
+			httpx.StoreDown(w, "deletion")
+		case errors.Is(err, ErrFateUnknown):
+			httpx.FateUnknown(w, "the message store did not confirm the deletion: it may or may not be done; send it again (a 404 then means it was done)")
 		case r.Context().Err() != nil:
 			// The moderator has gone; nobody to answer.
 		default:

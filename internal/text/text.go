@@ -1,12 +1,59 @@
-// Package text holds the rules for text people send: which characters a
-// name may not contain (those that reorder or hide what a reader sees), and
-// whether a message shows anything at all.
+// Package text holds the rules for text people send: what a name and a
+// message may be (Name, Message), which characters a name may not contain
+// (those that reorder or hide what a reader sees), and whether a message
+// shows anything at all.
 package text
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"unicode"
+	"unicode/utf8"
 )
+
+// MaxName is the longest name a person may give, in characters.
+const MaxName = 32
+
+// lineEnds turns CRLF and CR line ends into LF.
+var lineEnds = strings.NewReplacer("\r\n", "\n", "\r", "\n")
+
+// Name trims a person's name, given in the named field, and checks it: the
+// one rule for every name the server accepts (posts, and any other input
+// that carries a name). A name is 1 to MaxName characters with no control
+// characters, no bidirectional controls and no zero-width characters, and
+// shows at least one visible character, so that no name can pass itself
+// off as another. The error names field.
+func Name(field, name string) (string, error) {
+	name = strings.TrimSpace(name)
+	switch {
+	case name == "":
+		return name, fmt.Errorf("%s is required", field)
+	case utf8.RuneCountInString(name) > MaxName:
+		return name, fmt.Errorf("%s is longer than %d characters", field, MaxName)
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return name, fmt.Errorf("%s must not contain control characters", field)
+	}
+	return name, CheckName(field, name)
+}
+
+// Message trims a message's content, with its line ends made "\n", and
+// checks it: 1 to max characters, no control characters other than newline
+// and tab, and at least one visible character.
+func Message(content string, max int) (string, error) {
+	content = strings.TrimSpace(lineEnds.Replace(content))
+	switch {
+	case content == "":
+		return content, errors.New("content is required")
+	case utf8.RuneCountInString(content) > max:
+		return content, fmt.Errorf("content is longer than %d characters", max)
+	case strings.ContainsFunc(content, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
+		return content, errors.New("content must not contain control characters other than newline and tab")
+	case !Visible(content):
+		return content, errors.New("content must contain at least one visible character")
+	}
+	return content, nil
+}
 
 // Invisible reports whether r draws nothing on its own: white space,
 // control and format characters (zero-width and bidirectional controls

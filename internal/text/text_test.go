@@ -73,3 +73,39 @@ func TestVisible(t *testing.T) {
 		}
 	}
 }
+
+// TestNameAndMessage checks the trimming and the whole rules of a name and
+// of a message's content, with the error each breach gets.
+func TestNameAndMessage(t *testing.T) {
+	long := strings.Repeat("é", MaxName+1)
+	for _, tt := range []struct {
+		field, in, out, err string
+	}{
+		{"username", "  ann \n", "ann", ""},
+		{"username", " ", "", "username is required"},
+		{"name", long, long, "name is longer than 32 characters"},
+		{"username", "a\tb", "a\tb", "username must not contain control characters"},
+		{"username", "\u202eecila", "\u202eecila", "bidirectional control characters"},
+	} {
+		out, err := Name(tt.field, tt.in)
+		if out != tt.out || (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("Name(%q, %q) = %q, %v; want %q, %q", tt.field, tt.in, out, err, tt.out, tt.err)
+		}
+	}
+	for _, tt := range []struct {
+		in, out, err string
+		max          int
+	}{
+		{" two\r\nlines\rhere \n", "two\nlines\nhere", "", 20},
+		{"tab\there", "tab\there", "", 20},
+		{" \r\n ", "", "content is required", 20},
+		{"12345", "12345", "content is longer than 4 characters", 4},
+		{"bell\a", "bell\a", "content must not contain control characters other than newline and tab", 20},
+		{"\u2800\u3164", "\u2800\u3164", "content must contain at least one visible character", 20},
+	} {
+		out, err := Message(tt.in, tt.max)
+		if out != tt.out || (err == nil) != (tt.err == "") || err != nil && err.Error() != tt.err {
+			t.Errorf("Message(%q, %d) = %q, %v; want %q, %q", tt.in, tt.max, out, err, tt.out, tt.err)
+		}
+	}
+}
