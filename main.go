@@ -68,10 +68,6 @@ const (
 	// natsOpenTimeout bounds a node's start: connecting, making or
 	// checking the stream and loading history from it.
 	natsOpenTimeout = 30 * time.Second
-	// resumeWait bounds the wait for a record another node has served
-	// (a stream resuming there, a history page after it) to reach this
-	// node: a node reads the stream milliseconds behind another.
-	resumeWait = time.Second
 )
 
 // The login throttle (see internal/auth).
@@ -561,22 +557,12 @@ func natsError(cfg config, err error) error {
 // cannot hold, as when it asks for more replicas than there are servers.
 const insufficientResources = 10074
 
-// reachFunc returns serverConfig.reach for a log in NATS: a request that
-// names a record of the stream's epoch this node has not read yet waits
-// for it, for at most resumeWait; nil without one.
-func (s *server) reachFunc() func(ctx context.Context, p *roomlog.Position) {
+// reach returns serverConfig.reach: the cluster store's, or nil.
+func (s *server) reach() func(context.Context, *roomlog.Position) {
 	if s.cluster == nil {
 		return nil
 	}
-	store := s.cluster
-	return func(ctx context.Context, p *roomlog.Position) {
-		if p.Epoch != store.Epoch() {
-			return
-		}
-		ctx, cancel := context.WithTimeout(ctx, resumeWait)
-		defer cancel()
-		_ = store.WaitDelivered(ctx, p.Seq) // if it does not come, the room answers as for any unknown id
-	}
+	return s.cluster.Reach
 }
 
 // startRoom starts the room's hub with roomCfg, and the monitor.
@@ -623,7 +609,7 @@ func (s *server) build() error {
 		addrOf:        limit.ClientAddr(trusted),
 		gate:          gate,
 		bans:          bans,
-		reach:         s.reachFunc(),
+		reach:         s.reach(),
 	}, s.logger)
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {

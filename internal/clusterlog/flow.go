@@ -256,3 +256,17 @@ func (s *Store) WaitDelivered(ctx context.Context, seq uint64) error {
 		}
 	}
 }
+
+// Reach waits, for at most ReachWait, until the node has read the record p
+// names, if p is of the stream's epoch: a client may name a record another
+// node served a moment before this node read it (a stream resuming here, a
+// history page after it). If it does not come, the room answers as for any
+// id it does not know.
+func (s *Store) Reach(ctx context.Context, p *roomlog.Position) {
+	if p.Epoch != s.epoch {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, ReachWait)
+	defer cancel()
+	_ = s.WaitDelivered(ctx, p.Seq)
+}

@@ -75,6 +75,9 @@ const (
 	// consumerPause is the pause after the consumer failed for a reason
 	// that does not pass by itself (the stream was deleted).
 	consumerPause = time.Second
+	// ReachWait bounds Reach: a node reads the stream milliseconds behind
+	// another.
+	ReachWait = time.Second
 )
 
 // Config says which stream keeps the room's log and how.
