@@ -33,17 +33,6 @@ func procRSS(t *testing.T, pid int) int64 {
 	return pages * int64(os.Getpagesize())
 }
 
-// procStats returns p's /stats.
-func procStats(t *testing.T, p *chatProc) StatsSnapshot {
-	t.Helper()
-	r := mustSend(t, http.DefaultClient, "GET", p.URL+"/stats", "", "", nil)
-	var s StatsSnapshot
-	if err := json.Unmarshal(r.body, &s); err != nil {
-		t.Fatalf("GET /stats: %v: %s", err, r.body)
-	}
-	return s
-}
-
 // holdConns opens n keep-alive connections to addr from localIP, each
 // after one answered GET /healthz, and returns those that were served
 // and how many were refused (closed or reset without an answer).
@@ -92,9 +81,9 @@ func holdConns(addr, localIP string, n int) (served []net.Conn, refused int) {
 // -max-conns-per-addr (256). Each holds exactly its cap, the rest are
 // refused and counted, and a fourth address is served at once.
 func TestConnCapLoad(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	p := startChatProc(t, bin)
-	addr := strings.TrimPrefix(p.URL, "http://")
+	addr := p.addr()
 	pid := p.cmd.Process.Pid
 	rssBefore := procRSS(t, pid)
 	const attempts = 2000
@@ -125,7 +114,7 @@ func TestConnCapLoad(t *testing.T) {
 		worst = max(worst, time.Since(t0))
 		fourth.CloseIdleConnections()
 	}
-	s := procStats(t, p)
+	s := p.stats(t)
 	rssHeld := procRSS(t, pid)
 	if want := uint64(3 * (attempts - defaultMaxConnsPerAddr)); s.ConnectionsRefused != want {
 		t.Errorf("connections_refused = %d, want %d", s.ConnectionsRefused, want)
@@ -180,11 +169,11 @@ func sendOnConns(addr, localIP string, n int, payload []byte) []net.Conn {
 // grows by less than 64 MiB. With the caps off (-max-conns-per-addr 0
 // -max-header-conns-per-addr 0) it logs what the flood costs unbounded.
 func TestHeaderFloodLoad(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	const floods, size, target = 2000, 15000, 64 << 20
 	measure := func(args ...string) (growth int64, refused uint64) {
 		p := startChatProc(t, bin, args...)
-		addr := strings.TrimPrefix(p.URL, "http://")
+		addr := p.addr()
 		pid := p.cmd.Process.Pid
 		before := procRSS(t, pid)
 		conns := headerFlood(addr, "127.0.0.2", floods, size)
@@ -201,7 +190,7 @@ func TestHeaderFloodLoad(t *testing.T) {
 			peak.Store(max(peak.Load(), procRSS(t, pid)))
 			time.Sleep(50 * time.Millisecond)
 		}
-		s := procStats(t, p)
+		s := p.stats(t)
 		p.kill(t)
 		return peak.Load() - before, s.ConnectionsRefused
 	}
@@ -282,10 +271,10 @@ func serverQueued(t *testing.T, port int) (sockets int, queued int64) {
 // open, never reading, as an attacker would; each has a 16 KiB receive
 // buffer so that the figures are the server's.
 func TestUnreadStreamsKernelMemory(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	const history = 1000
 	p := startChatProc(t, bin, "-write-timeout", "2s", "-history", strconv.Itoa(history))
-	addr := strings.TrimPrefix(p.URL, "http://")
+	addr := p.addr()
 	_, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
 
@@ -320,7 +309,7 @@ func TestUnreadStreamsKernelMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every stream to join", func() bool { return procStats(t, p).Clients == streams })
+	waitFor(t, "every stream to join", func() bool { return p.stats(t).Clients == streams })
 	// Held: poll while the server's writes are blocked, keep the peak.
 	var peak int64
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -333,7 +322,7 @@ func TestUnreadStreamsKernelMemory(t *testing.T) {
 	// blocked stream (its queue full of the hub's own events) before its
 	// write times out, so a socket is reset up to one write timeout after
 	// its stream leaves the count: the cut is within writeTimeout of this.
-	waitFor(t, "the write timeout to cut every stream", func() bool { return procStats(t, p).Clients == 0 })
+	waitFor(t, "the write timeout to cut every stream", func() bool { return p.stats(t).Clients == 0 })
 	const writeTimeout = 2 * time.Second
 	cut := time.Now()
 	var gone time.Duration = -1

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -80,7 +79,7 @@ func TestNameAndContentRules(t *testing.T) {
 	}
 	before := ts.stats(t).MessagesPosted
 	for _, tt := range tests {
-		r := postMsg(t, http.DefaultClient, ts, tt.username, tt.content, nil)
+		r := postMsg(t, http.DefaultClient, ts.URL, tt.username, tt.content, nil)
 		if r.status != http.StatusBadRequest || !strings.Contains(r.errorText(), tt.want) {
 			t.Errorf("%s (JSON): status %d, body %s; want 400 with %q", tt.name, r.status, r.body, tt.want)
 		}
@@ -95,7 +94,7 @@ func TestNameAndContentRules(t *testing.T) {
 	}
 	// What people write still passes, bidi text in messages included.
 	for _, m := range [][2]string{{"Zoë", "مرحبا \u202bبالعالم\u202c"}, {"王小明", "你好"}, {"dan 😀", "👍"}, {"eve", "a\u2800b"}} {
-		if r := postMsg(t, http.DefaultClient, ts, m[0], m[1], nil); r.status != http.StatusCreated {
+		if r := postMsg(t, http.DefaultClient, ts.URL, m[0], m[1], nil); r.status != http.StatusCreated {
 			t.Errorf("post %+q: status %d, body %s", m, r.status, r.body)
 		}
 	}
@@ -144,12 +143,10 @@ func TestCrossSiteStream(t *testing.T) {
 // TestHSTS checks that responses over TLS carry Strict-Transport-Security
 // and responses over plain HTTP do not.
 func TestHSTS(t *testing.T) {
-	certFile, keyFile := writeTestCert(t, t.TempDir())
-	tlsTS := startServer(t, "-tls-cert", certFile, "-tls-key", keyFile)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}}
-	defer client.CloseIdleConnections()
+	tlsTS := startTLSServer(t)
+	client := tlsClient(t, true)
 	for _, path := range []string{"/", "/stats", "/nope"} {
-		r := mustSend(t, client, "GET", strings.Replace(tlsTS.URL, "http://", "https://", 1)+path, "", "", nil)
+		r := mustSend(t, client, "GET", tlsTS.URL+path, "", "", nil)
 		if got := r.header.Get("Strict-Transport-Security"); got != "max-age=86400" {
 			t.Errorf("GET %s over TLS: Strict-Transport-Security %q, want max-age=86400", path, got)
 		}
@@ -159,9 +156,6 @@ func TestHSTS(t *testing.T) {
 		t.Errorf("GET / over plain HTTP has Strict-Transport-Security %q", r.header.Get("Strict-Transport-Security"))
 	}
 }
-
-// pprofRE finds the profiling listener's address in the log.
-var pprofRE = regexp.MustCompile(`msg="pprof listening" addr=(\S+)`)
 
 // TestPprofAddr checks that profiles are served only on the -pprof-addr
 // listener, never on the public one, and that the old -pprof flag fails
@@ -223,7 +217,7 @@ func TestServerTimeouts(t *testing.T) {
 // /metrics count the refusal.
 func TestConnCap(t *testing.T) {
 	ts := startServer(t, "-max-conns-per-addr", "4")
-	addr := strings.TrimPrefix(ts.URL, "http://")
+	addr := ts.addr()
 	var held []net.Conn
 	defer func() {
 		for _, c := range held {
@@ -231,15 +225,12 @@ func TestConnCap(t *testing.T) {
 		}
 	}()
 	for i := range 4 {
-		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).Dial("tcp", addr)
+		c, err := dialRaw(addr, "127.0.0.2", "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
 		if err != nil {
 			t.Fatal(err)
 		}
 		held = append(held, c)
 		_ = c.SetDeadline(time.Now().Add(waitTimeout))
-		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("connection %d within the cap: %v", i, err)
@@ -338,15 +329,11 @@ func fillHistory(t *testing.T, ts *testServer, n int) {
 // lastID, with a deadline of waitTimeout for everything.
 func openRawStream(t *testing.T, ts *testServer, lastID string) net.Conn {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+	c, err := dialRaw(ts.addr(), "", "GET /stream HTTP/1.1\r\nHost: t\r\nLast-Event-ID: "+lastID+"\r\n\r\n")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	// _ = c.(*net.TCPConn).SetReadBuffer(16 << 10)
-	if _, err := fmt.Fprintf(c, "GET /stream HTTP/1.1\r\nHost: t\r\nLast-Event-ID: %s\r\n\r\n", lastID); err != nil {
-		t.Fatal(err)
-	}
 	return c
 }
 

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,7 +20,7 @@ func TestBanMappedAddress(t *testing.T) {
 	if r.status != http.StatusCreated || !strings.Contains(string(r.body), `"addr":"127.0.0.2"`) {
 		t.Fatalf("ban on ::ffff:127.0.0.2/128: %d %s, want 201 for 127.0.0.2", r.status, r.body)
 	}
-	if r := postMsg(t, clientFrom(t, "127.0.0.2"), ts, "u", "hi", nil); r.status != http.StatusForbidden {
+	if r := postMsg(t, clientFrom(t, "127.0.0.2"), ts.URL, "u", "hi", nil); r.status != http.StatusForbidden {
 		t.Errorf("post from the banned IPv4 address: %d, want 403", r.status)
 	}
 	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"127.0.0.3","for":"1s"}`, admin()); r.status != http.StatusCreated {
@@ -52,9 +50,7 @@ func TestBansFileRefusedAtStart(t *testing.T) {
 		if err := tt.setup(bans); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		err := run(ctx, []string{"chat", "-addr", "127.0.0.1:0", "-data", data, "-admin-key", "boss", "-stats-interval", "0"}, func(string) string { return "" }, io.Discard, io.Discard)
-		cancel()
+		_, err := runRefused(t, "-data", data, "-admin-key", "boss")
 		if err == nil || !strings.Contains(err.Error(), "mv "+bans+" "+bans+".bad") {
 			t.Errorf("%s: run = %v, want an error saying how to move %s aside", tt.name, err, bans)
 		}

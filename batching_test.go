@@ -17,24 +17,6 @@ import (
 // batchWait is the bound the batching tests give the hub.
 const batchWait = 50 * time.Millisecond
 
-// startRoom runs a room with cfg inside the calling synctest bubble and
-// stops it when the test ends.
-func startRoom(t *testing.T, cfg RoomConfig) (context.Context, *ChatRoom) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	room := NewChatRoom(cfg, NewStats())
-	done := make(chan struct{})
-	go func() {
-		room.Run(ctx)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return ctx, room
-}
-
 // post posts content and fails the test on an error.
 func post(t *testing.T, ctx context.Context, room *ChatRoom, content string) {
 	t.Helper()

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -78,11 +76,10 @@ func benchClients(b *testing.B, addr string, n int) []net.Conn {
 	b.Helper()
 	conns := make([]net.Conn, 0, n)
 	for range n {
-		c, err := net.Dial("tcp", addr)
+		c, err := dialRaw(addr, "", "GET /stream HTTP/1.1\r\nHost: bench\r\n\r\n")
 		if err != nil {
 			b.Fatal(err)
 		}
-		fmt.Fprintf(c, "GET /stream HTTP/1.1\r\nHost: bench\r\n\r\n")
 		conns = append(conns, c)
 	}
 	return conns
@@ -94,8 +91,8 @@ func benchClients(b *testing.B, addr string, n int) []net.Conn {
 func BenchmarkPostToDelivery(b *testing.B) {
 	for _, subs := range []int{10, 100} {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
-			ts := startServerB(b, "-backlog", "0")
-			addr := strings.TrimPrefix(ts.URL, "http://")
+			ts := startBenchServer(b, "-backlog", "0")
+			addr := ts.addr()
 			conns := benchClients(b, addr, subs)
 			readers := make([]*sse.Reader, subs)
 			for i, c := range conns {
@@ -114,12 +111,12 @@ func BenchmarkPostToDelivery(b *testing.B) {
 					}
 				}()
 			}
-			waitForB(b, func() bool { return ts.room() == subs })
-			client := newPostClient(addr)
+			waitFor(b, "every subscriber to join", func() bool { return ts.stats(b).Clients == subs })
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 			start := time.Now()
 			for b.Loop() {
-				if err := client.post(`{"username":"bench","content":"hello"}`); err != nil {
-					b.Fatal(err)
+				if r, err := postJSON(client, ts.URL, "bench", "hello", nil); err != nil || r.status != http.StatusCreated {
+					b.Fatalf("POST /post: %d %v", r.status, err)
 				}
 				for range subs {
 					<-got
@@ -139,17 +136,17 @@ func BenchmarkPostToDelivery(b *testing.B) {
 func BenchmarkStreamMemory(b *testing.B) {
 	const streams = 2000
 	for b.Loop() {
-		ts := startServerB(b, "-backlog", "0", "-heartbeat", "0")
-		addr := strings.TrimPrefix(ts.URL, "http://")
+		ts := startBenchServer(b, "-backlog", "0", "-heartbeat", "0")
+		addr := ts.addr()
 		before := memInUse()
 		conns := benchClients(b, addr, streams)
-		waitForB(b, func() bool { return ts.room() == streams })
+		waitFor(b, "every stream to join", func() bool { return ts.stats(b).Clients == streams })
 		after := memInUse()
 		b.ReportMetric(float64(after-before)/streams, "bytes/stream")
 		for _, c := range conns {
 			c.Close()
 		}
-		ts.stopB()
+		ts.stop(b)
 	}
 }
 
@@ -161,101 +158,10 @@ func memInUse() uint64 {
 	return ms.HeapInuse + ms.StackInuse
 }
 
-// benchServer is a server started for a benchmark.
-type benchServer struct {
-	URL    string
-	cancel context.CancelFunc
-	done   chan error
-	roomFn func() int
-	stop   sync.Once
-}
-
-// room returns the number of clients in the room.
-func (s *benchServer) room() int { return s.roomFn() }
-
-// stopB stops the server and waits for run to return.
-func (s *benchServer) stopB() {
-	s.stop.Do(func() {
-		s.cancel()
-		<-s.done
-	})
-}
-
-// startServerB starts the server for a benchmark, through serve so that the
-// benchmark can see the room.
-func startServerB(b *testing.B, flags ...string) *benchServer {
+// startBenchServer starts the server for a benchmark with flags: with
+// presence events on, as the server runs by default, and no per-address
+// cap, so that one address may open thousands of streams.
+func startBenchServer(b *testing.B, flags ...string) *testServer {
 	b.Helper()
-	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0", "-max-header-conns-per-addr", "0"}, flags...)
-	cfg, err := parseFlags(args, func(string) string { return "" }, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	logs := newLogWatcher()
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &benchServer{cancel: cancel, done: make(chan error, 1)}
-	go func() { s.done <- serve(ctx, cfg, logs) }()
-	select {
-	case addr := <-logs.addr:
-		s.URL = "http://" + addr
-	case err := <-s.done:
-		b.Fatalf("serve: %v", err)
-	}
-	s.roomFn = func() int {
-		// The number of clients, from /stats over the network like any
-		// other client would see it.
-		c := newPostClient(strings.TrimPrefix(s.URL, "http://"))
-		n, _ := c.clients()
-		return n
-	}
-	b.Cleanup(s.stopB)
-	return s
-}
-
-// waitForB polls cond until it holds, for at most waitTimeout.
-func waitForB(b *testing.B, cond func() bool) {
-	b.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out after %v", waitTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// postClient posts and reads statistics over one keep-alive connection.
-type postClient struct {
-	base string
-	c    *http.Client
-}
-
-// newPostClient returns a client of the server at addr.
-func newPostClient(addr string) *postClient {
-	return &postClient{base: "http://" + addr, c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
-}
-
-// post sends body as JSON to /post and expects 201.
-func (p *postClient) post(body string) error {
-	resp, err := p.c.Post(p.base+"/post", "application/json", strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("POST /post: status %d", resp.StatusCode)
-	}
-	return nil
-}
-
-// clients returns the number of connected clients from /stats.
-func (p *postClient) clients() (int, error) {
-	resp, err := p.c.Get(p.base + "/stats")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var s StatsSnapshot
-	err = json.NewDecoder(resp.Body).Decode(&s)
-	return s.Clients, err
+	return startServer(b, append([]string{"-presence-interval", defaultPresenceInterval.String(), "-max-header-conns-per-addr", "0"}, flags...)...)
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -25,254 +24,6 @@ import (
 	"chat/internal/roomlog"
 	"chat/internal/sse"
 )
-
-// errorBody is the JSON body of every error response.
-type errorBody = httpx.ErrorBody
-
-// waitTimeout bounds every poll in these tests.
-const waitTimeout = 10 * time.Second
-
-// testServer is a chat server started through run on a loopback port.
-type testServer struct {
-	URL    string
-	cancel context.CancelFunc
-	done   chan error
-	logs   *logWatcher
-}
-
-// logWatcher collects a server's log and reports the address it listens
-// on, from the "listening" line in text or JSON.
-type logWatcher struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	addr chan string
-}
-
-// newLogWatcher returns an empty log.
-func newLogWatcher() *logWatcher { return &logWatcher{addr: make(chan string, 1)} }
-
-// Write implements io.Writer.
-func (l *logWatcher) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	if m := listenRE.FindSubmatch(l.buf.Bytes()); m != nil {
-		select {
-		case l.addr <- string(m[1]) + string(m[2]):
-		default:
-		}
-	}
-	return len(p), nil
-}
-
-// String returns the log so far.
-func (l *logWatcher) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// count returns how many lines of the log contain s.
-func (l *logWatcher) count(s string) int {
-	n := 0
-	for line := range strings.Lines(l.String()) {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
-// listenRE finds the address in the "listening" log line, text or JSON.
-var listenRE = regexp.MustCompile(`msg=listening addr=(\S+)|"msg":"listening","addr":"([^"]+)"`)
-
-// startServer runs the server with the given flags (plus a loopback port
-// and no monitor, unless overridden) and stops it when the test ends.
-func startServer(t *testing.T, flags ...string) *testServer {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{cancel: cancel, done: make(chan error, 1), logs: newLogWatcher()}
-	// Presence events are off unless a test asks for them (presence_test.go
-	// does): the other tests read streams that hold only messages.
-	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0", "-presence-interval", "0", "-typing-rate", "0"}, flags...)
-	go func() { ts.done <- run(ctx, args, func(string) string { return "" }, io.Discard, ts.logs) }()
-	select {
-	case addr := <-ts.addrCh():
-		ts.URL = "http://" + addr
-	case err := <-ts.done:
-		t.Fatalf("run(%q) returned early: %v\n%s", args, err, ts.logs)
-	case <-time.After(waitTimeout):
-		t.Fatalf("server did not start within %v\n%s", waitTimeout, ts.logs)
-	}
-	t.Cleanup(func() { ts.stop(t) })
-	return ts
-}
-
-func (ts *testServer) addrCh() chan string { return ts.logs.addr }
-
-// stop shuts the server down and checks that run returns within 5 s.
-func (ts *testServer) stop(t *testing.T) {
-	t.Helper()
-	if ts.cancel == nil {
-		return
-	}
-	ts.cancel()
-	ts.cancel = nil
-	select {
-	case err := <-ts.done:
-		if err != nil {
-			t.Errorf("run returned %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Errorf("run did not return within 5s of shutdown")
-	}
-}
-
-// post sends a message as JSON and returns the stored message.
-func (ts *testServer) post(t *testing.T, username, content string) Message {
-	t.Helper()
-	body, _ := json.Marshal(map[string]string{"username": username, "content": content})
-	resp, err := http.Post(ts.URL+"/post", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("POST /post: %v", err)
-	}
-	defer resp.Body.Close()
-	var m Message
-	if resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("POST /post: status %d, body %s", resp.StatusCode, b)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		t.Fatalf("POST /post: decode: %v", err)
-	}
-	return m
-}
-
-// stats returns the server's /stats.
-func (ts *testServer) stats(t *testing.T) StatsSnapshot {
-	t.Helper()
-	resp, err := http.Get(ts.URL + "/stats")
-	if err != nil {
-		t.Fatalf("GET /stats: %v", err)
-	}
-	defer resp.Body.Close()
-	var s StatsSnapshot
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		t.Fatalf("GET /stats: %v", err)
-	}
-	return s
-}
-
-// waitFor polls cond every few milliseconds until it holds or waitTimeout
-// passes, and fails the test then.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// parseSSE returns the events a browser would dispatch from the stream s.
-func parseSSE(t *testing.T, s string) []sse.Event {
-	t.Helper()
-	r := sse.NewReader(strings.NewReader(s))
-	var out []sse.Event
-	for {
-		ev, err := r.NextEvent()
-		if err != nil {
-			return out
-		}
-		out = append(out, ev)
-	}
-}
-
-// subscriber is a test client of GET /stream.
-type subscriber struct {
-	resp *http.Response
-	sse  *sse.Reader
-}
-
-// subscribe opens a stream, with lastID as Last-Event-ID unless empty.
-func subscribe(t *testing.T, url, lastID string) *subscriber {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url+"/stream", nil)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET /stream: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("GET /stream: status %d: %s", resp.StatusCode, b)
-	}
-	s := &subscriber{resp: resp, sse: sse.NewReader(resp.Body)}
-	t.Cleanup(s.close)
-	return s
-}
-
-// close ends the stream.
-func (s *subscriber) close() { s.resp.Body.Close() }
-
-// messages reads until n chat messages have arrived and returns them, with
-// any other events seen on the way. It fails the test if the stream ends or
-// stalls for waitTimeout.
-func (s *subscriber) messages(t *testing.T, n int) (msgs []Message, other []sse.Event) {
-	t.Helper()
-	type result struct {
-		msgs  []Message
-		other []sse.Event
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var res result
-		for len(res.msgs) < n {
-			ev, err := s.sse.NextEvent()
-			if err != nil {
-				res.err = err
-				break
-			}
-			if ev.Type != "message" {
-				res.other = append(res.other, ev)
-				continue
-			}
-			var m Message
-			if err := json.Unmarshal([]byte(ev.Data), &m); err != nil || m.ID != ev.ID {
-				res.err = fmt.Errorf("bad message event %+v: %v", ev, err)
-				break
-			}
-			res.msgs = append(res.msgs, m)
-		}
-		done <- res
-	}()
-	select {
-	case res := <-done:
-		if res.err != nil {
-			t.Fatalf("after %d of %d messages: %v", len(res.msgs), n, res.err)
-		}
-		return res.msgs, res.other
-	case <-time.After(waitTimeout):
-		s.close()
-		t.Fatalf("timed out waiting for %d messages", n)
-		return nil, nil
-	}
-}
-
-// ids returns the ids of msgs.
-func ids(msgs []Message) []string {
-	out := make([]string, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.ID
-	}
-	return out
-}
 
 func TestPostAndStream(t *testing.T) {
 	ts := startServer(t)
@@ -361,15 +112,11 @@ func TestHistoryOnJoin(t *testing.T) {
 	go func() {
 		var later []Message
 		for i := range 10 {
-			body, _ := json.Marshal(map[string]string{"username": "b", "content": fmt.Sprint("during ", i)})
-			resp, err := http.Post(ts.URL+"/post", "application/json", bytes.NewReader(body))
+			r, err := postJSON(http.DefaultClient, ts.URL, "b", fmt.Sprint("during ", i), nil)
 			if err != nil {
 				break
 			}
-			var m Message
-			_ = json.NewDecoder(resp.Body).Decode(&m)
-			resp.Body.Close()
-			later = append(later, m)
+			later = append(later, r.msg)
 		}
 		done <- later
 	}()
@@ -446,12 +193,7 @@ func TestResume(t *testing.T) {
 		}
 	})
 	t.Run("query parameter", func(t *testing.T) {
-		resp, err := http.Get(ts.URL + "/stream?lastEventId=" + posted[len(posted)-2].ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := &subscriber{resp: resp, sse: sse.NewReader(resp.Body)}
-		defer s.close()
+		s := subscribeOpts(t, ts.URL, streamOpts{query: "?lastEventId=" + posted[len(posted)-2].ID})
 		got, _ := s.messages(t, 1)
 		if got[0].ID != posted[len(posted)-1].ID {
 			t.Errorf("lastEventId query: got %s, want %s", got[0].ID, posted[len(posted)-1].ID)
@@ -486,12 +228,11 @@ func TestSlowClientLosesNothing(t *testing.T) {
 	ts := startServer(t, "-client-buffer", "16", "-history", "5000", "-write-timeout", "30s", "-max-content", "20000", "-max-body", "100000")
 	// The slow client stops reading after the preamble, with a small
 	// socket buffer so that the server's writes soon block.
-	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+	conn, err := dialRaw(ts.addr(), "", "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
 	slowConn := bufio.NewReaderSize(conn, 1024)
 	if _, err := slowConn.ReadString('\n'); err != nil { // status line
 		t.Fatal(err)

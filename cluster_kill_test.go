@@ -68,7 +68,7 @@ func (a *acked) snapshot() map[string][]byte {
 // again with the same key, to the next URL in turn, after a transport
 // error (the node is gone), a 503 or a 504, until it is answered 201 or
 // 200 or waitTimeout passes. It returns the answer.
-func postSettled(client *http.Client, urls []string, key, content string) (keyedReply, error) {
+func postSettled(client *http.Client, urls []string, key, content string) (reply, error) {
 	deadline := time.Now().Add(waitTimeout)
 	for i := 0; ; i++ {
 		r, err := postKeyed(client, urls[i%len(urls)], key, "flood", content)
@@ -255,7 +255,7 @@ func checkReaders(t *testing.T, readers []*reader, acks map[string][]byte) {
 // unanswered posts there: every acknowledged post reaches every client
 // once, in one order, with no reset.
 func TestClusterNodeKilledMidFlood(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	ns := startNATS(t)
 	a := startChatProc(t, bin, "-nats", ns.URL(), "-max-streams-per-addr", "0")
 	b := startChatProc(t, bin, "-nats", ns.URL(), "-max-streams-per-addr", "0")
@@ -287,7 +287,7 @@ func TestClusterNodeKilledMidFlood(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	end := mustPost(t, b.URL, "flood", endContent)
+	end := b.post(t, "flood", endContent)
 	acks.add(end.ID, roomlog.MarshalMessage(end))
 	checkReaders(t, readers, acks.snapshot())
 	for i, r := range readers {
@@ -324,7 +324,7 @@ func TestClusterNATSServerKilledMidFlood(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	end := mustPost(t, nodes[0].URL, "flood", endContent)
+	end := nodes[0].post(t, "flood", endContent)
 	acks.add(end.ID, roomlog.MarshalMessage(end))
 	all := acks.snapshot()
 	checkReaders(t, readers, all)
@@ -355,7 +355,7 @@ func TestClusterNATSServerKilledMidFlood(t *testing.T) {
 // TestClusterBadConfigExits runs the binary with wrong NATS credentials:
 // it exits 1 at once with one line that names -nats and not the password.
 func TestClusterBadConfigExits(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	ns := natstest.Start(t, natstest.Options{User: "alice", Password: "s3cret-pw"})
 	url := strings.Replace(ns.AuthURL(), "s3cret-pw", "wr0ng-pw", 1)
 	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-nats", url)

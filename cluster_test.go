@@ -44,7 +44,7 @@ func startNodes(t *testing.T, n int, urls []string, flags ...string) []*testServ
 func messageEvents(t *testing.T, s *subscriber, n int) (msgs, other []sse.Event) {
 	t.Helper()
 	for len(msgs) < n {
-		ev := nextEvent(t, s)
+		ev := s.nextEvent(t)
 		if ev.Type == "message" {
 			msgs = append(msgs, ev)
 		} else {
@@ -168,13 +168,13 @@ func TestClusterResumeOnAnotherNode(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	var posted []Message
 	for i := range 5 {
-		posted = append(posted, mustPost(t, a.URL, "ann", fmt.Sprintf("m%d", i)))
+		posted = append(posted, a.post(t, "ann", fmt.Sprintf("m%d", i)))
 	}
 	onA := subscribe(t, a.URL, "")
 	evs, _ := messageEvents(t, onA, 5)
 	onA.close()
 	resumed := subscribe(t, b.URL, evs[2].ID)
-	live := mustPost(t, a.URL, "ann", "live")
+	live := a.post(t, "ann", "live")
 	got, other := messageEvents(t, resumed, 3)
 	if want := []string{posted[3].ID, posted[4].ID, live.ID}; !slices.Equal(eventIDs(got), want) || len(other) != 0 {
 		t.Errorf("resumed on b after %s: %v (other %v), want %v", evs[2].ID, eventIDs(got), other, want)
@@ -184,14 +184,22 @@ func TestClusterResumeOnAnotherNode(t *testing.T) {
 	// An id b has not read yet: b waits for it rather than reset.
 	epoch, last := mustParseID(t, live.ID)
 	ahead := record.FormatID(epoch, last+1)
-	opened := make(chan *subscriber, 1)
-	go func() { opened <- subscribeNoFail(b.URL, ahead) }()
-	mustPost(t, a.URL, "ann", "the id the stream names")
-	after := mustPost(t, a.URL, "ann", "after it")
-	s := <-opened
-	if s == nil {
-		t.Fatal("the stream resuming at an id b had not read yet was refused")
+	type opening struct {
+		s   *subscriber
+		err error
 	}
+	opened := make(chan opening, 1)
+	go func() {
+		s, err := openStream(b.URL, streamOpts{lastID: ahead})
+		opened <- opening{s, err}
+	}()
+	a.post(t, "ann", "the id the stream names")
+	after := a.post(t, "ann", "after it")
+	o := <-opened
+	if o.err != nil {
+		t.Fatalf("the stream resuming at an id b had not read yet was refused: %v", o.err)
+	}
+	s := o.s
 	t.Cleanup(s.close)
 	if got, other := messageEvents(t, s, 1); got[0].ID != after.ID || len(other) != 0 {
 		t.Errorf("resumed on b at %s: first %s (other %v), want %s with no reset", ahead, got[0].ID, other, after.ID)
@@ -203,33 +211,17 @@ func TestClusterResumeOnAnotherNode(t *testing.T) {
 	} {
 		if tt.reason == "expired" {
 			for i := range 20 {
-				mustPost(t, a.URL, "ann", fmt.Sprintf("filler %d", i))
+				a.post(t, "ann", fmt.Sprintf("filler %d", i))
 			}
 		}
 		s := subscribe(t, b.URL, tt.id)
-		ev := nextEvent(t, s)
+		ev := s.nextEvent(t)
 		var reset struct{ Reason string }
 		if ev.Type != "reset" || json.Unmarshal(ev.Data, &reset) != nil || reset.Reason != tt.reason {
 			t.Errorf("%s (%s): first event %+v, want a reset for %q", tt.name, tt.id, ev, tt.reason)
 		}
 		s.close()
 	}
-}
-
-// subscribeNoFail opens a stream like subscribe, from any goroutine: it
-// returns nil instead of failing the test.
-func subscribeNoFail(url, lastID string) *subscriber {
-	req, _ := http.NewRequest("GET", url+"/stream", nil)
-	req.Header.Set("Last-Event-ID", lastID)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil
-	}
-	return &subscriber{resp: resp, sse: sse.NewReader(resp.Body)}
 }
 
 // TestClusterIdempotencyAcrossNodes checks Idempotency-Keys across three
@@ -252,7 +244,7 @@ func TestClusterIdempotencyAcrossNodes(t *testing.T) {
 	for round := range rounds {
 		key := fmt.Sprintf("k-con-%d", round)
 		var mu sync.Mutex
-		var replies []keyedReply
+		var replies []reply
 		var wg sync.WaitGroup
 		for _, node := range nodes {
 			for range perNode {
@@ -286,7 +278,7 @@ func TestClusterIdempotencyAcrossNodes(t *testing.T) {
 			t.Errorf("%s sent to every node at once: %d answers 201, want 1", key, created)
 		}
 	}
-	last := mustPost(t, nodes[0].URL, "ann", "end")
+	last := nodes[0].post(t, "ann", "end")
 	for i, node := range nodes {
 		waitFor(t, fmt.Sprintf("node %d to read %s", i, last.ID), func() bool {
 			h := historyOf(t, node.URL)
@@ -308,12 +300,12 @@ func TestClusterDeleteAcrossNodes(t *testing.T) {
 	ns := startNATS(t)
 	nodes := startNodes(t, 3, []string{ns.URL()}, "-admin-key", "boss")
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	m1 := mustPost(t, a.URL, "ann", "first")
-	m2 := mustPost(t, a.URL, "ann", "second")
+	m1 := a.post(t, "ann", "first")
+	m2 := a.post(t, "ann", "second")
 	subs := []*subscriber{subscribe(t, a.URL, m2.ID), subscribe(t, b.URL, m2.ID), subscribe(t, c.URL, m2.ID)}
 	d1 := deletion(t, deleteMsg(t, b.URL, m1.ID, admin()))
 	for i, s := range subs {
-		checkDeleteEvent(t, fmt.Sprintf("stream on node %d", i), nextEvent(t, s), d1)
+		checkDeleteEvent(t, fmt.Sprintf("stream on node %d", i), s.nextEvent(t), d1)
 	}
 	for i, node := range nodes {
 		if r := deleteMsg(t, node.URL, m1.ID, admin()); r.status != http.StatusNotFound {
@@ -336,10 +328,10 @@ func TestClusterDeleteAcrossNodes(t *testing.T) {
 		won = rc
 	}
 	d2 := deletion(t, won)
-	after := mustPost(t, b.URL, "ann", "after")
+	after := b.post(t, "ann", "after")
 	for i, s := range subs {
-		checkDeleteEvent(t, fmt.Sprintf("second deletion on node %d", i), nextEvent(t, s), d2)
-		if ev := nextEvent(t, s); ev.ID != after.ID {
+		checkDeleteEvent(t, fmt.Sprintf("second deletion on node %d", i), s.nextEvent(t), d2)
+		if ev := s.nextEvent(t); ev.ID != after.ID {
 			t.Errorf("node %d: after the deletion, event %+v, want the message %s (one delete event only)", i, ev, after.ID)
 		}
 	}
@@ -353,8 +345,8 @@ func TestClusterDeleteAcrossNodes(t *testing.T) {
 		t.Errorf("a node started afterwards: /history %v, want [%s]", got, after.ID)
 	}
 	s := subscribe(t, d.URL, m2.ID)
-	checkDeleteEvent(t, "resumed on the new node", nextEvent(t, s), d1)
-	checkDeleteEvent(t, "resumed on the new node", nextEvent(t, s), d2)
+	checkDeleteEvent(t, "resumed on the new node", s.nextEvent(t), d1)
+	checkDeleteEvent(t, "resumed on the new node", s.nextEvent(t), d2)
 }
 
 // TestClusterNodeRestart stops a node, posts through another meanwhile,
@@ -365,12 +357,12 @@ func TestClusterNodeRestart(t *testing.T) {
 	nodes := startNodes(t, 2, []string{ns.URL()}, "-history", "10")
 	a, b := nodes[0], nodes[1]
 	for i := range 6 {
-		mustPost(t, nodes[i%2].URL, "ann", fmt.Sprintf("before %d", i))
+		nodes[i%2].post(t, "ann", fmt.Sprintf("before %d", i))
 	}
 	b.stop(t)
 	var last Message
 	for i := range 8 {
-		last = mustPost(t, a.URL, "ann", fmt.Sprintf("while b is away %d", i))
+		last = a.post(t, "ann", fmt.Sprintf("while b is away %d", i))
 	}
 	b = startNodes(t, 1, []string{ns.URL()}, "-history", "10")[0]
 	ha, hb := rawHistory(t, a.URL), rawHistory(t, b.URL)
@@ -396,15 +388,14 @@ func TestClusterNodeRestart(t *testing.T) {
 func TestClusterNATSDownAndBack(t *testing.T) {
 	ns := startNATS(t)
 	nodes := startNodes(t, 2, []string{ns.URL()})
-	before := mustPost(t, nodes[0].URL, "ann", "before")
+	before := nodes[0].post(t, "ann", "before")
 	subs := []*subscriber{subscribe(t, nodes[0].URL, before.ID), subscribe(t, nodes[1].URL, before.ID)}
 	ns.Stop()
 	for i, node := range nodes {
 		waitFor(t, fmt.Sprintf("node %d's /healthz to turn 503", i), func() bool {
-			code, _ := getBody(t, node.URL+"/healthz")
-			return code == http.StatusServiceUnavailable
+			return get(t, node.URL+"/healthz").status == http.StatusServiceUnavailable
 		})
-		_, body := getBody(t, node.URL+"/healthz")
+		body := get(t, node.URL+"/healthz").body
 		if !strings.Contains(string(body), `"nats unavailable"`) || !strings.Contains(string(body), "disconnected") {
 			t.Errorf("node %d /healthz: %s", i, body)
 		}
@@ -417,18 +408,17 @@ func TestClusterNATSDownAndBack(t *testing.T) {
 		if st := node.stats(t).NATS; st == nil || st.Connected || st.Error == "" || st.LastSeq != 1 {
 			t.Errorf("node %d /stats nats while down: %+v", i, st)
 		}
-		if _, m := getBody(t, node.URL+"/metrics"); !strings.Contains(string(m), "\nchat_nats_connected 0\n") {
+		if m := get(t, node.URL+"/metrics").body; !strings.Contains(string(m), "\nchat_nats_connected 0\n") {
 			t.Errorf("node %d /metrics does not say chat_nats_connected 0", i)
 		}
 	}
 	ns.Restart()
 	for i, node := range nodes {
 		waitFor(t, fmt.Sprintf("node %d's /healthz to turn 200", i), func() bool {
-			code, _ := getBody(t, node.URL+"/healthz")
-			return code == http.StatusOK
+			return get(t, node.URL+"/healthz").status == http.StatusOK
 		})
 	}
-	back := mustPost(t, nodes[1].URL, "ann", "back")
+	back := nodes[1].post(t, "ann", "back")
 	if _, seq := mustParseID(t, back.ID); seq != 2 {
 		t.Errorf("the post after the outage is %s, want sequence 2", back.ID)
 	}
@@ -465,7 +455,10 @@ func TestClusterFateUnknown(t *testing.T) {
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("the 504 took %v", d)
 	}
-	retry := mustPostKeyedAny(t, node.URL, "k-dark", "ann", "in the dark")
+	retry, err := postKeyed(http.DefaultClient, node.URL, "k-dark", "ann", "in the dark")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if retry.status != http.StatusOK && retry.status != http.StatusCreated {
 		t.Fatalf("retry with the key: %d %s", retry.status, retry.body)
 	}

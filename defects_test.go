@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -131,48 +130,13 @@ func TestStatsDoNotStopTheWorld(t *testing.T) {
 	}
 }
 
-// http2Client returns a client of a test server over TLS and HTTP/2, with
-// the given per-stream receive window (0: the default).
-func http2Client(t *testing.T, window int) *http.Client {
-	t.Helper()
-	tr := &http.Transport{
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-		ForceAttemptHTTP2: true,
-	}
-	if window > 0 {
-		tr.HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: window}
-	}
-	c := &http.Client{Transport: tr}
-	t.Cleanup(c.CloseIdleConnections)
-	return c
-}
-
 // openHTTP2Stream opens GET /stream on base with c and checks that it is
 // HTTP/2.
 func openHTTP2Stream(t *testing.T, c *http.Client, base string) *subscriber {
 	t.Helper()
-	resp, err := c.Get(base + "/stream")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { resp.Body.Close() })
-	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /stream over TLS: %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
-	}
-	return &subscriber{resp: resp, sse: sse.NewReader(resp.Body)}
-}
-
-// tlsStats returns GET /stats of the server at base, read with c.
-func tlsStats(t *testing.T, c *http.Client, base string) StatsSnapshot {
-	t.Helper()
-	resp, err := c.Get(base + "/stats")
-	if err != nil {
-		t.Fatalf("GET /stats: %v", err)
-	}
-	defer resp.Body.Close()
-	var s StatsSnapshot
-	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
-		t.Fatalf("GET /stats: %v", err)
+	s := subscribeOpts(t, base, streamOpts{client: c})
+	if s.resp.ProtoMajor != 2 {
+		t.Fatalf("GET /stream over TLS: %s, want HTTP/2", s.resp.Proto)
 	}
 	return s
 }
@@ -182,9 +146,8 @@ func tlsStats(t *testing.T, c *http.Client, base string) StatsSnapshot {
 // the write deadline guards writes, and must not reset an idle stream.
 func TestHTTP2IdleStreamSurvivesWriteTimeout(t *testing.T) {
 	const writeTimeout = 200 * time.Millisecond
-	certFile, keyFile := writeTestCert(t, t.TempDir())
-	ts := startServer(t, "-tls-cert", certFile, "-tls-key", keyFile, "-write-timeout", writeTimeout.String())
-	base := strings.Replace(ts.URL, "http://", "https://", 1)
+	ts := startTLSServer(t, "-write-timeout", writeTimeout.String())
+	base := ts.URL
 	c := http2Client(t, 0)
 	s := openHTTP2Stream(t, c, base)
 	if _, err := s.sse.Next(); err != nil {
@@ -227,7 +190,7 @@ func TestHTTP2IdleStreamSurvivesWriteTimeout(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("no message on the stream")
 	}
-	if n := tlsStats(t, c, base).ConnectionsTotal; n != 1 {
+	if n := getStats(t, c, base).ConnectionsTotal; n != 1 {
 		t.Errorf("connections_total = %d, want 1 (no reconnect)", n)
 	}
 }
@@ -236,18 +199,17 @@ func TestHTTP2IdleStreamSurvivesWriteTimeout(t *testing.T) {
 // reading is still cut by the write timeout once a write blocks, after it
 // has been idle for longer than the write timeout.
 func TestHTTP2StalledStreamCut(t *testing.T) {
-	certFile, keyFile := writeTestCert(t, t.TempDir())
-	ts := startServer(t, "-tls-cert", certFile, "-tls-key", keyFile, "-write-timeout", "300ms",
+	ts := startTLSServer(t, "-write-timeout", "300ms",
 		"-max-content", "20000", "-max-body", "65536")
-	base := strings.Replace(ts.URL, "http://", "https://", 1)
+	base := ts.URL
 	// A 16 KiB receive window that the test never frees: it reads nothing.
 	c := http2Client(t, 16<<10)
 	openHTTP2Stream(t, c, base)
 	poster := http2Client(t, 0)
-	waitFor(t, "the stream to join", func() bool { return tlsStats(t, poster, base).Clients == 1 })
+	waitFor(t, "the stream to join", func() bool { return getStats(t, poster, base).Clients == 1 })
 	// Idle for twice the write timeout: that alone must not cut it.
 	<-time.After(600 * time.Millisecond)
-	if n := tlsStats(t, poster, base).Clients; n != 1 {
+	if n := getStats(t, poster, base).Clients; n != 1 {
 		t.Fatalf("idle stream cut before it stalled: clients = %d", n)
 	}
 	body := `{"username":"h2","content":"` + strings.Repeat("x", 16000) + `"}`
@@ -262,7 +224,7 @@ func TestHTTP2StalledStreamCut(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	waitFor(t, "the stalled stream to be cut", func() bool { return tlsStats(t, poster, base).Clients == 0 })
+	waitFor(t, "the stalled stream to be cut", func() bool { return getStats(t, poster, base).Clients == 0 })
 	t.Logf("stalled stream cut %v after the last post", time.Since(start).Round(time.Millisecond))
 }
 
@@ -274,59 +236,39 @@ type postOutcome struct {
 	err     error
 }
 
-// heldServer is a server run through serve whose journal can hold one
-// fsync until the test releases it.
+// heldServer is a server whose journal can hold one fsync until the test
+// releases it.
 type heldServer struct {
-	url string
+	*testServer
 	// entered receives once the held fsync has begun.
 	entered <-chan struct{}
 	// release lets the held fsync finish; it may be called again.
 	release func()
-	// cancel begins the shutdown, and served receives serve's result.
-	cancel context.CancelFunc
-	served <-chan error
 }
 
-// startHeldServer runs serve with flags (plus a loopback address, no
-// statistics log, the journal at path and a journal drain of 300 ms):
-// while armed reports true, the next fsync signals entered and waits for
-// release.
+// startHeldServer runs the server through serve with its journal at path
+// and a journal drain of 300 ms, and flags: while armed reports true, the
+// next fsync signals entered and waits for release.
 func startHeldServer(t *testing.T, path string, armed func() bool, flags ...string) *heldServer {
 	t.Helper()
-	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-data", path}, flags...)
-	cfg, err := parseFlags(args, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
 	held, entered := make(chan struct{}), make(chan struct{}, 1)
 	var once sync.Once
 	release := func() { once.Do(func() { close(held) }) }
-	t.Cleanup(release)
-	cfg.journalSync = func(f *os.File) error {
-		if armed() {
-			select {
-			case entered <- struct{}{}:
-				<-held // the first fsync while armed waits for the test
-			default:
+	ts := startServerConfig(t, func(cfg *config) {
+		cfg.journalSync = func(f *os.File) error {
+			if armed() {
+				select {
+				case entered <- struct{}{}:
+					<-held // the first fsync while armed waits for the test
+				default:
+				}
 			}
+			return f.Sync()
 		}
-		return f.Sync()
-	}
-	cfg.journalWait = 300 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	logs := newLogWatcher()
-	served := make(chan error, 1)
-	go func() { served <- serve(ctx, cfg, logs) }()
-	select {
-	case addr := <-logs.addr:
-		return &heldServer{url: "http://" + addr, entered: entered, release: release, cancel: cancel, served: served}
-	case err := <-served:
-		t.Fatalf("serve returned early: %v\n%s", err, logs)
-	case <-time.After(waitTimeout):
-		t.Fatalf("server did not start\n%s", logs)
-	}
-	return nil
+		cfg.journalWait = 300 * time.Millisecond
+	}, append([]string{"-data", path}, flags...)...)
+	t.Cleanup(release) // before the server's own cleanup, which waits for it
+	return &heldServer{testServer: ts, entered: entered, release: release}
 }
 
 // TestShutdownAnswersMatchFate holds the journal inside an fsync while the
@@ -337,7 +279,7 @@ func startHeldServer(t *testing.T, path string, armed func() bool, flags ...stri
 func TestShutdownAnswersMatchFate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
 	hs := startHeldServer(t, path, func() bool { return true }, "-post-rate", "0")
-	url, entered, served := hs.url, hs.entered, hs.served
+	url, entered := hs.URL, hs.entered
 
 	// Each poster has its own connection, which the server has accepted
 	// (a request was served on it), so that a post written before the
@@ -402,9 +344,9 @@ func TestShutdownAnswersMatchFate(t *testing.T) {
 	}
 	hs.release()
 	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
+	case <-hs.done:
+		if hs.err != nil {
+			t.Fatalf("serve: %v", hs.err)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("serve did not return after the fsync was released")

@@ -48,7 +48,7 @@ func TestFilesArePrivate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = f.WriteString("{\"id\": garbage}\n" + repairLine(t, 1, 99, "after the damage"))
+	_, err = f.WriteString("{\"id\": garbage}\n" + journalLine(t, 1, 99, "after the damage"))
 	f.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ package main
 // hold over real HTTP on loopback, and each failing without the defence.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,7 +16,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,172 +26,8 @@ import (
 	"chat/internal/httpx"
 	"chat/internal/limit"
 	"chat/internal/record"
-	"chat/internal/sse"
 	"chat/internal/stream"
 )
-
-// clientFrom returns an HTTP client whose connections come from the
-// loopback address ip (any of 127.0.0.0/8 works on Linux), so that one
-// test can act as several client addresses.
-func clientFrom(t *testing.T, ip string) *http.Client {
-	t.Helper()
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: waitTimeout}
-	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 16}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: waitTimeout}
-}
-
-// reply is a response read in full.
-type reply struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// errorText returns the "error" field of a JSON error body, or "" if the
-// body is not one.
-func (r reply) errorText() string {
-	var e errorBody
-	if json.Unmarshal(r.body, &e) != nil {
-		return ""
-	}
-	return e.Error
-}
-
-// send makes a request with the given headers and reads the whole answer,
-// except the body of an event stream (which would not end), within
-// waitTimeout. It returns an error rather than failing the test, so
-// goroutines may use it.
-func send(c *http.Client, method, url, contentType, body string, header map[string]string) (reply, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-	if err != nil {
-		return reply{}, err
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return reply{}, err
-	}
-	defer resp.Body.Close()
-	if resp.Header.Get("Content-Type") == "text/event-stream" {
-		return reply{resp.StatusCode, resp.Header, nil}, nil
-	}
-	b, err := io.ReadAll(resp.Body)
-	return reply{resp.StatusCode, resp.Header, b}, err
-}
-
-// mustSend is send that fails the test on a transport error.
-func mustSend(t *testing.T, c *http.Client, method, url, contentType, body string, header map[string]string) reply {
-	t.Helper()
-	r, err := send(c, method, url, contentType, body, header)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	return r
-}
-
-// postMsg posts a JSON message through c with extra headers.
-func postMsg(t *testing.T, c *http.Client, ts *testServer, username, content string, header map[string]string) reply {
-	t.Helper()
-	body, _ := json.Marshal(map[string]string{"username": username, "content": content})
-	return mustSend(t, c, "POST", ts.URL+"/post", "application/json", string(body), header)
-}
-
-// checkRetryAfter fails the test unless r carries a JSON error with the
-// given status and a Retry-After of a whole number of seconds in [lo, hi].
-func checkRetryAfter(t *testing.T, what string, r reply, status, lo, hi int) {
-	t.Helper()
-	if r.status != status || r.errorText() == "" || r.header.Get("Content-Type") != "application/json" {
-		t.Errorf("%s: status %d, Content-Type %q, body %s; want %d with a JSON error", what, r.status, r.header.Get("Content-Type"), r.body, status)
-	}
-	ra := r.header.Get("Retry-After")
-	if n, err := strconv.Atoi(ra); err != nil || n < lo || n > hi {
-		t.Errorf("%s: Retry-After %q, want whole seconds in [%d, %d]", what, ra, lo, hi)
-	}
-}
-
-// settleGoroutines polls until at most limit goroutines run, closing idle
-// client connections on the way, and fails the test if that takes longer
-// than waitTimeout.
-func settleGoroutines(t *testing.T, what string, limit int) {
-	t.Helper()
-	waitFor(t, fmt.Sprintf("%s: goroutines down to %d", what, limit), func() bool {
-		http.DefaultClient.CloseIdleConnections()
-		return runtime.NumGoroutine() <= limit
-	})
-}
-
-// baselineGoroutines returns the number of goroutines once it has stopped
-// falling (idle connections closed, finished goroutines gone), polling for
-// at most waitTimeout.
-func baselineGoroutines() int {
-	http.DefaultClient.CloseIdleConnections()
-	n := runtime.NumGoroutine()
-	for deadline := time.Now().Add(waitTimeout); time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-		m := runtime.NumGoroutine()
-		if m >= n {
-			return m
-		}
-		n = m
-	}
-	return n
-}
-
-// rawStream is a GET /stream on a bare TCP connection.
-type rawStream struct {
-	conn net.Conn
-	// r reads the response head; ev reads the body's events after it.
-	r  *bufio.Reader
-	ev *sse.Reader
-}
-
-// dialStream opens GET /stream on a bare connection from localIP (empty:
-// the default) with extra header lines, and reads the status line and
-// headers. For a 200 it also reads the preamble event, so the client is in
-// the room when it returns. It returns errors rather than failing, so
-// goroutines may use it.
-func dialStream(addr, localIP, extra string) (*rawStream, int, error) {
-	d := &net.Dialer{Timeout: waitTimeout}
-	if localIP != "" {
-		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(localIP)}
-	}
-	conn, err := d.Dial("tcp", addr)
-	if err != nil {
-		return nil, 0, err
-	}
-	s := &rawStream{conn: conn, r: bufio.NewReaderSize(conn, 4096)}
-	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
-	if _, err := fmt.Fprintf(conn, "GET /stream HTTP/1.1\r\nHost: chat.test\r\n%s\r\n", extra); err != nil {
-		conn.Close()
-		return nil, 0, err
-	}
-	resp, err := http.ReadResponse(s.r, nil)
-	if err != nil {
-		conn.Close()
-		return nil, 0, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		conn.Close()
-		return nil, resp.StatusCode, nil
-	}
-	// The body follows the head on the same reader: the preamble is its
-	// first block.
-	s.ev = sse.NewReader(s.r)
-	if _, err := s.ev.Next(); err != nil {
-		conn.Close()
-		return nil, 0, fmt.Errorf("reading preamble: %w", err)
-	}
-	_ = conn.SetDeadline(time.Time{})
-	return s, http.StatusOK, nil
-}
 
 // TestLimitFlagDefaults checks the documented defaults of the limit flags,
 // their environment variables, that negative values are refused and that
@@ -252,7 +86,7 @@ func TestMaxStreams(t *testing.T) {
 // connect.
 func TestMaxStreamsPerAddr(t *testing.T) {
 	ts := startServer(t, "-max-streams-per-addr", "2", "-heartbeat", "50ms")
-	addr := strings.TrimPrefix(ts.URL, "http://")
+	addr := ts.addr()
 	a1 := subscribe(t, ts.URL, "")
 	subscribe(t, ts.URL, "")
 	r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/stream", "", "", nil)
@@ -319,9 +153,7 @@ func TestHeadStream(t *testing.T) {
 	}
 	subscribe(t, ts.URL, "") // 127.0.0.1 is at its limit of 1
 	check("from an address at its limit", http.DefaultClient, "", http.StatusTooManyRequests, false)
-	if _, err := openStreamFrom(t, clientFrom(t, "127.0.0.2"), ts.URL, nil); err != nil {
-		t.Fatal(err)
-	}
+	subscribeOpts(t, ts.URL, streamOpts{client: clientFrom(t, "127.0.0.2")})
 	check("on a full server", clientFrom(t, "127.0.0.3"), "", http.StatusServiceUnavailable, false)
 	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"127.0.0.4"}`, admin()); r.status != http.StatusCreated {
 		t.Fatalf("ban: %d %s", r.status, r.body)
@@ -380,19 +212,19 @@ func TestPostRateLimit(t *testing.T) {
 	// One token every 10 s: the test is far quicker than a refill.
 	ts := startServer(t, "-post-rate", "0.1", "-post-burst", "3")
 	for i := range 3 {
-		if r := postMsg(t, http.DefaultClient, ts, "a", fmt.Sprint("burst ", i), nil); r.status != http.StatusCreated {
+		if r := postMsg(t, http.DefaultClient, ts.URL, "a", fmt.Sprint("burst ", i), nil); r.status != http.StatusCreated {
 			t.Fatalf("post %d of the burst: status %d %s, want 201", i, r.status, r.body)
 		}
 	}
-	r := postMsg(t, http.DefaultClient, ts, "a", "one too many", nil)
+	r := postMsg(t, http.DefaultClient, ts.URL, "a", "one too many", nil)
 	checkRetryAfter(t, "post past the burst", r, http.StatusTooManyRequests, 8, 10)
 	for i, xff := range []string{"198.51.100.1", "198.51.100.2, 198.51.100.3", "::1"} {
-		r := postMsg(t, http.DefaultClient, ts, "a", fmt.Sprint("spoof ", i), map[string]string{"X-Forwarded-For": xff})
+		r := postMsg(t, http.DefaultClient, ts.URL, "a", fmt.Sprint("spoof ", i), map[string]string{"X-Forwarded-For": xff})
 		checkRetryAfter(t, "post with X-Forwarded-For "+xff, r, http.StatusTooManyRequests, 1, 10)
 	}
 	other := clientFrom(t, "127.0.0.2")
 	for i := range 3 {
-		if r := postMsg(t, other, ts, "b", fmt.Sprint("other ", i), nil); r.status != http.StatusCreated {
+		if r := postMsg(t, other, ts.URL, "b", fmt.Sprint("other ", i), nil); r.status != http.StatusCreated {
 			t.Errorf("post %d from 127.0.0.2: status %d %s, want 201", i, r.status, r.body)
 		}
 	}
@@ -409,15 +241,15 @@ func TestTrustedProxyEndToEnd(t *testing.T) {
 	ts := startServer(t, "-post-rate", "0.1", "-post-burst", "2", "-trusted-proxies", "127.0.0.1")
 	xff := func(v string) map[string]string { return map[string]string{"X-Forwarded-For": v} }
 	for i := range 2 {
-		if r := postMsg(t, http.DefaultClient, ts, "a", fmt.Sprint(i), xff("198.51.100.1")); r.status != http.StatusCreated {
+		if r := postMsg(t, http.DefaultClient, ts.URL, "a", fmt.Sprint(i), xff("198.51.100.1")); r.status != http.StatusCreated {
 			t.Fatalf("post %d for 198.51.100.1: status %d %s", i, r.status, r.body)
 		}
 	}
-	r := postMsg(t, http.DefaultClient, ts, "a", "too many", xff("198.51.100.1"))
+	r := postMsg(t, http.DefaultClient, ts.URL, "a", "too many", xff("198.51.100.1"))
 	checkRetryAfter(t, "third post for 198.51.100.1", r, http.StatusTooManyRequests, 1, 10)
-	r = postMsg(t, http.DefaultClient, ts, "a", "spoofed", xff("203.0.113.66, 198.51.100.1"))
+	r = postMsg(t, http.DefaultClient, ts.URL, "a", "spoofed", xff("203.0.113.66, 198.51.100.1"))
 	checkRetryAfter(t, "post for 198.51.100.1 with a spoofed address before it", r, http.StatusTooManyRequests, 1, 10)
-	if r := postMsg(t, http.DefaultClient, ts, "b", "other client", xff("198.51.100.2")); r.status != http.StatusCreated {
+	if r := postMsg(t, http.DefaultClient, ts.URL, "b", "other client", xff("198.51.100.2")); r.status != http.StatusCreated {
 		t.Errorf("post for 198.51.100.2: status %d %s, want 201", r.status, r.body)
 	}
 	if st := ts.stats(t); st.PostsRejected != 2 || st.MessagesPosted != 3 {
@@ -429,7 +261,7 @@ func TestTrustedProxyEndToEnd(t *testing.T) {
 // trusted proxy: it counts the forwarded address, not the proxy's.
 func TestTrustedProxyStreams(t *testing.T) {
 	ts := startServer(t, "-max-streams-per-addr", "1", "-trusted-proxies", "127.0.0.1")
-	addr := strings.TrimPrefix(ts.URL, "http://")
+	addr := ts.addr()
 	for _, client := range []string{"198.51.100.1", "198.51.100.2"} {
 		s, status, err := dialStream(addr, "", "X-Forwarded-For: "+client+"\r\n")
 		if err != nil || status != http.StatusOK {
@@ -579,7 +411,7 @@ func TestRequestSizeLimits(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if got := (reply{resp.StatusCode, resp.Header, b}); got.status != http.StatusRequestEntityTooLarge || !strings.Contains(got.errorText(), "256") {
+	if got := (reply{status: resp.StatusCode, header: resp.Header, body: b}); got.status != http.StatusRequestEntityTooLarge || !strings.Contains(got.errorText(), "256") {
 		t.Errorf("chunked POST of %d bytes: status %d %s, want 413 with a JSON error", len(body), got.status, got.body)
 	}
 	if st := ts.stats(t); st.MessagesPosted != 0 {
@@ -601,7 +433,7 @@ func TestSlowHeadersCut(t *testing.T) {
 	}{{"dribble", true}, {"silent", false}} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+			conn, err := net.Dial("tcp", ts.addr())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -664,16 +496,13 @@ func TestSlowBodyCut(t *testing.T) {
 	}
 	t.Parallel()
 	ts := startServer(t)
-	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+	start := time.Now()
+	body := `{"username":"slow","content":"` + strings.Repeat("z", 900) + `"}`
+	conn, err := dialRaw(ts.addr(), "", fmt.Sprintf("POST /post HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	start := time.Now()
-	body := `{"username":"slow","content":"` + strings.Repeat("z", 900) + `"}`
-	if _, err := fmt.Fprintf(conn, "POST /post HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body)); err != nil {
-		t.Fatal(err)
-	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -704,7 +533,7 @@ func TestUnreadStreamCut(t *testing.T) {
 	ts := startServer(t, "-write-timeout", "300ms", "-client-buffer", "100000", "-history", "10",
 		"-max-content", "20000", "-max-body", "100000")
 	before := baselineGoroutines()
-	s, status, err := dialStream(strings.TrimPrefix(ts.URL, "http://"), "", "")
+	s, status, err := dialStream(ts.addr(), "", "")
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("GET /stream: %d, %v", status, err)
 	}
@@ -733,7 +562,7 @@ func TestUnreadStreamCut(t *testing.T) {
 // freed, while the clients that stay receive every message in order.
 func TestVanishingClients(t *testing.T) {
 	ts := startServer(t, "-heartbeat", "50ms")
-	addr := strings.TrimPrefix(ts.URL, "http://")
+	addr := ts.addr()
 	const vanishing, staying, before, after = 1000, 3, 20, 20
 	stayers := make([]*subscriber, staying)
 	for i := range stayers {
@@ -861,7 +690,7 @@ func TestPostFloodIsolation(t *testing.T) {
 	for i := range quiet {
 		<-pace.C
 		at := time.Now()
-		r := postMsg(t, http.DefaultClient, ts, "quiet", fmt.Sprint("q", i), nil)
+		r := postMsg(t, http.DefaultClient, ts.URL, "quiet", fmt.Sprint("q", i), nil)
 		if r.status != http.StatusCreated {
 			t.Fatalf("quiet post %d during the flood: status %d %s, want 201", i, r.status, r.body)
 		}

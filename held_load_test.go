@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -34,18 +32,6 @@ func heldHeader(fields int) string {
 // returns them open.
 func holdHTTP1(addr, localIP string, n, fields int) []net.Conn {
 	return sendOnConns(addr, localIP, n, []byte(heldHeader(fields)))
-}
-
-// clientTransport returns a transport whose connections come from
-// localIP, over TLS (without checking the test certificate) where the URL
-// says so, and HTTP/2 when http2 is set.
-func clientTransport(localIP string, http2 bool) *http.Transport {
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(localIP)}, Timeout: waitTimeout}
-	return &http.Transport{
-		DialContext:       d.DialContext,
-		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
-		ForceAttemptHTTP2: http2,
-	}
 }
 
 // holdHTTP2 sends n POST /post requests to base over HTTP/2 from localIP,
@@ -187,21 +173,8 @@ func startLoadTarget(t *testing.T, bin, certFile, keyFile string, args ...string
 	if certFile != "" {
 		lt.base = strings.Replace(lt.p.URL, "http://", "https://", 1)
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
-	t.Cleanup(tr.CloseIdleConnections)
-	lt.other = &http.Client{Transport: tr, Timeout: waitTimeout}
+	lt.other = tlsClient(t, false)
 	return lt
-}
-
-// stats returns the server's /stats, read from another address.
-func (lt *loadTarget) stats(t *testing.T) StatsSnapshot {
-	t.Helper()
-	r := mustSend(t, lt.other, "GET", lt.base+"/stats", "", "", nil)
-	var s StatsSnapshot
-	if err := json.Unmarshal(r.body, &s); err != nil {
-		t.Fatalf("GET /stats: %v", err)
-	}
-	return s
 }
 
 // loadFigures is what an attack made the server hold.
@@ -219,12 +192,12 @@ type loadFigures struct {
 func (lt *loadTarget) measure(t *testing.T, attack func() (stop func())) loadFigures {
 	t.Helper()
 	pid := lt.p.cmd.Process.Pid
-	s0 := lt.stats(t)
+	s0 := getStats(t, lt.other, lt.base)
 	rss0, heap0 := procRSS(t, pid), liveHeap(t, lt.pprof)
 	defer attack()()
 	peak := peakRSS(t, pid, 2*time.Second)
 	heap := liveHeap(t, lt.pprof)
-	s := lt.stats(t)
+	s := getStats(t, lt.other, lt.base)
 	if r := mustSend(t, lt.other, "GET", lt.base+"/healthz", "", "", nil); r.status != http.StatusOK {
 		t.Errorf("GET /healthz from another address during the attack: %d", r.status)
 	}
@@ -247,7 +220,7 @@ func mib(n int64) float64 { return float64(n) / (1 << 20) }
 // the requests refused and the collector's headroom, is logged.
 func TestHeldRequestsLoad(t *testing.T) {
 	const heldTarget = 8 << 20
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	certFile, keyFile := writeTestCert(t, t.TempDir())
 	for _, tt := range []struct {
 		name  string
@@ -266,7 +239,7 @@ func TestHeldRequestsLoad(t *testing.T) {
 			var lt *loadTarget
 			var answered func() int64
 			attack := func() func() {
-				conns := holdHTTP1(strings.TrimPrefix(lt.p.URL, "http://"), "127.0.0.2", tt.n, tt.extra)
+				conns := holdHTTP1(lt.p.addr(), "127.0.0.2", tt.n, tt.extra)
 				answered = func() int64 { return 0 }
 				return func() {
 					for _, c := range conns {
@@ -307,7 +280,7 @@ func TestHeldRequestsLoad(t *testing.T) {
 // live heap; the figure for the default cap is logged.
 func TestIdleConnectionsLoad(t *testing.T) {
 	const n, connTarget = 200, 96 << 10
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	certFile, keyFile := writeTestCert(t, t.TempDir())
 	for _, tt := range []struct {
 		name  string

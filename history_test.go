@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -17,60 +16,6 @@ import (
 	"chat/internal/record"
 	"chat/internal/roomlog"
 )
-
-// historyReply is the body of a 200 from GET /history, each message kept as
-// its raw bytes.
-type historyReply struct {
-	Messages []json.RawMessage `json:"messages"`
-	More     bool              `json:"more"`
-}
-
-// getHistory requests /history with query (which starts with "?" or is
-// empty) and fails the test unless the status is want. On 200 it returns
-// the page.
-func getHistory(t *testing.T, url, query string, want int) historyReply {
-	t.Helper()
-	resp, err := http.Get(url + "/history" + query)
-	if err != nil {
-		t.Fatalf("GET /history%s: %v", query, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		t.Fatalf("GET /history%s: status %d (%s), want %d", query, resp.StatusCode, b, want)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("GET /history%s: Content-Type %q", query, ct)
-	}
-	var page historyReply
-	if err := json.Unmarshal(b, &page); err != nil {
-		t.Fatalf("GET /history%s: body %q: %v", query, b, err)
-	}
-	if want == http.StatusOK && page.Messages == nil {
-		t.Errorf("GET /history%s: messages is null, want a list", query)
-	}
-	if want != http.StatusOK {
-		var e errorBody
-		if json.Unmarshal(b, &e); e.Error == "" {
-			t.Errorf("GET /history%s: %d without a JSON error: %s", query, want, b)
-		}
-	}
-	return page
-}
-
-// rawIDs returns the ids of raw messages.
-func rawIDs(t *testing.T, msgs []json.RawMessage) []string {
-	t.Helper()
-	out := make([]string, len(msgs))
-	for i, raw := range msgs {
-		var m Message
-		if err := json.Unmarshal(raw, &m); err != nil {
-			t.Fatalf("message %s: %v", raw, err)
-		}
-		out[i] = m.ID
-	}
-	return out
-}
 
 // postRaw posts a message and returns the raw body of its 201.
 func postRaw(t *testing.T, url, username, content string) []byte {

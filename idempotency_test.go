@@ -5,13 +5,10 @@ package main
 // survive kill -9 of the real binary.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -22,88 +19,6 @@ import (
 	"testing/synctest"
 	"time"
 )
-
-// keyedReply is the answer to one POST /post.
-type keyedReply struct {
-	status int
-	header http.Header
-	// body is the raw body, and msg the message decoded from it on 200
-	// or 201.
-	body []byte
-	msg  Message
-}
-
-// postKeyed posts username and content as JSON with client and the given
-// Idempotency-Key ("" for none).
-func postKeyed(client *http.Client, url, key, username, content string) (keyedReply, error) {
-	body, _ := json.Marshal(map[string]string{"username": username, "content": content})
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", url+"/post", bytes.NewReader(body))
-	if err != nil {
-		return keyedReply{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if key != "" {
-		req.Header.Set("Idempotency-Key", key)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return keyedReply{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return keyedReply{}, err
-	}
-	r := keyedReply{status: resp.StatusCode, header: resp.Header, body: b}
-	if r.status == http.StatusOK || r.status == http.StatusCreated {
-		if err := json.Unmarshal(b, &r.msg); err != nil {
-			return r, fmt.Errorf("decode %d body %q: %w", r.status, b, err)
-		}
-	}
-	return r, nil
-}
-
-// mustPostKeyed is postKeyed that fails the test on a transport error or
-// an unexpected status.
-func mustPostKeyed(t *testing.T, url, key, username, content string, want int) keyedReply {
-	t.Helper()
-	r, err := postKeyed(http.DefaultClient, url, key, username, content)
-	if err != nil {
-		t.Fatalf("POST /post key %q: %v", key, err)
-	}
-	if r.status != want {
-		t.Fatalf("POST /post key %q %q/%q: status %d (%s), want %d", key, username, content, r.status, r.body, want)
-	}
-	return r
-}
-
-// historyOf returns every message GET /history holds, oldest first, as raw
-// JSON, paging back from the newest.
-func historyOf(t *testing.T, url string) []json.RawMessage {
-	t.Helper()
-	var all []json.RawMessage
-	before := ""
-	for range 10000 {
-		q := "?limit=200"
-		if before != "" {
-			q += "&before=" + before
-		}
-		page := getHistory(t, url, q, http.StatusOK)
-		all = append(slices.Clone(page.Messages), all...)
-		if !page.More {
-			return all
-		}
-		var m Message
-		if err := json.Unmarshal(page.Messages[0], &m); err != nil {
-			t.Fatal(err)
-		}
-		before = m.ID
-	}
-	t.Fatal("history did not end")
-	return nil
-}
 
 // TestIdempotentRepeat posts with a key, then again with the same key and
 // message: the second answer is 200 with the very bytes of the first, and
@@ -229,20 +144,8 @@ func TestRetryOfDeletedMessage(t *testing.T) {
 // returns the status.
 func rawPost(t *testing.T, url, headerLines string) int {
 	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
 	body := `{"username":"u","content":"raw"}`
-	fmt.Fprintf(conn, "POST /post HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n%s", len(body), headerLines, body)
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return rawExchange(t, strings.TrimPrefix(url, "http://"), fmt.Sprintf("POST /post HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n%s\r\n%s", len(body), headerLines, body)).status
 }
 
 // TestIdempotencyKeyMalformed sends keys that are not 1–128 visible ASCII
@@ -291,7 +194,7 @@ func TestIdempotentConcurrent(t *testing.T) {
 			t.Cleanup(client.CloseIdleConnections)
 			for k := range keys {
 				key := fmt.Sprint("concurrent-", k)
-				replies := make([]keyedReply, posters)
+				replies := make([]reply, posters)
 				errs := make([]error, posters)
 				start := make(chan struct{})
 				var wg sync.WaitGroup
@@ -341,19 +244,6 @@ func hubPost(t *testing.T, cr *ChatRoom, key, content string) (Message, bool) {
 	return m, repeat
 }
 
-// startHub runs a room with cfg in the current synctest bubble until the
-// test ends.
-func startHub(t *testing.T, cfg RoomConfig) *ChatRoom {
-	cr := NewChatRoom(cfg, NewStats())
-	ctx, cancel := context.WithCancel(t.Context())
-	go cr.Run(ctx)
-	t.Cleanup(func() {
-		cancel()
-		<-cr.Done()
-	})
-	return cr
-}
-
 // TestIdempotencyExpiry checks the bound on remembered keys, in fake time:
 // keys whose message is in history are kept whatever their age and number;
 // keys out of history are kept for the TTL while the table is under its
@@ -361,7 +251,7 @@ func startHub(t *testing.T, cfg RoomConfig) *ChatRoom {
 func TestIdempotencyExpiry(t *testing.T) {
 	t.Run("InHistoryKept", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			cr := startHub(t, RoomConfig{History: 10, MaxKeys: 1, KeyTTL: time.Hour})
+			_, cr := startRoom(t, RoomConfig{History: 10, MaxKeys: 1, KeyTTL: time.Hour})
 			for i := range 5 {
 				hubPost(t, cr, fmt.Sprint("k", i), fmt.Sprint("m", i))
 			}
@@ -376,7 +266,7 @@ func TestIdempotencyExpiry(t *testing.T) {
 	})
 	t.Run("Bound", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			cr := startHub(t, RoomConfig{History: 2, MaxKeys: 3, KeyTTL: time.Hour})
+			_, cr := startRoom(t, RoomConfig{History: 2, MaxKeys: 3, KeyTTL: time.Hour})
 			first := make([]Message, 6)
 			for i := range 6 {
 				first[i], _ = hubPost(t, cr, fmt.Sprint("k", i), fmt.Sprint("m", i))
@@ -398,7 +288,7 @@ func TestIdempotencyExpiry(t *testing.T) {
 	})
 	t.Run("TTL", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			cr := startHub(t, RoomConfig{History: 1, MaxKeys: 100, KeyTTL: 24 * time.Hour})
+			_, cr := startRoom(t, RoomConfig{History: 1, MaxKeys: 100, KeyTTL: 24 * time.Hour})
 			hubPost(t, cr, "k0", "m0")
 			hubPost(t, cr, "k1", "m1") // k0 leaves history
 			time.Sleep(23 * time.Hour)
@@ -425,7 +315,7 @@ func TestIdempotencyExpiry(t *testing.T) {
 // and history holds every message exactly once, without its key. Twice, so
 // that the keys of the second run survive too.
 func TestIdempotencySurvivesKill(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	journal := filepath.Join(t.TempDir(), "chat.jsonl")
 	args := []string{"-data", journal, "-history", "100000"}
 
@@ -476,7 +366,10 @@ func TestIdempotencySurvivesKill(t *testing.T) {
 		p = startChatProc(t, bin, args...)
 		again := make(map[string]int)
 		for _, a := range tried {
-			r := mustPostKeyedAny(t, p.URL, a.key, a.username, a.content)
+			r, err := postKeyed(http.DefaultClient, p.URL, a.key, a.username, a.content)
+			if err != nil {
+				t.Fatalf("POST /post key %s: %v", a.key, err)
+			}
 			again[fmt.Sprint(r.status)]++
 			switch {
 			case a.acked != nil && r.status != http.StatusOK:
@@ -516,16 +409,6 @@ func TestIdempotencySurvivesKill(t *testing.T) {
 			t.Fatalf("server log:\n%s", p.logs)
 		}
 	}
-}
-
-// mustPostKeyedAny is postKeyed that fails the test on a transport error.
-func mustPostKeyedAny(t *testing.T, url, key, username, content string) keyedReply {
-	t.Helper()
-	r, err := postKeyed(http.DefaultClient, url, key, username, content)
-	if err != nil {
-		t.Fatalf("POST /post key %s: %v", key, err)
-	}
-	return r
 }
 
 // BenchmarkHubPostKeyed measures the hub's cost of a post with and without

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,15 +34,12 @@ func TestJournalLockInProcess(t *testing.T) {
 	first := startServer(t, "-data", path)
 	first.post(t, "a", "one")
 
-	logs := newLogWatcher()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	err := run(ctx, []string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-data", path}, func(string) string { return "" }, io.Discard, logs)
+	logs, err := runRefused(t, "-data", path)
 	want := fmt.Sprintf("open journal: journal %s is in use by another server: this process (pid %d) already has it open", path, os.Getpid())
 	if err == nil || err.Error() != want || !errors.Is(err, journal.ErrLocked) {
 		t.Errorf("second run = %v, want %q", err, want)
 	}
-	if strings.Contains(logs.String(), "msg=listening") {
+	if strings.Contains(logs, "msg=listening") {
 		t.Errorf("second server listened:\n%s", logs)
 	}
 	if m := first.post(t, "a", "two"); !strings.HasSuffix(m.ID, "-2") {
@@ -58,13 +54,13 @@ func TestJournalLockInProcess(t *testing.T) {
 // first is killed with SIGKILL, and a new server starts on the journal at
 // once (the kernel dropped the lock) with every message.
 func TestJournalLockBinary(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
 	first := startChatProc(t, bin, "-data", path)
 	var acked []Message
 	for i := range 3 {
-		acked = append(acked, mustPost(t, first.URL, "a", fmt.Sprintf("before %d", i)))
+		acked = append(acked, first.post(t, "a", fmt.Sprintf("before %d", i)))
 	}
 
 	// The second must give up at once rather than wait for the lock. The
@@ -89,7 +85,7 @@ func TestJournalLockBinary(t *testing.T) {
 	}
 
 	for i := range 3 {
-		acked = append(acked, mustPost(t, first.URL, "a", fmt.Sprintf("after %d", i)))
+		acked = append(acked, first.post(t, "a", fmt.Sprintf("after %d", i)))
 	}
 	// The journal holds the epoch marker and every message, nothing else.
 	rep, err := journal.Check(path)
@@ -102,7 +98,7 @@ func TestJournalLockBinary(t *testing.T) {
 	third := startChatProc(t, bin, "-data", path)
 	t.Logf("new server listening %v after the holder's SIGKILL", time.Since(start))
 	epoch, _ := mustParseID(t, acked[0].ID)
-	next := checkRecovered(t, third.URL, epoch, acked, acked[len(acked)-1])
+	next := checkRecovered(t, third.endpoint, epoch, acked, acked[len(acked)-1])
 	if want := record.FormatID(epoch, uint64(len(acked)+1)); next.ID != want {
 		t.Errorf("first post after the restart got id %s, want %s", next.ID, want)
 	}
@@ -128,63 +124,19 @@ func (d failingDisk) Write(p []byte) (int, error) {
 // Sync syncs the real file.
 func (d failingDisk) Sync() error { return d.f.Sync() }
 
-// startServerWith starts the server like startServer, with extra journal
-// options that no flag can set.
-func startServerWith(t *testing.T, opts []journal.Option, flags ...string) *testServer {
-	t.Helper()
-	args := append([]string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-post-rate", "0"}, flags...)
-	cfg, err := parseFlags(args, func(string) string { return "" }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.journalOptions = opts
-	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{cancel: cancel, done: make(chan error, 1), logs: newLogWatcher()}
-	go func() { ts.done <- serve(ctx, cfg, ts.logs) }()
-	select {
-	case addr := <-ts.addrCh():
-		ts.URL = "http://" + addr
-	case err := <-ts.done:
-		t.Fatalf("serve returned early: %v\n%s", err, ts.logs)
-	case <-time.After(waitTimeout):
-		t.Fatalf("server did not start within %v\n%s", waitTimeout, ts.logs)
-	}
-	t.Cleanup(func() { ts.stop(t) })
-	return ts
-}
-
-// getBody returns the status and body of GET url.
-func getBody(t *testing.T, url string) (int, []byte) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	return resp.StatusCode, b
-}
-
 // journalHealth returns what /healthz, /stats and /metrics say about the
 // journal: the /healthz status and body, the /stats journal fields, and
 // the parsed /metrics (checked by the strict parser).
 func journalHealth(t *testing.T, url string) (int, string, StatsSnapshot, map[string]*promFamily) {
 	t.Helper()
-	code, health := getBody(t, url+"/healthz")
-	_, body := getBody(t, url+"/stats")
-	var st StatsSnapshot
-	if err := json.Unmarshal(body, &st); err != nil {
-		t.Fatalf("GET /stats: %v", err)
-	}
-	_, metrics := getBody(t, url+"/metrics")
+	health := get(t, url+"/healthz")
+	st := getStats(t, http.DefaultClient, url)
+	metrics := get(t, url+"/metrics").body
 	fams, err := parsePromText(string(metrics))
 	if err != nil {
 		t.Fatalf("GET /metrics: %v\n%s", err, metrics)
 	}
-	return code, strings.TrimSpace(string(health)), st, fams
+	return health.status, strings.TrimSpace(string(health.body)), st, fams
 }
 
 // TestJournalFailureHealth makes the journal's disk fill up under a running
@@ -197,7 +149,7 @@ func TestJournalFailureHealth(t *testing.T) {
 	var full atomic.Bool
 	wrap := journal.WrapFile(func(f journal.File) journal.File { return failingDisk{f, &full} })
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	ts := startServerWith(t, []journal.Option{wrap}, "-data", path)
+	ts := startServerConfig(t, func(c *config) { c.journalOptions = []journal.Option{wrap} }, "-data", path)
 	ok := ts.post(t, "a", "stored")
 
 	code, health, st, fams := journalHealth(t, ts.URL)
@@ -245,7 +197,7 @@ func TestJournalFailureHealth(t *testing.T) {
 	}
 
 	// Every figure /stats has with a journal is in /metrics too.
-	_, body := getBody(t, ts.URL+"/stats")
+	body := get(t, ts.URL+"/stats").body
 	var raw map[string]any
 	if err := json.Unmarshal(body, &raw); err != nil {
 		t.Fatal(err)
@@ -257,7 +209,7 @@ func TestJournalFailureHealth(t *testing.T) {
 	// Still failed when the disk has room again: only a restart (which
 	// reads the file afresh) makes the journal trusted again.
 	full.Store(false)
-	if code, _ := getBody(t, ts.URL+"/healthz"); code != http.StatusServiceUnavailable {
+	if code := get(t, ts.URL+"/healthz").status; code != http.StatusServiceUnavailable {
 		t.Errorf("/healthz after the disk recovered: %d, want 503", code)
 	}
 	ts.stop(t)
@@ -275,7 +227,7 @@ func TestJournalMetricsWithoutData(t *testing.T) {
 	if code != http.StatusOK || health != `{"status":"ok"}` {
 		t.Errorf("/healthz: %d %s", code, health)
 	}
-	_, body := getBody(t, ts.URL+"/stats")
+	body := get(t, ts.URL+"/stats").body
 	if bytes.Contains(body, []byte("journal")) {
 		t.Errorf("/stats without a journal: %s", body)
 	}
@@ -284,26 +236,6 @@ func TestJournalMetricsWithoutData(t *testing.T) {
 			t.Errorf("/metrics has %s without a journal", name)
 		}
 	}
-}
-
-// repairLine returns message seq of epoch as a journal line.
-func repairLine(t *testing.T, epoch int64, seq uint64, content string) string {
-	t.Helper()
-	b, err := json.Marshal(Message{ID: record.FormatID(epoch, seq), Username: "u", Content: content, Time: time.Unix(epoch/1000, int64(seq)).UTC()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b) + "\n"
-}
-
-// runRepair runs the command with args and returns its stdout and error.
-func runRepair(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	var out bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	err := run(ctx, append([]string{"chat"}, args...), func(string) string { return "" }, &out, io.Discard)
-	return out.String(), err
 }
 
 // TestJournalRepairCommand damages a journal the way two servers on one
@@ -316,16 +248,16 @@ func runRepair(t *testing.T, args ...string) (string, error) {
 func TestJournalRepairCommand(t *testing.T) {
 	t.Parallel()
 	const a, b = 1764094637123, 1764094638456
-	good := repairLine(t, a, 1, "one") + repairLine(t, a, 2, "two")
-	rest := repairLine(t, b, 1, "other server") + repairLine(t, a, 3, "three") + repairLine(t, b, 2, "other again") +
-		"{\"id\": garbage}\n" + repairLine(t, a, 4, "four")
-	torn := repairLine(t, a, 5, "five")
+	good := journalLine(t, a, 1, "one") + journalLine(t, a, 2, "two")
+	rest := journalLine(t, b, 1, "other server") + journalLine(t, a, 3, "three") + journalLine(t, b, 2, "other again") +
+		"{\"id\": garbage}\n" + journalLine(t, a, 4, "four")
+	torn := journalLine(t, a, 5, "five")
 	rest += torn[:len(torn)/2]
 	dir := t.TempDir()
 	path := filepath.Join(dir, "chat.jsonl")
 	writeJournal(t, path, good, rest)
 
-	err := run(context.Background(), []string{"chat", "-addr", "127.0.0.1:0", "-data", path}, func(string) string { return "" }, io.Discard, io.Discard)
+	_, err := runRefused(t, "-data", path)
 	if err == nil || !strings.Contains(err.Error(), path+" line 3: id "+record.FormatID(b, 1)+" does not follow "+record.FormatID(a, 2)) {
 		t.Fatalf("server on the damaged journal: %v, want line 3 refused", err)
 	}
@@ -386,7 +318,7 @@ line 3 at byte %[3]d: id %[4]s does not follow %[5]s
 func TestJournalRepairTornTail(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	good := repairLine(t, 7, 1, "one")
+	good := journalLine(t, 7, 1, "one")
 	writeJournal(t, path, good, `{"id":"7-2","us`)
 	out, err := runRepair(t, "-repair", path)
 	if err != nil || !strings.Contains(out, "line 2 at byte "+strconv.Itoa(len(good))+": torn last line (no trailing newline)\n") ||
@@ -420,7 +352,7 @@ func TestJournalRepairFlags(t *testing.T) {
 // /healthz, /stats and /metrics then report the failed journal. It skips
 // where unshare or the mount is not allowed (not root, no user namespaces).
 func TestJournalDiskFullBinary(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
 		t.Skip("no unshare command to mount a small tmpfs with")
@@ -443,10 +375,11 @@ func TestJournalDiskFullBinary(t *testing.T) {
 		if i == 200 {
 			t.Fatalf("200 posts of %d bytes fit on a 64 KiB disk", len(content))
 		}
-		var err error
-		if code, _, err = opsPost(http.DefaultClient, p.URL, "a", content); err != nil {
+		r, err := postJSON(http.DefaultClient, p.URL, "a", content, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
+		code = r.status
 		if code != http.StatusCreated && code != http.StatusInternalServerError {
 			t.Fatalf("post %d: status %d, want 201 until the disk is full, then 500", i, code)
 		}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,16 +98,13 @@ func TestJournalFormat(t *testing.T) {
 // with an error that names the file and the record's id.
 func TestJournalUndecodableRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	line := `{"id":"` + record.FormatID(opsEpoch, 2) + `","username":"u","content":"two","time":"yesterday"}` + "\n"
-	writeJournal(t, path, opsJournalLine(t, 1, "one"), line, opsJournalLine(t, 3, "three"))
-	logs := newLogWatcher()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	err := run(ctx, []string{"chat", "-addr", "127.0.0.1:0", "-stats-interval", "0", "-data", path}, func(string) string { return "" }, io.Discard, logs)
-	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), record.FormatID(opsEpoch, 2)) {
-		t.Errorf("run = %v, want an error naming %s and record %s", err, path, record.FormatID(opsEpoch, 2))
+	line := `{"id":"` + record.FormatID(testEpoch, 2) + `","username":"u","content":"two","time":"yesterday"}` + "\n"
+	writeJournal(t, path, journalLine(t, testEpoch, 1, "one"), line, journalLine(t, testEpoch, 3, "three"))
+	logs, err := runRefused(t, "-data", path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), record.FormatID(testEpoch, 2)) {
+		t.Errorf("run = %v, want an error naming %s and record %s", err, path, record.FormatID(testEpoch, 2))
 	}
-	if strings.Contains(logs.String(), "msg=listening") {
+	if strings.Contains(logs, "msg=listening") {
 		t.Errorf("server listened on an undecodable journal:\n%s", logs)
 	}
 }

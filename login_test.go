@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"path/filepath"
@@ -79,7 +78,6 @@ func heldLogins(t *testing.T, c *http.Client, url string, keys []string) []int {
 // have their key looked at (401, or 204 for the right key); the others get
 // 429 without their bodies being read.
 func TestLoginThrottleHeldBodies(t *testing.T) {
-	certFile, keyFile := writeTestCert(t, t.TempDir())
 	keys := make([]string, 40)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("wrong%d", i)
@@ -87,15 +85,10 @@ func TestLoginThrottleHeldBodies(t *testing.T) {
 	keys[len(keys)/2] = "right"
 	for _, proto := range []string{"HTTP/1.1", "HTTP/2"} {
 		t.Run(proto, func(t *testing.T) {
-			ts := startServer(t, "-room-key", "right", "-tls-cert", certFile, "-tls-key", keyFile)
-			base := strings.Replace(ts.URL, "http://", "https://", 1)
-			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: waitTimeout}
-			tr := &http.Transport{
-				DialContext:           d.DialContext,
-				TLSClientConfig:       &tls.Config{InsecureSkipVerify: true},
-				ForceAttemptHTTP2:     proto == "HTTP/2",
-				ExpectContinueTimeout: time.Hour, // never send a body unasked
-			}
+			ts := startTLSServer(t, "-room-key", "right")
+			base := ts.URL
+			tr := clientTransport("127.0.0.2", proto == "HTTP/2")
+			tr.ExpectContinueTimeout = time.Hour // never send a body unasked
 			if proto == "HTTP/1.1" {
 				tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 			}

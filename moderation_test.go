@@ -32,56 +32,6 @@ type banJSON struct {
 	Note          string     `json:"note"`
 }
 
-// admin returns headers that send the admin key "boss" as a Bearer key.
-func admin() map[string]string { return bearer("boss") }
-
-// deleteMsg sends DELETE /messages/id with headers and returns the reply.
-func deleteMsg(t *testing.T, url, id string, header map[string]string) reply {
-	t.Helper()
-	return mustSend(t, http.DefaultClient, "DELETE", url+"/messages/"+id, "", "", header)
-}
-
-// deletion decodes the 200 answer of a DELETE /messages/{id}.
-func deletion(t *testing.T, r reply) roomlog.Deletion {
-	t.Helper()
-	var d roomlog.Deletion
-	if r.status != http.StatusOK || json.Unmarshal(r.body, &d) != nil || d.ID == "" {
-		t.Fatalf("DELETE: %d %s, want 200 with the deletion", r.status, r.body)
-	}
-	return d
-}
-
-// nextEvent reads the next dispatched event from s within waitTimeout.
-func nextEvent(t *testing.T, s *subscriber) sse.Event {
-	t.Helper()
-	type res struct {
-		ev  sse.Event
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		for {
-			ev, err := s.sse.NextEvent()
-			if err == nil && (ev.Type == "presence" || ev.Type == "typing") {
-				continue // not part of the ordered stream
-			}
-			ch <- res{ev, err}
-			return
-		}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("stream: %v", r.err)
-		}
-		return r.ev
-	case <-time.After(waitTimeout):
-		s.close()
-		t.Fatal("no event within the timeout")
-		return sse.Event{}
-	}
-}
-
 // ordered drops the presence and typing events from evs, which are not
 // part of the ordered stream.
 func ordered(evs []sse.Event) []sse.Event {
@@ -102,19 +52,6 @@ func checkDeleteEvent(t *testing.T, what string, ev sse.Event, d roomlog.Deletio
 	}
 }
 
-// historyIDs returns the ids GET /history (newest page) lists.
-func historyIDs(t *testing.T, url string, header map[string]string) []string {
-	t.Helper()
-	r := mustSend(t, http.DefaultClient, "GET", url+"/history?limit=200", "", "", header)
-	var page struct {
-		Messages []Message `json:"messages"`
-	}
-	if r.status != http.StatusOK || json.Unmarshal(r.body, &page) != nil {
-		t.Fatalf("GET /history: %d %s", r.status, r.body)
-	}
-	return ids(page.Messages)
-}
-
 // TestDeleteReachesLiveAndResumedStreams: a deletion is an ordered event
 // with its own id; a live stream gets it at once, a client that was away
 // gets it on resume, a new client never sees the message, and /history no
@@ -124,14 +61,14 @@ func TestDeleteReachesLiveAndResumedStreams(t *testing.T) {
 	h := bearer("room")
 	var msgs []Message
 	for i := range 3 {
-		r := postMsg(t, http.DefaultClient, ts, "u", fmt.Sprintf("m%d", i), h)
+		r := postMsg(t, http.DefaultClient, ts.URL, "u", fmt.Sprintf("m%d", i), h)
 		var m Message
 		if r.status != http.StatusCreated || json.Unmarshal(r.body, &m) != nil {
 			t.Fatalf("post: %d %s", r.status, r.body)
 		}
 		msgs = append(msgs, m)
 	}
-	live := subscribeWith(t, ts.URL, "", h)
+	live := subscribeOpts(t, ts.URL, streamOpts{lastID: "", header: h})
 	live.messages(t, 3)
 
 	// Refused deletions change nothing.
@@ -156,7 +93,7 @@ func TestDeleteReachesLiveAndResumedStreams(t *testing.T) {
 	if d.Delete != msgs[1].ID || !idLess(t, msgs[2].ID, d.ID) {
 		t.Errorf("deletion %+v: want delete %s and an id after %s", d, msgs[1].ID, msgs[2].ID)
 	}
-	checkDeleteEvent(t, "live stream", nextEvent(t, live), d)
+	checkDeleteEvent(t, "live stream", live.nextEvent(t), d)
 	if r := deleteMsg(t, ts.URL, msgs[1].ID, admin()); r.status != http.StatusNotFound {
 		t.Errorf("second delete: %d, want 404", r.status)
 	}
@@ -165,9 +102,9 @@ func TestDeleteReachesLiveAndResumedStreams(t *testing.T) {
 	}
 
 	// A client that saw m0..m2 and was away resumes: it gets the deletion.
-	resumed := subscribeWith(t, ts.URL, msgs[2].ID, h)
-	checkDeleteEvent(t, "stream resumed after m2", nextEvent(t, resumed), d)
-	resumed2 := subscribeWith(t, ts.URL, msgs[0].ID, h)
+	resumed := subscribeOpts(t, ts.URL, streamOpts{lastID: msgs[2].ID, header: h})
+	checkDeleteEvent(t, "stream resumed after m2", resumed.nextEvent(t), d)
+	resumed2 := subscribeOpts(t, ts.URL, streamOpts{lastID: msgs[0].ID, header: h})
 	got, other := resumed2.messages(t, 1)
 	other = ordered(other)
 	if got[0].ID != msgs[2].ID {
@@ -176,10 +113,10 @@ func TestDeleteReachesLiveAndResumedStreams(t *testing.T) {
 	if len(other) != 0 {
 		t.Errorf("resume after m0: events before m2: %+v", other)
 	}
-	checkDeleteEvent(t, "stream resumed after m0", nextEvent(t, resumed2), d)
+	checkDeleteEvent(t, "stream resumed after m0", resumed2.nextEvent(t), d)
 
 	// A new client gets m0 and m2 and no deletion.
-	fresh := subscribeWith(t, ts.URL, "", h)
+	fresh := subscribeOpts(t, ts.URL, streamOpts{lastID: "", header: h})
 	got, other = fresh.messages(t, 2)
 	other = ordered(other)
 	if got[0].ID != msgs[0].ID || got[1].ID != msgs[2].ID || len(other) != 0 {
@@ -189,7 +126,7 @@ func TestDeleteReachesLiveAndResumedStreams(t *testing.T) {
 		t.Errorf("/history after the delete: %v", hist)
 	}
 	// Messages go on after the deletion, on every stream.
-	m3 := postMsg(t, http.DefaultClient, ts, "u", "after", h)
+	m3 := postMsg(t, http.DefaultClient, ts.URL, "u", "after", h)
 	if m3.status != http.StatusCreated {
 		t.Fatalf("post after delete: %d", m3.status)
 	}
@@ -208,31 +145,7 @@ func TestResumedStreamGetsDeletion(t *testing.T) {
 	a, b := ts.post(t, "u", "a"), ts.post(t, "u", "b")
 	d := deletion(t, deleteMsg(t, ts.URL, a.ID, admin()))
 	s := subscribe(t, ts.URL, b.ID)
-	checkDeleteEvent(t, "resumed after b", nextEvent(t, s), d)
-}
-
-// subscribeWith opens a stream with extra headers.
-func subscribeWith(t *testing.T, url, lastID string, header map[string]string) *subscriber {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url+"/stream", nil)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET /stream: %v", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("GET /stream: status %d: %s", resp.StatusCode, b)
-	}
-	s := &subscriber{resp: resp, sse: sse.NewReader(resp.Body)}
-	t.Cleanup(s.close)
-	return s
+	checkDeleteEvent(t, "resumed after b", s.nextEvent(t), d)
 }
 
 // TestDeleteSurvivesKillAndCompaction runs the real binary with a tiny
@@ -241,16 +154,16 @@ func subscribeWith(t *testing.T, url, lastID string, header map[string]string) *
 // across kill -9 and restart; a stream resuming from before it gets the
 // deletion.
 func TestDeleteSurvivesKillAndCompaction(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	journalPath := filepath.Join(t.TempDir(), "chat.jsonl")
 	args := []string{"-data", journalPath, "-history", "5", "-admin-key", "boss"}
 	p := startChatProc(t, bin, args...)
 	var msgs []Message
 	for i := range 9 {
-		msgs = append(msgs, mustPost(t, p.URL, "u", fmt.Sprintf("m%d", i)))
+		msgs = append(msgs, p.post(t, "u", fmt.Sprintf("m%d", i)))
 	}
 	d := deletion(t, deleteMsg(t, p.URL, msgs[7].ID, admin())) // journal line 10
-	last := mustPost(t, p.URL, "u", "m9")                      // line 11: compaction keeps the last 5
+	last := p.post(t, "u", "m9")                               // line 11: compaction keeps the last 5
 	p.kill(t)
 
 	data, err := os.ReadFile(journalPath)
@@ -272,7 +185,7 @@ func TestDeleteSurvivesKillAndCompaction(t *testing.T) {
 	if got[0].ID != msgs[8].ID {
 		t.Errorf("resume after m6: %s, want m8", got[0].ID)
 	}
-	checkDeleteEvent(t, "resume after restart", nextEvent(t, s), d)
+	checkDeleteEvent(t, "resume after restart", s.nextEvent(t), d)
 	if got, _ := s.messages(t, 1); got[0].ID != last.ID {
 		t.Errorf("after the deletion: %s, want m9", got[0].ID)
 	}
@@ -280,25 +193,9 @@ func TestDeleteSurvivesKillAndCompaction(t *testing.T) {
 		t.Errorf("deleting again after restart: %d, want 404", r.status)
 	}
 	// A new message goes on after the deletion's id.
-	if m := mustPost(t, p.URL, "u", "m10"); !idLess(t, last.ID, m.ID) {
+	if m := p.post(t, "u", "m10"); !idLess(t, last.ID, m.ID) {
 		t.Errorf("id after restart %s does not follow %s", m.ID, last.ID)
 	}
-}
-
-// openStreamFrom opens a stream through c and returns its body.
-func openStreamFrom(t *testing.T, c *http.Client, url string, header map[string]string) (*http.Response, error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, "GET", url+"/stream", nil)
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := c.Do(req)
-	if err == nil {
-		t.Cleanup(func() { resp.Body.Close() })
-	}
-	return resp, err
 }
 
 // TestBanCutsOpenStream: a ban closes the banned address's open streams at
@@ -308,17 +205,11 @@ func TestBanCutsOpenStream(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "chat.jsonl")
 	ts := startServer(t, "-admin-key", "boss", "-data", data)
 	bad, good := clientFrom(t, "127.0.0.2"), clientFrom(t, "127.0.0.3")
-	resp, err := openStreamFrom(t, bad, ts.URL, nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("stream from the soon banned address: %v %v", resp, err)
-	}
-	goodResp, err := openStreamFrom(t, good, ts.URL, nil)
-	if err != nil || goodResp.StatusCode != 200 {
-		t.Fatalf("stream from another address: %v", err)
-	}
+	banned := subscribeOpts(t, ts.URL, streamOpts{client: bad})
+	other := subscribeOpts(t, ts.URL, streamOpts{client: good})
 	ended := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(io.Discard, resp.Body)
+		_, err := io.Copy(io.Discard, banned.resp.Body)
 		ended <- err
 	}()
 
@@ -338,17 +229,17 @@ func TestBanCutsOpenStream(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("the banned address's open stream was not closed")
 	}
-	if r := postMsg(t, bad, ts, "x", "y", nil); r.status != http.StatusForbidden || r.errorText() == "" {
+	if r := postMsg(t, bad, ts.URL, "x", "y", nil); r.status != http.StatusForbidden || r.errorText() == "" {
 		t.Errorf("post from a banned address: %d %s, want 403", r.status, r.body)
 	}
 	if r := mustSend(t, bad, "GET", ts.URL+"/stream", "", "", nil); r.status != http.StatusForbidden || r.errorText() == "" {
 		t.Errorf("stream from a banned address: %d %s, want 403", r.status, r.body)
 	}
-	m := postMsg(t, good, ts, "ok", "still here", nil)
+	m := postMsg(t, good, ts.URL, "ok", "still here", nil)
 	if m.status != http.StatusCreated {
 		t.Fatalf("post from another address: %d", m.status)
 	}
-	if got, _ := (&subscriber{resp: goodResp, sse: sse.NewReader(goodResp.Body)}).messages(t, 1); got[0].Content != "still here" {
+	if got, _ := other.messages(t, 1); got[0].Content != "still here" {
 		t.Errorf("other stream: %+v", got[0])
 	}
 
@@ -359,7 +250,7 @@ func TestBanCutsOpenStream(t *testing.T) {
 	// Kept across a restart.
 	ts.stop(t)
 	ts = startServer(t, "-admin-key", "boss", "-data", data)
-	if r := postMsg(t, bad, ts, "x", "y", nil); r.status != http.StatusForbidden {
+	if r := postMsg(t, bad, ts.URL, "x", "y", nil); r.status != http.StatusForbidden {
 		t.Errorf("post from a banned address after a restart: %d, want 403", r.status)
 	}
 	if r := mustSend(t, http.DefaultClient, "DELETE", ts.URL+"/bans/127.0.0.2", "", "", admin()); r.status != http.StatusNoContent {
@@ -368,7 +259,7 @@ func TestBanCutsOpenStream(t *testing.T) {
 	if r := mustSend(t, http.DefaultClient, "DELETE", ts.URL+"/bans/127.0.0.2", "", "", admin()); r.status != http.StatusNotFound {
 		t.Errorf("lifting it again: %d, want 404", r.status)
 	}
-	if r := postMsg(t, bad, ts, "x", "y", nil); r.status != http.StatusCreated {
+	if r := postMsg(t, bad, ts.URL, "x", "y", nil); r.status != http.StatusCreated {
 		t.Errorf("post after the ban was lifted: %d, want 201", r.status)
 	}
 }
@@ -396,12 +287,12 @@ func TestBanKeyedLikeLimits(t *testing.T) {
 		{"198.51.101.9", 201},
 		{"198.51.100.9, 203.0.113.1", 201}, // the right-most untrusted hop counts
 	} {
-		if r := postMsg(t, http.DefaultClient, ts, "x", "y", map[string]string{"X-Forwarded-For": tt.xff}); r.status != tt.want {
+		if r := postMsg(t, http.DefaultClient, ts.URL, "x", "y", map[string]string{"X-Forwarded-For": tt.xff}); r.status != tt.want {
 			t.Errorf("post forwarded for %s: %d, want %d", tt.xff, r.status, tt.want)
 		}
 	}
 	// The proxy itself is not banned.
-	if r := postMsg(t, http.DefaultClient, ts, "x", "y", nil); r.status != http.StatusCreated {
+	if r := postMsg(t, http.DefaultClient, ts.URL, "x", "y", nil); r.status != http.StatusCreated {
 		t.Errorf("post from the proxy itself: %d", r.status)
 	}
 }
@@ -486,14 +377,6 @@ func TestCrossSiteModeration(t *testing.T) {
 	}
 }
 
-// idLess reports whether id a comes before id b in the sequence.
-func idLess(t *testing.T, a, b string) bool {
-	t.Helper()
-	ea, sa := mustParseID(t, a)
-	eb, sb := mustParseID(t, b)
-	return ea < eb || (ea == eb && sa < sb)
-}
-
 // TestAbortedBodyIsNot413 sends every endpoint that takes a body a request
 // whose client stops after part of the body: each answers 400 (the body
 // could not be read), not 413 (the body is not too large), and nothing is
@@ -501,12 +384,11 @@ func idLess(t *testing.T, a, b string) bool {
 func TestAbortedBodyIsNot413(t *testing.T) {
 	ts := startServer(t, "-admin-key", "boss")
 	for _, path := range []string{"/bans", "/post", "/typing", "/login"} {
-		conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+		conn, err := dialRaw(ts.addr(), "", "POST "+path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer boss\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"addr\":")
 		if err != nil {
 			t.Fatal(err)
 		}
 		_ = conn.SetDeadline(time.Now().Add(waitTimeout))
-		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer boss\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"addr\":", path)
 		_ = conn.(*net.TCPConn).CloseWrite()
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
@@ -535,8 +417,8 @@ func TestDeleteAtShutdownAnswersLikePost(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
 	var armed atomic.Bool
 	hs := startHeldServer(t, path, armed.Load, "-admin-key", "boss")
-	url := hs.url
-	m := mustPost(t, url, "u", "delete me")
+	url := hs.URL
+	m := hs.post(t, "u", "delete me")
 	armed.Store(true)
 	answer := make(chan reply, 1)
 	go func() { answer <- deleteMsg(t, url, m.ID, admin()) }()
@@ -558,9 +440,9 @@ func TestDeleteAtShutdownAnswersLikePost(t *testing.T) {
 		t.Errorf("DELETE at shutdown: %d %s, want 202 with the deletion of %s", r.status, r.body, m.ID)
 	}
 	select {
-	case err := <-hs.served:
-		if err != nil {
-			t.Fatalf("serve: %v", err)
+	case <-hs.done:
+		if hs.err != nil {
+			t.Fatalf("serve: %v", hs.err)
 		}
 	case <-time.After(waitTimeout):
 		t.Fatal("serve did not return after the fsync was released")

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"path"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // pageRefs returns the files the page names (href and src under web/) and
@@ -137,7 +133,7 @@ func TestPageFilesRefused(t *testing.T) {
 			t.Errorf("%s %s: Allow %q, want %q", tt.method, tt.path, r.header.Get("Allow"), "GET, HEAD")
 		}
 	}
-	addr := strings.TrimPrefix(ts.URL, "http://")
+	addr := ts.addr()
 	for _, target := range []string{"/web/%2e%2e/handlers.go", "/web/..%2fhandlers.go", "/web/%2e%2e/index.html", "/web/../go.mod"} {
 		status, body := rawRequest(t, addr, target)
 		if status == 200 || strings.Contains(body, "package main") || strings.Contains(body, "<!doctype") || strings.Contains(body, "module chat") {
@@ -150,22 +146,6 @@ func TestPageFilesRefused(t *testing.T) {
 // client cleans it) and returns the status and the body.
 func rawRequest(t *testing.T, addr, target string) (int, string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, waitTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.SetDeadline(time.Now().Add(waitTimeout)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	res, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	body, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(body)
+	r := rawExchange(t, addr, "GET "+target+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	return r.status, string(r.body)
 }

@@ -17,25 +17,6 @@ import (
 	"chat/internal/sse"
 )
 
-// rosterEvent is the data of a presence event and the body of GET /presence.
-type rosterEvent struct {
-	People []struct {
-		Name    string `json:"name"`
-		Streams int    `json:"streams"`
-	} `json:"people"`
-	Anonymous   int `json:"anonymous"`
-	PeopleTotal int `json:"people_total"`
-}
-
-// names returns the names listed, in order.
-func (r rosterEvent) names() []string {
-	var out []string
-	for _, p := range r.People {
-		out = append(out, p.Name)
-	}
-	return out
-}
-
 // typingEvent is the data of a typing event.
 type typingEvent struct {
 	Typing []string `json:"typing"`
@@ -124,19 +105,8 @@ func startPresenceRoom(t *testing.T, cfg RoomConfig) (*ChatRoom, *Stats) {
 	if cfg.ClientBuffer == 0 {
 		cfg.ClientBuffer = 1024
 	}
-	stats := NewStats()
-	room := NewChatRoom(cfg, stats)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		room.Run(ctx)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return room, stats
+	_, room := startRoom(t, cfg)
+	return room, room.stats
 }
 
 // A burst of joins costs each stream one or two presence events, not one
@@ -409,57 +379,14 @@ func presenceServer(t *testing.T, flags ...string) *testServer {
 }
 
 // namedStream opens GET /stream?name=name ("" for none) and returns the
-// open response.
+// open stream.
 func namedStream(t *testing.T, base, name string) *subscriber {
 	t.Helper()
-	u := base + "/stream"
+	var o streamOpts
 	if name != "" {
-		u += "?name=" + url.QueryEscape(name)
+		o.query = "?name=" + url.QueryEscape(name)
 	}
-	req, _ := http.NewRequest("GET", u, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
-	}
-	s := &subscriber{resp: resp, sse: sse.NewReader(resp.Body)}
-	t.Cleanup(s.close)
-	return s
-}
-
-// nextOf reads events until one of type typ arrives and returns it, failing
-// after waitTimeout.
-func (s *subscriber) nextOf(t *testing.T, typ string) sse.Event {
-	t.Helper()
-	got := make(chan sse.Event, 1)
-	errc := make(chan error, 1)
-	go func() {
-		for {
-			ev, err := s.sse.NextEvent()
-			if err != nil {
-				errc <- err
-				return
-			}
-			if ev.Type == typ {
-				got <- ev
-				return
-			}
-		}
-	}()
-	select {
-	case ev := <-got:
-		return ev
-	case err := <-errc:
-		t.Fatalf("stream ended before a %s event: %v", typ, err)
-	case <-time.After(waitTimeout):
-		s.close()
-		t.Fatalf("no %s event within %v", typ, waitTimeout)
-	}
-	return sse.Event{}
+	return subscribeOpts(t, base, o)
 }
 
 // waitRoster reads presence events until want(roster) holds.
@@ -479,26 +406,6 @@ func (s *subscriber) waitRoster(t *testing.T, what string, want func(rosterEvent
 			t.Fatalf("no presence event with %s; last %+v", what, r)
 		}
 	}
-}
-
-// getPresence returns GET /presence.
-func getPresence(t *testing.T, base string) rosterEvent {
-	t.Helper()
-	resp, err := http.Get(base + "/presence")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json" {
-		t.Fatalf("GET /presence: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	var r rosterEvent
-	dec := json.NewDecoder(resp.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
-		t.Fatalf("GET /presence: %v", err)
-	}
-	return r
 }
 
 func TestStreamNameValidation(t *testing.T) {
@@ -575,7 +482,7 @@ func TestPresenceEndToEnd(t *testing.T) {
 	if st := ts.stats(t); st.People != 2 || st.Anonymous != 1 || st.Clients != 4 {
 		t.Errorf("/stats people %d anonymous %d clients %d, want 2, 1, 4", st.People, st.Anonymous, st.Clients)
 	}
-	metrics := fetchText(t, ts.URL+"/metrics")
+	metrics := string(get(t, ts.URL+"/metrics").body)
 	for _, line := range []string{"chat_people 2\n", "chat_anonymous_streams 1\n"} {
 		if !strings.Contains(metrics, line) {
 			t.Errorf("/metrics lacks %q", line)
@@ -607,18 +514,6 @@ func TestPresenceEndToEnd(t *testing.T) {
 	}
 }
 
-// fetchText returns the body of a GET.
-func fetchText(t *testing.T, u string) string {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
 // A presence event lists at most -presence-names names; GET /presence lists
 // everyone.
 func TestPresenceNamesCap(t *testing.T) {
@@ -639,20 +534,8 @@ func TestPresenceNamesCap(t *testing.T) {
 // postTyping sends POST /typing and returns the status, a header and the body.
 func postTyping(t *testing.T, base, contentType, body string, header map[string]string) (int, http.Header, string) {
 	t.Helper()
-	req, _ := http.NewRequest("POST", base+"/typing", strings.NewReader(body))
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	r := mustSend(t, http.DefaultClient, "POST", base+"/typing", contentType, body, header)
+	return r.status, r.header, string(r.body)
 }
 
 // POST /typing shows the name on every stream until that person's message

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,52 +63,6 @@ func keyFile(t *testing.T, dir, name, key string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// login posts key to /login and returns the reply.
-func login(t *testing.T, c *http.Client, url, key string) reply {
-	t.Helper()
-	return mustSend(t, c, "POST", url+"/login", "application/json", `{"key":"`+key+`"}`, nil)
-}
-
-// sessionCookie returns the session cookie a reply sets, failing the test
-// if there is none.
-func sessionCookie(t *testing.T, r reply) *http.Cookie {
-	t.Helper()
-	for _, line := range r.header.Values("Set-Cookie") {
-		c, err := http.ParseSetCookie(line)
-		if err == nil && c.Name == auth.CookieName {
-			return c
-		}
-	}
-	t.Fatalf("no %s cookie in %d reply: %v", auth.CookieName, r.status, r.header)
-	return nil
-}
-
-// withCookie returns headers that send the session cookie value.
-func withCookie(value string) map[string]string {
-	return map[string]string{"Cookie": auth.CookieName + "=" + value}
-}
-
-// bearer returns headers that send key as a Bearer key.
-func bearer(key string) map[string]string {
-	return map[string]string{"Authorization": "Bearer " + key}
-}
-
-// check401 fails the test unless r is a 401 with a Bearer challenge, a
-// JSON error and no cookie.
-func check401(t *testing.T, what string, r reply) {
-	t.Helper()
-	if r.status != http.StatusUnauthorized {
-		t.Errorf("%s: status %d (%s), want 401", what, r.status, r.body)
-		return
-	}
-	if got := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
-		t.Errorf("%s: WWW-Authenticate %q, want a Bearer challenge", what, got)
-	}
-	if r.header.Get("Content-Type") != "application/json" || r.errorText() == "" {
-		t.Errorf("%s: Content-Type %q, body %q; want a JSON error", what, r.header.Get("Content-Type"), r.body)
-	}
 }
 
 // TestRoomKeyGuardsEveryRoute: with -room-key, every room endpoint
@@ -284,11 +237,8 @@ func TestLoginAndLogout(t *testing.T) {
 
 // TestSessionCookieOverTLS: over HTTPS the session cookie is Secure.
 func TestSessionCookieOverTLS(t *testing.T) {
-	certFile, keyFile := writeTestCert(t, t.TempDir())
-	ts := startServer(t, "-tls-cert", certFile, "-tls-key", keyFile, "-room-key", "k")
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	defer c.CloseIdleConnections()
-	r := login(t, c, strings.Replace(ts.URL, "http://", "https://", 1), "k")
+	ts := startTLSServer(t, "-room-key", "k")
+	r := login(t, ts.client, ts.URL, "k")
 	if ck := sessionCookie(t, r); !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode {
 		t.Errorf("cookie over TLS: %q, want Secure, HttpOnly, SameSite=Strict", r.header.Get("Set-Cookie"))
 	}

@@ -151,7 +151,7 @@ func TestSoak(t *testing.T) {
 	steadyN := clients - churners
 	t.Logf("soak: %d streams (%d churning) for %v, %.1f posts/s", clients, churners, duration, rate)
 	ts := startServer(t, "-post-rate", "0", "-max-streams-per-addr", "0", "-max-conns-per-addr", "0")
-	addr := strings.TrimPrefix(ts.URL, "http://")
+	addr := ts.addr()
 	goroutinesBefore := baselineGoroutines()
 	var failures soakFailures
 
@@ -343,7 +343,7 @@ loop:
 		return true
 	}
 	if !caughtUp() {
-		waitForLong(t, "steady streams to catch up", 30*time.Second, caughtUp)
+		waitWithin(t, 30*time.Second, "steady streams to catch up", caughtUp)
 	}
 	behind := 0
 	for i, st := range streams {
@@ -391,8 +391,8 @@ loop:
 	for _, st := range streams {
 		<-st.done
 	}
-	waitForLong(t, "clients to leave", time.Minute, func() bool { return ts.stats(t).Clients == 0 })
-	waitForLong(t, "goroutines back to their number before the streams", time.Minute, func() bool {
+	waitWithin(t, time.Minute, "clients to leave", func() bool { return ts.stats(t).Clients == 0 })
+	waitWithin(t, time.Minute, "goroutines back to their number before the streams", func() bool {
 		http.DefaultClient.CloseIdleConnections()
 		return runtime.NumGoroutine() <= goroutinesBefore+5
 	})
@@ -406,18 +406,5 @@ func isClosed(ch chan struct{}) bool {
 		return true
 	default:
 		return false
-	}
-}
-
-// waitForLong polls cond every 50 ms until it holds, failing the test after
-// timeout.
-func waitForLong(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
