@@ -10,7 +10,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -524,5 +526,52 @@ func TestClusterConfigErrors(t *testing.T) {
 				t.Errorf("error %q is not one line without credentials (log: %s)", msg, logs)
 			}
 		})
+	}
+}
+
+// TestContribNATSConfig checks contrib/nats-server.conf: nats-server finds
+// it valid, and a server started on it with the command line of the
+// README's recipe runs JetStream with every write synced (sync_always).
+func TestContribNATSConfig(t *testing.T) {
+	bin := natstest.Binary(t)
+	if out, err := exec.Command(bin, "-t", "-c", "contrib/nats-server.conf").CombinedOutput(); err != nil {
+		t.Fatalf("nats-server -t: %v\n%s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	mon, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	monPort := mon.Addr().(*net.TCPAddr).Port
+	mon.Close()
+	cmd := exec.Command(bin, "-c", "contrib/nats-server.conf", "-n", "n1", "-a", "127.0.0.1", "-p", fmt.Sprint(port),
+		"-m", fmt.Sprint(monPort), "-sd", t.TempDir())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	var jsz struct {
+		Config struct {
+			SyncAlways bool `json:"sync_always"`
+		} `json:"config"`
+	}
+	waitFor(t, "the server on contrib/nats-server.conf to answer /jsz", func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz?config=true", monPort))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&jsz) == nil
+	})
+	if !jsz.Config.SyncAlways {
+		t.Error("contrib/nats-server.conf does not make JetStream sync every write")
 	}
 }

@@ -9,6 +9,12 @@
 //
 //	go run ./cmd/chatload -url http://127.0.0.1:6969 -subs 1000 -rate 50 -duration 10s
 //
+// With several nodes of one room (cluster mode), -url takes a list: the
+// streams and the posts are spread over the nodes, and a stream whose node
+// cannot be reached moves on to the next one, resuming with Last-Event-ID
+// (-failover opens every stream on the first node and moves them only when
+// it goes).
+//
 // Progress goes to stderr; a human summary and then one JSON line with all
 // figures go to stdout (-json prints only the JSON line).
 package main
@@ -59,6 +65,8 @@ func main() {
 // config holds the parsed flags.
 type config struct {
 	url         string
+	postURL     string
+	failover    bool
 	subs        int
 	rate        float64
 	duration    time.Duration
@@ -84,13 +92,13 @@ type loadRun struct {
 	stderr io.Writer
 	quiet  bool
 
-	dialAddr   string // host:port every connection dials
-	hostHeader string
-	streamPath string
-	postURL    string
-	statsURL   string
-	tlsConf    *tls.Config
-	sourceIPs  []net.IP // source addresses for streams, empty for the default
+	// targets are the servers of -url, in order, and postTargets those
+	// of -post-url (the same by default); statistics come from
+	// targets[0].
+	targets     []*target
+	postTargets []*target
+	tlsConf     *tls.Config
+	sourceIPs   []net.IP // source addresses for streams, empty for the default
 
 	runTag  string // random tag that marks this run's messages
 	marker  []byte // `"content":"load <runTag> ` as it appears in event data
@@ -134,7 +142,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	var cfg config
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:6969", "base URL of the chat server")
+	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:6969", "base URL of the chat server, or comma-separated URLs of several nodes of one room: streams are spread over them and move to the next when theirs cannot be reached; statistics come from the first")
+	fs.StringVar(&cfg.postURL, "post-url", "", "comma-separated base URLs to spread the posts over (default: -url)")
+	fs.BoolVar(&cfg.failover, "failover", false, "open every stream on the first -url and move it to the next only when its node cannot be reached")
 	fs.IntVar(&cfg.subs, "subs", 100, "number of SSE subscribers")
 	fs.Float64Var(&cfg.rate, "rate", 10, "messages posted per second (all posters together)")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "posting time (0: no posting)")
@@ -285,14 +295,25 @@ func (rep *report) compareFloor(ctx context.Context, r *loadRun, client *http.Cl
 	}
 }
 
-// setTarget checks and resolves -url and picks the source addresses.
-func (r *loadRun) setTarget() error {
-	u, err := url.Parse(r.cfg.url)
+// target is one server the run talks to: where its connections dial,
+// the Host header they send, and its paths.
+type target struct {
+	dialAddr   string // host:port every connection dials
+	hostHeader string
+	streamPath string
+	postURL    string
+	statsURL   string
+	ip         net.IP // the host's address, nil for a name
+}
+
+// parseTarget checks and resolves one base URL (of -url or -post-url).
+func parseTarget(raw string, allowRemote bool) (*target, string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
-		return fmt.Errorf("bad -url: %w", err)
+		return nil, "", fmt.Errorf("bad URL: %w", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("bad -url %q: scheme must be http or https", r.cfg.url)
+		return nil, "", fmt.Errorf("bad URL %q: scheme must be http or https", raw)
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
@@ -300,23 +321,70 @@ func (r *loadRun) setTarget() error {
 	}
 	ip := net.ParseIP(host)
 	isLocalhost := strings.EqualFold(strings.TrimSuffix(host, "."), "localhost")
-	if !isLocalhost && (ip == nil || !ip.IsLoopback()) && !r.cfg.allowRemote {
-		return fmt.Errorf("refusing target %q: not a loopback address (127.0.0.0/8, ::1, localhost); use -allow-remote", host)
+	if !isLocalhost && (ip == nil || !ip.IsLoopback()) && !allowRemote {
+		return nil, "", fmt.Errorf("refusing target %q: not a loopback address (127.0.0.0/8, ::1, localhost); use -allow-remote", host)
 	}
 	dialHost := host
 	if isLocalhost {
 		dialHost, ip = "127.0.0.1", net.IPv4(127, 0, 0, 1)
 	}
-	r.dialAddr = net.JoinHostPort(dialHost, port)
-	r.hostHeader = appendHostHeader(host, port, u.Scheme)
+	t := &target{dialAddr: net.JoinHostPort(dialHost, port), hostHeader: appendHostHeader(host, port, u.Scheme), ip: ip}
 	base := strings.TrimRight(u.Path, "/")
-	r.streamPath = base + "/stream"
-	origin := u.Scheme + "://" + r.dialAddr
-	r.postURL = origin + base + "/post"
-	r.statsURL = origin + base + "/stats"
-	if u.Scheme == "https" {
-		r.tlsConf = &tls.Config{ServerName: host, InsecureSkipVerify: r.cfg.insecure, NextProtos: []string{"http/1.1"}}
+	t.streamPath = base + "/stream"
+	origin := u.Scheme + "://" + t.dialAddr
+	t.postURL = origin + base + "/post"
+	t.statsURL = origin + base + "/stats"
+	return t, u.Scheme + " " + host, nil
+}
+
+// parseTargets parses a comma-separated list of base URLs, all of one
+// scheme; it returns the targets and, for https, the first host.
+func parseTargets(list string, allowRemote bool) ([]*target, string, error) {
+	var out []*target
+	var first, scheme string
+	for raw := range strings.SplitSeq(list, ",") {
+		if strings.TrimSpace(raw) == "" {
+			continue
+		}
+		t, sh, err := parseTarget(raw, allowRemote)
+		if err != nil {
+			return nil, "", err
+		}
+		sc, host, _ := strings.Cut(sh, " ")
+		if scheme == "" {
+			scheme, first = sc, host
+		} else if sc != scheme {
+			return nil, "", fmt.Errorf("URLs %q mix http and https", list)
+		}
+		out = append(out, t)
 	}
+	if len(out) == 0 {
+		return nil, "", errors.New("no URL")
+	}
+	if scheme == "https" {
+		return out, first, nil
+	}
+	return out, "", nil
+}
+
+// setTarget checks and resolves -url and -post-url and picks the source
+// addresses.
+func (r *loadRun) setTarget() error {
+	var err error
+	var tlsHost string
+	if r.targets, tlsHost, err = parseTargets(r.cfg.url, r.cfg.allowRemote); err != nil {
+		return fmt.Errorf("-url: %w", err)
+	}
+	r.postTargets = r.targets
+	if r.cfg.postURL != "" {
+		if r.postTargets, _, err = parseTargets(r.cfg.postURL, r.cfg.allowRemote); err != nil {
+			return fmt.Errorf("-post-url: %w", err)
+		}
+	}
+	if tlsHost != "" {
+		r.tlsConf = &tls.Config{ServerName: tlsHost, InsecureSkipVerify: r.cfg.insecure, NextProtos: []string{"http/1.1"}}
+	}
+	ip := r.targets[0].ip
 
 	k := r.cfg.sources
 	if k == 0 {
@@ -417,6 +485,9 @@ func (r *loadRun) newSubscribers() {
 	r.subs = make([]*subscriber, r.cfg.subs)
 	for i := range r.subs {
 		s := &subscriber{r: r, idx: i, lat: r.lat.shard(i), srvLat: r.srvLat.shard(i)}
+		if !r.cfg.failover {
+			s.target = i % len(r.targets)
+		}
 		if len(r.sourceIPs) > 0 {
 			s.laddr = &net.TCPAddr{IP: r.sourceIPs[i%len(r.sourceIPs)]}
 		}

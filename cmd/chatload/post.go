@@ -104,7 +104,7 @@ func (r *loadRun) postOne(ctx context.Context, client *http.Client, worker, n in
 
 	ctx, cancel := context.WithTimeout(ctx, postTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.postURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.postTargets[worker%len(r.postTargets)].postURL, bytes.NewReader(body))
 	if err != nil {
 		pr.fail("error")
 		return body
@@ -166,7 +166,7 @@ type serverStats struct {
 func (r *loadRun) fetchStats(ctx context.Context, client *http.Client) *serverStats {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.statsURL, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.targets[0].statsURL, nil)
 	if err != nil {
 		return nil
 	}

@@ -33,6 +33,9 @@ type subscriber struct {
 	r     *loadRun
 	idx   int
 	laddr net.Addr // source address, or nil
+	// target is the index in r.targets of the server the stream is on;
+	// it moves to the next after a failed attempt to connect.
+	target int
 
 	mu   sync.Mutex // guards conn
 	conn net.Conn
@@ -173,8 +176,10 @@ func (e *statusError) Error() string {
 func (s *subscriber) connect() (retryAfter time.Duration, err error) {
 	r := s.r
 	d := net.Dialer{Timeout: connectTimeout, LocalAddr: s.laddr}
-	c, err := d.Dial("tcp", r.dialAddr)
+	t := r.targets[s.target]
+	c, err := d.Dial("tcp", t.dialAddr)
 	if err != nil {
+		s.target = (s.target + 1) % len(r.targets)
 		return 0, err
 	}
 	if r.tlsConf != nil {
@@ -190,12 +195,12 @@ func (s *subscriber) connect() (retryAfter time.Duration, err error) {
 	}
 	c.SetDeadline(time.Now().Add(connectTimeout))
 	s.req = append(s.req[:0], "GET "...)
-	s.req = append(s.req, r.streamPath...)
+	s.req = append(s.req, t.streamPath...)
 	if r.cfg.names {
 		s.req = fmt.Appendf(s.req, "?name=load-%s-%d", r.runTag, s.idx)
 	}
 	s.req = append(s.req, " HTTP/1.1\r\nHost: "...)
-	s.req = append(s.req, r.hostHeader...)
+	s.req = append(s.req, t.hostHeader...)
 	s.req = append(s.req, "\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: chatload\r\n"...)
 	if len(s.parser.lastID) > 0 {
 		s.req = append(s.req, "Last-Event-ID: "...)

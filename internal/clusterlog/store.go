@@ -67,8 +67,11 @@ const (
 	retryPause = 100 * time.Millisecond
 	// readBackWait bounds the wait, after the acknowledgement, for the
 	// record to come back through the node's consumer; a post still
-	// waiting then is answered ErrFateUnknown.
-	readBackWait = 5 * time.Second
+	// waiting then is answered ErrFateUnknown. It outlasts a JetStream
+	// leader election (4 to 9 s with nats-server's defaults), during which
+	// a stored record cannot be read, while a post's answer still comes
+	// within the 15 s the page waits for it.
+	readBackWait = 8 * time.Second
 	// maxInFlight bounds the proposals published and not yet settled; a
 	// proposal beyond it gets ErrBusy. Each holds a goroutine (a few KiB).
 	maxInFlight = 4096

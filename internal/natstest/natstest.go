@@ -408,6 +408,10 @@ var found struct {
 	why  string
 }
 
+// Binary returns the nats-server binary the tests use (see binary), for a
+// test that runs it itself, on a configuration of its own.
+func Binary(t testing.TB) string { return binary(t) }
+
 // binary finds a nats-server binary of minVersion or newer, in PATH, then
 // in GOPATH/bin, or skips (fails under CI=true) the test when there is
 // none.
