@@ -407,10 +407,11 @@ func TestClusterNATSDownAndBack(t *testing.T) {
 		if d := time.Since(start); d > 3*time.Second || !strings.Contains(r.errorText(), "not stored") {
 			t.Errorf("node %d post while down: %v, %q; want a 503 at once saying it was not stored", i, d, r.errorText())
 		}
-		if st := node.stats(t).NATS; st == nil || st.Connected || st.Error == "" || st.LastSeq != 1 {
-			t.Errorf("node %d /stats nats while down: %+v", i, st)
+		_, _, st, fams := journalHealth(t, node.URL) // /metrics through the strict parser
+		if n := st.NATS; n == nil || n.Connected || n.Error == "" || n.LastSeq != 1 {
+			t.Errorf("node %d /stats nats while down: %+v", i, n)
 		}
-		if m := get(t, node.URL+"/metrics").body; !strings.Contains(string(m), "\nchat_nats_connected 0\n") {
+		if f := fams["chat_nats_connected"]; f == nil || f.value("chat_nats_connected") != 0 {
 			t.Errorf("node %d /metrics does not say chat_nats_connected 0", i)
 		}
 	}
@@ -430,8 +431,15 @@ func TestClusterNATSDownAndBack(t *testing.T) {
 		}
 	}
 	for i, node := range nodes {
-		if st := node.stats(t).NATS; st == nil || !st.Connected || st.Reconnects == 0 || st.LastSeq != 2 {
-			t.Errorf("node %d /stats nats after the outage: %+v", i, st)
+		_, _, st, fams := journalHealth(t, node.URL)
+		n := st.NATS
+		if n == nil || !n.Connected || n.Reconnects == 0 || n.LastSeq != 2 {
+			t.Fatalf("node %d /stats nats after the outage: %+v", i, n)
+		}
+		for name, want := range map[string]float64{"chat_nats_connected": 1, "chat_nats_reconnects_total": float64(n.Reconnects), "chat_nats_last_sequence": 2, "chat_nats_in_flight": 0} {
+			if f := fams[name]; f == nil || f.value(name) != want {
+				t.Errorf("node %d /metrics %s is not %v", i, name, want)
+			}
 		}
 	}
 }

@@ -460,3 +460,40 @@ func TestCloseFailsInFlight(t *testing.T) {
 		t.Errorf("post in flight at close: %v, want ErrFateUnknown", err)
 	}
 }
+
+// TestStreamMadeAgain deletes the room's stream under a node and makes it
+// again (a new epoch, its sequence numbers starting over): once the node's
+// reader is made again (here after a reconnect) and reads a record of the
+// new stream, the node stops taking posts and Health says to restart it,
+// rather than serve the new stream's records under the old epoch.
+func TestStreamMadeAgain(t *testing.T) {
+	s := startServer(t)
+	a := openNode(t, testConfig([]string{s.URL()}, 100))
+	first := a.post("old epoch")
+	js := client(t, []string{s.URL()})
+	if err := js.DeleteStream(context.Background(), testStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(context.Background(), streamConfig(Config{Stream: testStream, Replicas: 1, History: 100, Duplicates: DefaultDuplicates})); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		publishRaw(t, js, nil, fmt.Sprintf(`{"username":"ann","content":"new epoch %d"}`, i))
+	}
+	s.Restart()
+	deadline := time.Now().Add(waitTimeout)
+	for a.store.Health() == nil || !strings.Contains(a.store.Health().Error(), "made again") {
+		if time.Now().After(deadline) {
+			t.Fatalf("Health() = %v %v after the stream was made again, want it to say so", a.store.Health(), waitTimeout)
+		}
+		time.Sleep(10 * time.Millisecond) // bounded poll: the node reconnects with a backoff
+	}
+	p := message("u", "after", "")
+	a.propose(p)
+	if err := answer(t, p); !errors.Is(err, roomlog.ErrUnavailable) {
+		t.Errorf("post after the stream was made again: %v, want ErrUnavailable", err)
+	}
+	if recs, _ := a.seen(); len(recs) != 1 || recs[0].ID != first.ID {
+		t.Errorf("the node committed %v, want only %s of its own epoch", summary(recs), first.ID)
+	}
+}
