@@ -568,16 +568,18 @@ func TestContribNATSConfig(t *testing.T) {
 	})
 	var jsz struct {
 		Config struct {
-			SyncAlways bool `json:"sync_always"`
+			StoreDir   string `json:"store_dir"`
+			SyncAlways bool   `json:"sync_always"`
 		} `json:"config"`
 	}
-	waitFor(t, "the server on contrib/nats-server.conf to answer /jsz", func() bool {
+	waitFor(t, "the server on contrib/nats-server.conf to report its JetStream configuration", func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/jsz?config=true", monPort))
 		if err != nil {
 			return false
 		}
 		defer resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&jsz) == nil
+		// Before JetStream has started, /jsz has no configuration.
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&jsz) == nil && jsz.Config.StoreDir != ""
 	})
 	if !jsz.Config.SyncAlways {
 		t.Error("contrib/nats-server.conf does not make JetStream sync every write")
