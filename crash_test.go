@@ -1,30 +1,24 @@
 package main
 
-// Operations tests: the real binary killed and restarted on its journal,
-// journal damage seen through run, the /metrics exposition checked by a
-// strict parser, /healthz during shutdown, and the log formats.
+// Tests of the real binary killed and restarted on its journal: SIGKILL in
+// the middle of posts (every message answered 201 survives, ids go on, a
+// client resumes without a reset), a clean SIGTERM, a corrupt journal, and
+// the journal's lock, which a second binary does not wait for and a killed
+// holder drops.
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
-	"math"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"chat/internal/journal"
 	"chat/internal/record"
 )
 
@@ -286,420 +280,59 @@ func TestCrashBinary(t *testing.T) {
 	})
 }
 
-// TestOpsJournalTornTail starts the server through run on a journal whose
-// last line was torn by a crash: it starts, logs a warning, drops the line
-// and continues the ids after the last whole message.
-func TestOpsJournalTornTail(t *testing.T) {
+// TestJournalLockBinary runs the real binary twice on one -data: the second
+// exits 1 while the first still runs (it does not wait for the lock), with
+// an error that names the journal and the first's pid, the first keeps
+// serving, and its file stays valid. Then the
+// first is killed with SIGKILL, and a new server starts on the journal at
+// once (the kernel dropped the lock) with every message.
+func TestJournalLockBinary(t *testing.T) {
+	bin := chatBinary(t)
 	t.Parallel()
-	journal := filepath.Join(t.TempDir(), "chat.jsonl")
-	torn := journalLine(t, testEpoch, 4, "four")
-	writeJournal(t, journal, journalLine(t, testEpoch, 1, "one"), journalLine(t, testEpoch, 2, "two"), journalLine(t, testEpoch, 3, "three"), torn[:len(torn)/2])
-	ts := startServer(t, "-data", journal)
-	logs := ts.logs.String()
-	if !regexp.MustCompile(`level=WARN msg="dropping torn last line of journal".* line=4 `).MatchString(logs) {
-		t.Errorf("no warning about torn line 4:\n%s", logs)
-	}
-	if st := ts.stats(t); st.HistorySize != 3 {
-		t.Errorf("history_size = %d, want 3", st.HistorySize)
-	}
-	m := ts.post(t, "u", "four again")
-	if want := record.FormatID(testEpoch, 4); m.ID != want {
-		t.Errorf("post after torn tail got id %s, want %s", m.ID, want)
-	}
-	s := subscribe(t, ts.URL, record.FormatID(testEpoch, 0))
-	got, other := s.readUntil(t, m.ID)
-	if want := []string{"one", "two", "three", "four again"}; len(other) != 0 || len(got) != 4 ||
-		got[0].Content != want[0] || got[1].Content != want[1] || got[2].Content != want[2] || got[3].Content != want[3] {
-		t.Errorf("history after torn tail: %+v, events %+v; want contents %q", got, other, want)
-	}
-	ts.stop(t)
-	b, err := os.ReadFile(journal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if lines := strings.Count(string(b), "\n"); lines != 4 || !bytes.HasSuffix(b, []byte("\n")) {
-		t.Errorf("journal after restart has %d lines:\n%s", lines, b)
-	}
-}
-
-// TestOpsJournalCorruptLine starts the server through run on a journal
-// whose middle line is damaged: run returns an error naming the file and
-// the line, and serves nothing.
-func TestOpsJournalCorruptLine(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name, line string
-	}{
-		{"not JSON", "{\"id\": oops}\n"},
-		{"bad id", strings.Replace(journalLine(t, testEpoch, 2, "two"), record.FormatID(testEpoch, 2), "two", 1)},
-		{"id out of order", journalLine(t, testEpoch, 1, "one again")},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			journal := filepath.Join(t.TempDir(), "chat.jsonl")
-			writeJournal(t, journal, journalLine(t, testEpoch, 1, "one"), tt.line, journalLine(t, testEpoch, 3, "three"))
-			logs, err := runRefused(t, "-data", journal)
-			if err == nil || !strings.Contains(err.Error(), journal+" line 2") {
-				t.Errorf("run = %v, want an error naming %s line 2", err, journal)
-			}
-			if strings.Contains(logs, "msg=listening") {
-				t.Errorf("server listened on a corrupt journal:\n%s", logs)
-			}
-		})
-	}
-}
-
-// TestMetricsExposition checks the live GET /metrics with the strict parser
-// after posts and streams, and that it reports the figures /stats does.
-func TestMetricsExposition(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t, "-heartbeat", "20ms") // finds the closed stream soon
-	const posts = 5
-	var last Message
-	for i := range posts {
-		last = ts.post(t, "m", fmt.Sprintf("metrics %d", i))
-	}
-	resp, err := http.Post(ts.URL+"/post", "application/json", strings.NewReader(`{"username":""}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Fatalf("bad post: status %d, want 400", resp.StatusCode)
-	}
-	a, b := subscribe(t, ts.URL, ""), subscribe(t, ts.URL, "")
-	a.readUntil(t, last.ID)
-	b.readUntil(t, last.ID)
-	b.close()
-	waitFor(t, "deliveries and clients to settle", func() bool {
-		st := ts.stats(t)
-		return st.Deliveries == 2*posts && st.Clients == 1
-	})
-
-	// /stats is read just before and just after /metrics: a figure that
-	// moves on its own (uptime, CPU time) is then bounded on both sides
-	// however long the scheduler keeps the test between the requests.
-	statsBefore := getStatsMap(t, ts.URL)
-	resp, err = http.Get(ts.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "text/plain; version=0.0.4; charset=utf-8" {
-		t.Errorf("Content-Type = %q", ct)
-	}
-	fams, err := parsePromText(string(body))
-	if err != nil {
-		t.Fatalf("GET /metrics: %v\n%s", err, body)
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	first := startChatProc(t, bin, "-data", path)
+	var acked []Message
+	for i := range 3 {
+		acked = append(acked, first.post(t, "a", fmt.Sprintf("before %d", i)))
 	}
 
-	stats := getStatsMap(t, ts.URL)
-
-	// Every figure of /stats, and its metric. Exact ones cannot move while
-	// nothing happens; the process figures move on their own: the ones
-	// that only grow (uptime, CPU time) must lie between the two /stats
-	// readings, and the others (gauges of the whole test process, which
-	// other tests share) near them.
-	type kind int
-	const (
-		exact kind = iota
-		growing
-		near
-	)
-	type figure struct {
-		metric string
-		kind   kind
-	}
-	figures := map[string]figure{
-		"clients":               {"chat_clients", exact},
-		"peak_clients":          {"chat_clients_peak", exact},
-		"connections_total":     {"chat_connections_total", exact},
-		"messages_posted":       {"chat_messages_total", exact},
-		"deliveries":            {"chat_deliveries_total", exact},
-		"stream_writes":         {"chat_stream_writes_total", exact},
-		"slow_dropped_messages": {"chat_slow_dropped_messages_total", exact},
-		"slow_disconnects":      {"chat_slow_disconnects_total", exact},
-		"posts_rejected":        {"chat_posts_rejected_total", exact},
-		"streams_rejected":      {"chat_streams_rejected_total", exact},
-		"people":                {"chat_people", near},
-		"anonymous":             {"chat_anonymous_streams", near},
-		"history_size":          {"chat_history_messages", exact},
-		"uptime_seconds":        {"chat_uptime_seconds", growing},
-		"goroutines":            {"chat_goroutines", near},
-		"cpu_seconds":           {"process_cpu_seconds_total", growing},
-		"rss_bytes":             {"process_resident_memory_bytes", near},
-		"heap_bytes":            {"chat_heap_bytes", near},
-		"connections_open":      {"chat_tcp_connections", near},
-		"connections_refused":   {"chat_tcp_connections_refused_total", exact},
-	}
-	for key, after := range stats {
-		fig, ok := figures[key]
-		if !ok {
-			t.Errorf("/stats has %q, which /metrics does not report (or this test does not know)", key)
-			continue
-		}
-		f := fams[fig.metric]
-		if f == nil {
-			t.Errorf("/metrics has no %s (for /stats %s)", fig.metric, key)
-			continue
-		}
-		got, before := f.value(fig.metric), statsBefore[key]
-		lo, hi := min(before, after), max(before, after)
-		switch {
-		case math.IsNaN(got) || got < 0:
-			t.Errorf("%s = %v", fig.metric, got)
-		case fig.kind == exact && (got != before || got != after):
-			t.Errorf("%s = %v, /stats %s = %v before and %v after", fig.metric, got, key, before, after)
-		case fig.kind == growing && (got < before || got > after):
-			t.Errorf("%s = %v, not between /stats %s = %v before and %v after", fig.metric, got, key, before, after)
-		case fig.kind == near && hi > 0 && (got > 2*hi+1 || got < lo/2):
-			t.Errorf("%s = %v, far from /stats %s = %v before and %v after", fig.metric, got, key, before, after)
-		}
-	}
-	wantExact := map[string]float64{
-		"chat_clients": 1, "chat_clients_peak": 2, "chat_connections_total": 2, "chat_messages_total": posts,
-		"chat_deliveries_total": 2 * posts, "chat_posts_rejected_total": 1, "chat_history_messages": posts,
-	}
-	for name, want := range wantExact {
-		if got := fams[name].value(name); got != want {
-			t.Errorf("%s = %v, want %v", name, got, want)
-		}
-	}
-	for _, name := range []string{"chat_uptime_seconds", "chat_goroutines", "process_resident_memory_bytes", "chat_heap_bytes"} {
-		if got := fams[name].value(name); !(got > 0) {
-			t.Errorf("%s = %v, want > 0", name, got)
-		}
-	}
-	if f := fams["chat_post_duration_seconds"]; f == nil || f.typ != "histogram" || f.value("chat_post_duration_seconds_count") != posts+1 {
-		t.Errorf("chat_post_duration_seconds: %+v, want a histogram of %d posts", f, posts+1)
-	}
-	if f := fams["chat_delivery_latency_seconds"]; f == nil || f.typ != "histogram" || f.value("chat_delivery_latency_seconds_count") > 2*posts {
-		t.Errorf("chat_delivery_latency_seconds: %+v, want a histogram of at most %d deliveries", f, 2*posts)
-	}
-	// Whole numbers are written out, not as 9.678848e+06, for people and
-	// scripts that read the page.
-	if m := regexp.MustCompile(`(?m)^\S+ [0-9.]+e\+[0-9]+$`).Find(body); m != nil {
-		t.Errorf("exponent in a whole-number value: %s", m)
-	}
-	if t.Failed() {
-		t.Logf("GET /metrics:\n%s", body)
-	}
-}
-
-// getStatsMap returns GET /stats as a map of its figures.
-func getStatsMap(t *testing.T, url string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(url + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var stats map[string]float64
-	if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil {
-		t.Fatalf("GET /stats: %v", err)
-	}
-	return stats
-}
-
-// TestMetricsFormatValue checks how sample values are written.
-func TestMetricsFormatValue(t *testing.T) {
-	tests := []struct {
-		in   float64
-		want string
-	}{
-		{0, "0"},
-		{3, "3"},
-		{9678848, "9678848"},
-		{1 << 52, "4503599627370496"},
-		{1e300, "1e+300"},
-		{-2, "-2"},
-		{0.0005, "0.0005"},
-		{1.709016769, "1.709016769"},
-		{1e-7, "1e-07"},
-		{math.Inf(1), "+Inf"},
-		{math.Inf(-1), "-Inf"},
-		{math.NaN(), "NaN"},
-	}
-	for _, tt := range tests {
-		got := formatValue(tt.in)
-		if got != tt.want {
-			t.Errorf("formatValue(%v) = %q, want %q", tt.in, got, tt.want)
-		}
-		if !promValueRE.MatchString(got) {
-			t.Errorf("formatValue(%v) = %q, not a valid sample value", tt.in, got)
-		}
-	}
-}
-
-// TestHealthHandler checks /healthz against the shutdown flag directly.
-func TestHealthHandler(t *testing.T) {
-	var shuttingDown atomic.Bool
-	h := handleHealth(&shuttingDown, NewStats())
-	for _, tt := range []struct {
-		down bool
-		code int
-		body string
-	}{{false, 200, `{"status":"ok"}`}, {true, 503, `{"status":"shutting down"}`}} {
-		shuttingDown.Store(tt.down)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
-		if rec.Code != tt.code || strings.TrimSpace(rec.Body.String()) != tt.body || rec.Header().Get("Cache-Control") != "no-store" {
-			t.Errorf("shutting down %v: %d %s %v, want %d %s", tt.down, rec.Code, rec.Body, rec.Header(), tt.code, tt.body)
-		}
-	}
-}
-
-// TestHealthDuringShutdown checks the real run: /healthz answers 200 while
-// serving and 503 once shutdown has begun. A stream whose client reads
-// nothing keeps its writer blocked on a large backlog, which holds the
-// server in the drain phase of shutdown (streamDrain) while an already
-// open keep-alive connection asks for /healthz.
-func TestHealthDuringShutdown(t *testing.T) {
-	t.Parallel()
-	// 4000 messages of 2000 characters: 8 MB of backlog, more than the
-	// kernel buffers hold on both ends.
-	journal := filepath.Join(t.TempDir(), "chat.jsonl")
-	var lines []string
-	content := strings.Repeat("x", 2000)
-	for i := range 4000 {
-		lines = append(lines, journalLine(t, testEpoch, uint64(i+1), content))
-	}
-	writeJournal(t, journal, lines...)
-	ts := startServer(t, "-data", journal, "-history", "4000", "-backlog", "4000")
-	addr := ts.addr()
-
-	stuck, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stuck.Close()
-	_ = stuck.(*net.TCPConn).SetReadBuffer(4096)
-	if _, err := io.WriteString(stuck, "GET /stream HTTP/1.1\r\nHost: chat\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	// The room counts the client before the handler hands the connection
-	// to its writer, and a shutdown in between ends the stream at once,
-	// so wait for the writer's first byte: from then on shutdown waits for
-	// it. One byte read leaves megabytes the writer cannot get rid of.
-	_ = stuck.SetReadDeadline(time.Now().Add(waitTimeout))
-	if _, err := io.ReadFull(stuck, make([]byte, 1)); err != nil {
-		t.Fatalf("reading the stuck stream's first byte: %v", err)
-	}
-
-	health, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer health.Close()
-	hr := bufio.NewReader(health)
-	get := func() (int, error) {
-		_ = health.SetDeadline(time.Now().Add(waitTimeout))
-		if _, err := io.WriteString(health, "GET /healthz HTTP/1.1\r\nHost: chat\r\n\r\n"); err != nil {
-			return 0, err
-		}
-		resp, err := http.ReadResponse(hr, nil)
-		if err != nil {
-			return 0, err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
-	if code, err := get(); code != http.StatusOK {
-		t.Fatalf("GET /healthz while serving: %d, %v; want 200", code, err)
-	}
-
-	// The writer counts the backlog as delivered only once all of it is
-	// written, which a client that reads nothing never lets happen.
-	delivered := ts.stats(t).Deliveries
-	ts.cancel()
-	deadline := time.Now().Add(streamDrain)
-	for {
-		code, err := get()
-		if err != nil {
-			t.Fatalf("GET /healthz during shutdown: %v (connection closed before any 503; deliveries before shutdown %d, 0 if the stream writer was blocked as planned)", err, delivered)
-		}
-		if code == http.StatusServiceUnavailable {
-			break
-		}
-		if code != http.StatusOK || time.Now().After(deadline) {
-			t.Fatalf("GET /healthz during shutdown: %d, want 503", code)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	// The second must give up at once rather than wait for the lock. The
+	// first holds the lock until it is killed below, so a second server
+	// that waited would still be running when waitTimeout ends. (How soon
+	// a new process gets through its start depends on the machine's load,
+	// so a tighter bound would measure the scheduler, not the lock.)
 	start := time.Now()
-	ts.stop(t)
-	t.Logf("run returned %v after the first 503", time.Since(start))
-}
+	second := startChatProcNoWait(t, bin, "-data", path)
+	if code := second.wait(t, waitTimeout); code != 1 {
+		t.Errorf("second server exit code = %d, want 1", code)
+	}
+	select {
+	case <-first.exited:
+		t.Fatalf("the first server exited before the second gave up: %v\n%s", first.err, first.logs)
+	default:
+	}
+	t.Logf("second server exited %v after it was started", time.Since(start).Round(time.Millisecond))
+	want := fmt.Sprintf("open journal: journal %s is in use by another server: pid %d holds %s\n", path, first.cmd.Process.Pid, journal.LockPath(path))
+	if logs := second.logs.String(); logs != want {
+		t.Errorf("second server's stderr:\n%s\nwant:\n%s", logs, want)
+	}
 
-// TestLogJSONAndDebugStreams runs the server with -log-format json and
-// -log-level debug: every log line is a JSON object with time, level and
-// msg, and each stream logs exactly one line when it opens and one when it
-// closes.
-func TestLogJSONAndDebugStreams(t *testing.T) {
-	t.Parallel()
-	s := startServer(t, "-log-format", "json", "-log-level", "debug", "-heartbeat", "20ms")
-	const streams = 3
-	var subs []*subscriber
-	for range streams {
-		subs = append(subs, subscribe(t, s.URL, ""))
+	for i := range 3 {
+		acked = append(acked, first.post(t, "a", fmt.Sprintf("after %d", i)))
 	}
-	waitFor(t, "stream opened lines", func() bool { return s.logs.count(`"msg":"stream opened"`) == streams })
-	for _, sub := range subs {
-		sub.close()
+	// The journal holds the epoch marker and every message, nothing else.
+	rep, err := journal.Check(path)
+	if err != nil || !rep.Sound() || rep.Good != 1+len(acked) || rep.Last != acked[len(acked)-1].ID {
+		t.Errorf("journal while the first server runs: %+v, %v; want %d sound lines ending at %s", rep, err, 1+len(acked), acked[len(acked)-1].ID)
 	}
-	waitFor(t, "stream closed lines", func() bool { return s.logs.count(`"msg":"stream closed"`) == streams })
-	s.post(t, "j", "hello")
-	s.stop(t)
 
-	counts := map[string]int{}
-	for line := range strings.Lines(s.logs.String()) {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Errorf("log line is not JSON: %q: %v", line, err)
-			continue
-		}
-		for _, key := range []string{"time", "level", "msg"} {
-			if _, ok := rec[key]; !ok {
-				t.Errorf("log line has no %q: %q", key, line)
-			}
-		}
-		msg, _ := rec["msg"].(string)
-		counts[msg]++
-		if strings.HasPrefix(msg, "stream ") {
-			if rec["level"] != "DEBUG" || rec["addr"] != "127.0.0.1" {
-				t.Errorf("stream log line %q: want level DEBUG and addr 127.0.0.1", line)
-			}
-		}
-	}
-	for msg, want := range map[string]int{"listening": 1, "stream opened": streams, "stream closed": streams, "shutting down": 1, "stopped": 1} {
-		if counts[msg] != want {
-			t.Errorf("%d log lines %q, want %d", counts[msg], msg, want)
-		}
-	}
-}
-
-// TestLogTextInfo checks the default log: text lines (key=value), and no
-// per-stream lines at info level.
-func TestLogTextInfo(t *testing.T) {
-	t.Parallel()
-	s := startServer(t)
-	sub := subscribe(t, s.URL, "")
-	m := s.post(t, "t", "hi")
-	sub.readUntil(t, m.ID)
-	sub.close()
-	s.stop(t)
-	logs := s.logs.String()
-	for line := range strings.Lines(logs) {
-		if !strings.HasPrefix(line, "time=") || !strings.Contains(line, " level=") || !strings.Contains(line, " msg=") {
-			t.Errorf("log line is not slog text: %q", line)
-		}
-	}
-	if strings.Contains(logs, "stream opened") || strings.Contains(logs, "level=DEBUG") {
-		t.Errorf("debug lines at info level:\n%s", logs)
+	first.kill(t)
+	start = time.Now()
+	third := startChatProc(t, bin, "-data", path)
+	t.Logf("new server listening %v after the holder's SIGKILL", time.Since(start))
+	epoch, _ := mustParseID(t, acked[0].ID)
+	next := checkRecovered(t, third.endpoint, epoch, acked, acked[len(acked)-1])
+	if want := record.FormatID(epoch, uint64(len(acked)+1)); next.ID != want {
+		t.Errorf("first post after the restart got id %s, want %s", next.ID, want)
 	}
 }

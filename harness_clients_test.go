@@ -698,3 +698,11 @@ func deletion(tb testing.TB, r reply) roomlog.Deletion {
 	}
 	return d
 }
+
+// banJSON is one ban as POST /bans answers it.
+type banJSON struct {
+	Addr          string     `json:"addr"`
+	Until         *time.Time `json:"until"`
+	StreamsClosed *int       `json:"streams_closed"`
+	Note          string     `json:"note"`
+}

@@ -520,3 +520,21 @@ func writeJournal(tb testing.TB, path string, lines ...string) {
 		tb.Fatal(err)
 	}
 }
+
+// checkCut waits for the server to close conn (the client reads nothing
+// but the end) and checks that this happened after about timeout from
+// start: not before 80% of it, nor after it plus 3 s.
+func checkCut(t *testing.T, conn net.Conn, start time.Time, timeout time.Duration) {
+	t.Helper()
+	_ = conn.SetReadDeadline(start.Add(timeout + 3*time.Second))
+	got, err := io.ReadAll(conn)
+	elapsed := time.Since(start)
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		t.Fatalf("connection still open after %v (server timeout %v)", elapsed.Round(time.Millisecond), timeout)
+	case elapsed < timeout*8/10:
+		t.Fatalf("connection closed after %v, before the %v timeout (read %q, %v)", elapsed.Round(time.Millisecond), timeout, got, err)
+	}
+	t.Logf("cut after %v (timeout %v), read %q", elapsed.Round(time.Millisecond), timeout, httpx.Truncate(string(got), 60))
+}

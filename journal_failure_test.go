@@ -1,108 +1,24 @@
 package main
 
-// Journal operations: one server per journal (the lock, in one process and
-// with the real binary), health that reports a failed journal (/healthz,
-// /stats, /metrics), and the offline repair command.
+// Tests of a journal that fails (its disk full, in process and with the
+// binary on a small tmpfs): the post that meets it gets 500, and /healthz,
+// /stats and /metrics say so from then on.
 
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 
 	"chat/internal/journal"
-	"chat/internal/record"
 )
-
-// TestJournalLockInProcess runs two servers through run on one -data in
-// one process: the second returns an error naming the journal and saying
-// this process holds it, without listening, and the first keeps serving.
-func TestJournalLockInProcess(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	first := startServer(t, "-data", path)
-	first.post(t, "a", "one")
-
-	logs, err := runRefused(t, "-data", path)
-	want := fmt.Sprintf("open journal: journal %s is in use by another server: this process (pid %d) already has it open", path, os.Getpid())
-	if err == nil || err.Error() != want || !errors.Is(err, journal.ErrLocked) {
-		t.Errorf("second run = %v, want %q", err, want)
-	}
-	if strings.Contains(logs, "msg=listening") {
-		t.Errorf("second server listened:\n%s", logs)
-	}
-	if m := first.post(t, "a", "two"); !strings.HasSuffix(m.ID, "-2") {
-		t.Errorf("first server's next id %s, want seq 2", m.ID)
-	}
-}
-
-// TestJournalLockBinary runs the real binary twice on one -data: the second
-// exits 1 while the first still runs (it does not wait for the lock), with
-// an error that names the journal and the first's pid, the first keeps
-// serving, and its file stays valid. Then the
-// first is killed with SIGKILL, and a new server starts on the journal at
-// once (the kernel dropped the lock) with every message.
-func TestJournalLockBinary(t *testing.T) {
-	bin := chatBinary(t)
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	first := startChatProc(t, bin, "-data", path)
-	var acked []Message
-	for i := range 3 {
-		acked = append(acked, first.post(t, "a", fmt.Sprintf("before %d", i)))
-	}
-
-	// The second must give up at once rather than wait for the lock. The
-	// first holds the lock until it is killed below, so a second server
-	// that waited would still be running when waitTimeout ends. (How soon
-	// a new process gets through its start depends on the machine's load,
-	// so a tighter bound would measure the scheduler, not the lock.)
-	start := time.Now()
-	second := startChatProcNoWait(t, bin, "-data", path)
-	if code := second.wait(t, waitTimeout); code != 1 {
-		t.Errorf("second server exit code = %d, want 1", code)
-	}
-	select {
-	case <-first.exited:
-		t.Fatalf("the first server exited before the second gave up: %v\n%s", first.err, first.logs)
-	default:
-	}
-	t.Logf("second server exited %v after it was started", time.Since(start).Round(time.Millisecond))
-	want := fmt.Sprintf("open journal: journal %s is in use by another server: pid %d holds %s\n", path, first.cmd.Process.Pid, journal.LockPath(path))
-	if logs := second.logs.String(); logs != want {
-		t.Errorf("second server's stderr:\n%s\nwant:\n%s", logs, want)
-	}
-
-	for i := range 3 {
-		acked = append(acked, first.post(t, "a", fmt.Sprintf("after %d", i)))
-	}
-	// The journal holds the epoch marker and every message, nothing else.
-	rep, err := journal.Check(path)
-	if err != nil || !rep.Sound() || rep.Good != 1+len(acked) || rep.Last != acked[len(acked)-1].ID {
-		t.Errorf("journal while the first server runs: %+v, %v; want %d sound lines ending at %s", rep, err, 1+len(acked), acked[len(acked)-1].ID)
-	}
-
-	first.kill(t)
-	start = time.Now()
-	third := startChatProc(t, bin, "-data", path)
-	t.Logf("new server listening %v after the holder's SIGKILL", time.Since(start))
-	epoch, _ := mustParseID(t, acked[0].ID)
-	next := checkRecovered(t, third.endpoint, epoch, acked, acked[len(acked)-1])
-	if want := record.FormatID(epoch, uint64(len(acked)+1)); next.ID != want {
-		t.Errorf("first post after the restart got id %s, want %s", next.ID, want)
-	}
-}
 
 // failingDisk is a journal file whose writes fail with ENOSPC once full is
 // set: a disk that has filled up.
@@ -235,114 +151,6 @@ func TestJournalMetricsWithoutData(t *testing.T) {
 		if strings.Contains(name, "journal") {
 			t.Errorf("/metrics has %s without a journal", name)
 		}
-	}
-}
-
-// TestJournalRepairCommand damages a journal the way two servers on one
-// file, a bad disk and a crash do (a second epoch interleaved with the
-// first, a corrupt line in the middle, a torn tail): the server refuses it,
-// -repair reports the first bad line and exits 1 without changing the file,
-// -repair-write keeps the good lines and moves the rest to PATH.bad-<time>,
-// and the server then starts with every message before the damage and goes
-// on with the next id.
-func TestJournalRepairCommand(t *testing.T) {
-	t.Parallel()
-	const a, b = 1764094637123, 1764094638456
-	good := journalLine(t, a, 1, "one") + journalLine(t, a, 2, "two")
-	rest := journalLine(t, b, 1, "other server") + journalLine(t, a, 3, "three") + journalLine(t, b, 2, "other again") +
-		"{\"id\": garbage}\n" + journalLine(t, a, 4, "four")
-	torn := journalLine(t, a, 5, "five")
-	rest += torn[:len(torn)/2]
-	dir := t.TempDir()
-	path := filepath.Join(dir, "chat.jsonl")
-	writeJournal(t, path, good, rest)
-
-	_, err := runRefused(t, "-data", path)
-	if err == nil || !strings.Contains(err.Error(), path+" line 3: id "+record.FormatID(b, 1)+" does not follow "+record.FormatID(a, 2)) {
-		t.Fatalf("server on the damaged journal: %v, want line 3 refused", err)
-	}
-
-	out, err := runRepair(t, "-repair", path)
-	wantOut := fmt.Sprintf(`journal %[1]s: 8 lines, %[2]d bytes
-line 3 at byte %[3]d: id %[4]s does not follow %[5]s
-  lines 1-2 are good (%[3]d bytes): ids %[6]s to %[5]s
-  lines 3-8 (%[7]d bytes) from there on: 2 with ids of epoch %[8]d, 2 with ids of epoch %[9]d, 2 without an id
-  ids out of order: two servers may have written into this journal at once
--repair-write keeps lines 1-2 and moves lines 3-8 to %[1]s.bad-<time>
-`, path, len(good)+len(rest), len(good), record.FormatID(b, 1), record.FormatID(a, 2), record.FormatID(a, 1), len(rest), int64(a), int64(b))
-	if out != wantOut {
-		t.Errorf("-repair printed:\n%s\nwant:\n%s", out, wantOut)
-	}
-	if want := fmt.Sprintf("journal %s is damaged at line 3: the server will not start on it", path); err == nil || err.Error() != want {
-		t.Errorf("-repair = %v, want %q", err, want)
-	}
-	if data, _ := os.ReadFile(path); string(data) != good+rest {
-		t.Fatal("-repair without -repair-write changed the journal")
-	}
-
-	out, err = runRepair(t, "-repair", path, "-repair-write")
-	if err != nil {
-		t.Fatalf("-repair-write: %v\n%s", err, out)
-	}
-	matches, _ := filepath.Glob(path + ".bad-*")
-	if len(matches) != 1 {
-		t.Fatalf("files %s.bad-*: %q, want one", path, matches)
-	}
-	if !strings.Contains(out, "moved lines 3-8 to "+matches[0]+"\njournal "+path+" keeps lines 1-2; the server starts from there\n") {
-		t.Errorf("-repair-write printed:\n%s", out)
-	}
-	if data, _ := os.ReadFile(matches[0]); string(data) != rest {
-		t.Errorf("%s holds:\n%s\nwant:\n%s", matches[0], data, rest)
-	}
-	out, err = runRepair(t, "-repair", path)
-	if want := fmt.Sprintf("journal %s: 2 lines, %d bytes, ids %s to %s: sound\n", path, len(good), record.FormatID(a, 1), record.FormatID(a, 2)); err != nil || out != want {
-		t.Errorf("-repair after the repair: %v\n%s\nwant:\n%s", err, out, want)
-	}
-
-	ts := startServer(t, "-data", path)
-	if st := ts.stats(t); st.HistorySize != 2 || st.Journal != "ok" {
-		t.Errorf("after the repair: history_size %d, journal %q; want 2, ok", st.HistorySize, st.Journal)
-	}
-	if m := ts.post(t, "u", "three again"); m.ID != record.FormatID(a, 3) {
-		t.Errorf("first post after the repair got id %s, want %s", m.ID, record.FormatID(a, 3))
-	}
-
-	// The journal is in use now: -repair-write may not touch it.
-	if _, err := runRepair(t, "-repair", path, "-repair-write"); !errors.Is(err, journal.ErrLocked) {
-		t.Errorf("-repair-write on a journal in use: %v, want the lock error", err)
-	}
-}
-
-// TestJournalRepairTornTail checks that -repair on a journal whose only
-// damage is a torn last line says the server drops it and exits 0.
-func TestJournalRepairTornTail(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	good := journalLine(t, 7, 1, "one")
-	writeJournal(t, path, good, `{"id":"7-2","us`)
-	out, err := runRepair(t, "-repair", path)
-	if err != nil || !strings.Contains(out, "line 2 at byte "+strconv.Itoa(len(good))+": torn last line (no trailing newline)\n") ||
-		!strings.HasSuffix(out, "the server drops a torn last line by itself and starts with lines 1-1\n") {
-		t.Errorf("-repair on a torn tail: %v\n%s", err, out)
-	}
-}
-
-// TestJournalRepairFlags checks that the repair flags are command-line
-// only (a CHAT_REPAIR left in the environment does not turn the server into
-// the repair tool) and that -repair-write needs -repair.
-func TestJournalRepairFlags(t *testing.T) {
-	env := func(k string) string {
-		return map[string]string{"CHAT_REPAIR": "/tmp/x", "CHAT_REPAIR_WRITE": "true"}[k]
-	}
-	cfg, err := parseFlags([]string{"chat"}, env, io.Discard)
-	if err != nil || cfg.repair != "" || cfg.repairWrite {
-		t.Errorf("with CHAT_REPAIR set: repair %q, write %v, err %v; want neither", cfg.repair, cfg.repairWrite, err)
-	}
-	if _, err := parseFlags([]string{"chat", "-repair-write"}, env, io.Discard); err == nil || !strings.Contains(err.Error(), "-repair-write goes with -repair") {
-		t.Errorf("-repair-write alone: %v", err)
-	}
-	if _, err := runRepair(t, "-repair", filepath.Join(t.TempDir(), "missing")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("-repair on a missing file: %v", err)
 	}
 }
 

@@ -1,32 +1,30 @@
 package main
 
-// Hardening tests: every limit and defence of the server, each shown to
-// hold over real HTTP on loopback, and each failing without the defence.
+// Tests of the limits: the limit flags and their defaults, the stream caps
+// (in the hub, per address, per IPv6 prefix), the post rate per address and
+// behind a trusted proxy, a post flood that leaves other clients alone, the
+// size of a request, and the per-address connection cap. Each is shown to
+// hold over real HTTP on loopback, and to fail without its defence.
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
-	"chat/internal/httpx"
 	"chat/internal/limit"
-	"chat/internal/record"
-	"chat/internal/stream"
 )
 
 // TestLimitFlagDefaults checks the documented defaults of the limit flags,
@@ -59,6 +57,70 @@ func TestLimitFlagDefaults(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "proxy.example") {
 		t.Errorf("run with a bad -trusted-proxies = %v, want an error naming it", err)
 	}
+}
+
+// TestHubLimits checks the stream caps.
+func TestHubLimits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		room := NewChatRoom(RoomConfig{MaxStreams: 3, MaxStreamsPerAddr: 2}, NewStats())
+		go room.Run(ctx)
+		a1, _, err1 := room.Join(ctx, "a", nil)
+		_, _, err2 := room.Join(ctx, "a", nil)
+		_, _, err3 := room.Join(ctx, "a", nil)
+		_, _, err4 := room.Join(ctx, "b", nil)
+		_, _, err5 := room.Join(ctx, "c", nil)
+		if err1 != nil || err2 != nil || !errors.Is(err3, errTooManyStreams) || err4 != nil || !errors.Is(err5, errRoomFull) {
+			t.Errorf("joins = %v %v %v %v %v; want ok ok too-many ok full", err1, err2, err3, err4, err5)
+		}
+		room.Leave(a1)
+		if _, _, err := room.Join(ctx, "a", nil); err != nil {
+			t.Errorf("join after leave: %v", err)
+		}
+	})
+}
+
+// TestHubIPv6Aggregates checks that the per-address stream limit applies
+// to an IPv6 /64, and 4 and 16 times over to its /56 and /48.
+func TestHubIPv6Aggregates(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		room := NewChatRoom(RoomConfig{MaxStreamsPerAddr: 1}, NewStats())
+		go room.Run(ctx)
+		join := func(host string) error {
+			_, _, err := room.Join(ctx, limit.Key(host), nil)
+			return err
+		}
+		if err := join("2001:db8:0:1::1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := join("2001:db8:0:1::2"); !errors.Is(err, errTooManyStreams) {
+			t.Errorf("second stream of one /64: %v, want too many", err)
+		}
+		for i := 2; i <= 4; i++ {
+			if err := join(fmt.Sprintf("2001:db8:0:%x::1", i)); err != nil {
+				t.Errorf("/64 number %d of a /56: %v", i, err)
+			}
+		}
+		if err := join("2001:db8:0:5::1"); !errors.Is(err, errTooManyStreams) {
+			t.Errorf("fifth /64 of one /56 (limit 4): %v, want too many", err)
+		}
+		for i := 1; i < 4; i++ {
+			for j := range 4 {
+				if err := join(fmt.Sprintf("2001:db8:0:%x%02x::1", i, j)); err != nil {
+					t.Errorf("/56 %d, /64 %d of a /48: %v", i, j, err)
+				}
+			}
+		}
+		if err := join("2001:db8:0:ff00::1"); !errors.Is(err, errTooManyStreams) {
+			t.Errorf("17th /64 of one /48 (limit 16): %v, want too many", err)
+		}
+		if err := join("2001:db8:1::1"); err != nil {
+			t.Errorf("the next /48: %v", err)
+		}
+	})
 }
 
 // TestMaxStreams checks -max-streams: past it a stream gets 503 with
@@ -109,98 +171,6 @@ func TestMaxStreamsPerAddr(t *testing.T) {
 	a1.close()
 	waitFor(t, "a stream of 127.0.0.1 to leave", func() bool { return ts.stats(t).Clients == 3 })
 	subscribe(t, ts.URL, "")
-}
-
-// TestHeadStream checks that HEAD /stream answers what GET /stream would
-// at the same moment (bad parameters, an address at its stream limit, a
-// full server, a banned address), without a body, and that it joins
-// nothing: no client, no name on the roster, no place taken, nothing
-// counted as a refused stream.
-func TestHeadStream(t *testing.T) {
-	ts := startServer(t, "-max-streams", "2", "-max-streams-per-addr", "1", "-admin-key", "boss")
-	// check sends HEAD and, unless onlyHead, GET /stream+query from c, and
-	// fails the test unless both answer want, the HEAD without a body.
-	check := func(what string, c *http.Client, query string, want int, onlyHead bool) {
-		t.Helper()
-		head := mustSend(t, c, "HEAD", ts.URL+"/stream"+query, "", "", nil)
-		if head.status != want || len(head.body) != 0 {
-			t.Errorf("HEAD /stream%s %s: %d with %d body bytes, want %d and none", query, what, head.status, len(head.body), want)
-		}
-		if (want == http.StatusTooManyRequests || want == http.StatusServiceUnavailable) && head.header.Get("Retry-After") == "" {
-			t.Errorf("HEAD /stream %s: %d without Retry-After", what, want)
-		}
-		if onlyHead {
-			return
-		}
-		get := mustSend(t, c, "GET", ts.URL+"/stream"+query, "", "", nil)
-		if get.status != want || get.header.Get("Retry-After") != head.header.Get("Retry-After") ||
-			get.header.Get("Content-Type") != head.header.Get("Content-Type") {
-			t.Errorf("/stream%s %s: GET %d %v, HEAD %d %v; want both %d with the same headers", query, what, get.status, get.header, head.status, head.header, want)
-		}
-	}
-	head := mustSend(t, http.DefaultClient, "HEAD", ts.URL+"/stream?name=alice", "", "", nil)
-	if head.status != 200 || head.header.Get("Content-Type") != "text/event-stream" || head.header.Get("Cache-Control") != "no-cache" || len(head.body) != 0 {
-		t.Errorf("HEAD /stream on an empty server: %d %v %q", head.status, head.header, head.body)
-	}
-	for _, q := range []string{"?lastEventId=x", "?lastEventId=1-1&lastEventId=1-2", "?name=", "?name=a&name=b"} {
-		check("with bad parameters", http.DefaultClient, q, http.StatusBadRequest, false)
-	}
-	if st := ts.stats(t); st.Clients != 0 || st.ConnectionsTotal != 0 || st.People != 0 {
-		t.Errorf("after HEAD requests: clients %d, connections %d, people %d; want none", st.Clients, st.ConnectionsTotal, st.People)
-	}
-	if p := mustSend(t, http.DefaultClient, "GET", ts.URL+"/presence", "", "", nil); strings.Contains(string(p.body), "alice") {
-		t.Errorf("a HEAD put its name on the roster: %s", p.body)
-	}
-	subscribe(t, ts.URL, "") // 127.0.0.1 is at its limit of 1
-	check("from an address at its limit", http.DefaultClient, "", http.StatusTooManyRequests, false)
-	subscribeOpts(t, ts.URL, streamOpts{client: clientFrom(t, "127.0.0.2")})
-	check("on a full server", clientFrom(t, "127.0.0.3"), "", http.StatusServiceUnavailable, false)
-	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"127.0.0.4"}`, admin()); r.status != http.StatusCreated {
-		t.Fatalf("ban: %d %s", r.status, r.body)
-	}
-	check("from a banned address", clientFrom(t, "127.0.0.4"), "", http.StatusForbidden, false)
-	if st := ts.stats(t); st.Clients != 2 || st.StreamsRejected != 3 {
-		t.Errorf("stats: clients %d, streams_rejected %d; want 2 and 3 (the GETs alone)", st.Clients, st.StreamsRejected)
-	}
-}
-
-// TestRepeatedLastEventID checks that a stream request giving its resume
-// point twice, as two Last-Event-ID headers or two lastEventId parameters,
-// is refused with 400 and joins nothing, as /history refuses repeated
-// parameters.
-func TestRepeatedLastEventID(t *testing.T) {
-	ts := startServer(t)
-	m := ts.post(t, "u", "hello")
-	for _, tt := range []struct {
-		name, query string
-		headers     []string
-	}{
-		{"two headers", "", []string{m.ID, m.ID}},
-		{"two headers, one empty", "", []string{"", m.ID}},
-		{"two parameters", "?lastEventId=" + m.ID + "&lastEventId=" + m.ID, nil},
-		{"two empty parameters", "?lastEventId=&lastEventId=", nil},
-	} {
-		req, _ := http.NewRequest("GET", ts.URL+"/stream"+tt.query, nil)
-		for _, h := range tt.headers {
-			req.Header.Add("Last-Event-ID", h)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var body []byte
-		if resp.StatusCode != http.StatusOK { // an open stream would not end
-			body, _ = io.ReadAll(resp.Body)
-		}
-		resp.Body.Close()
-		var e errorBody
-		if resp.StatusCode != http.StatusBadRequest || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, "more than once") {
-			t.Errorf("%s: %d %s, want 400 saying it was given more than once", tt.name, resp.StatusCode, body)
-		}
-	}
-	if st := ts.stats(t); st.ConnectionsTotal != 0 {
-		t.Errorf("refused streams joined: %d connections", st.ConnectionsTotal)
-	}
 }
 
 // TestPostRateLimit checks -post-rate and -post-burst end to end: an
@@ -274,355 +244,6 @@ func TestTrustedProxyStreams(t *testing.T) {
 	}
 	if st := ts.stats(t); st.StreamsRejected != 1 {
 		t.Errorf("streams_rejected = %d, want 1", st.StreamsRejected)
-	}
-}
-
-// TestCrossSitePost checks that browsers' cross-site POSTs (by fetch
-// metadata or by Origin) are refused with a JSON 403 and store nothing,
-// while curl-like and same-origin requests pass.
-func TestCrossSitePost(t *testing.T) {
-	ts := startServer(t)
-	const jsonBody, formBody = `{"username":"x","content":"y"}`, "username=x&content=y"
-	tests := []struct {
-		name, contentType, body string
-		header                  map[string]string
-		want                    int
-	}{
-		{"curl-like", "application/json", jsonBody, nil, 201},
-		{"curl-like form", "application/x-www-form-urlencoded", formBody, nil, 201},
-		{"same-origin fetch", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": ts.URL}, 201},
-		{"same-origin metadata only", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "same-origin"}, 201},
-		{"old browser, same Origin", "application/json", jsonBody, map[string]string{"Origin": ts.URL}, 201},
-		{"cross-site fetch", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, 403},
-		{"cross-site metadata only", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
-		{"cross-site form", "application/x-www-form-urlencoded", formBody, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, 403},
-		{"same-site is another origin", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "http://sub.127.0.0.1"}, 403},
-		{"old browser, other Origin", "application/json", jsonBody, map[string]string{"Origin": "https://evil.example"}, 403},
-		{"old browser, other port", "application/x-www-form-urlencoded", formBody, map[string]string{"Origin": "http://127.0.0.1:1"}, 403},
-		{"old browser, null Origin", "application/x-www-form-urlencoded", formBody, map[string]string{"Origin": "null"}, 403},
-	}
-	var created, refused uint64
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/post", tt.contentType, tt.body, tt.header)
-			if r.status != tt.want {
-				t.Fatalf("POST with %v: status %d %s, want %d", tt.header, r.status, r.body, tt.want)
-			}
-			if r.status == http.StatusCreated {
-				created++
-				return
-			}
-			refused++
-			if r.errorText() == "" || r.header.Get("Content-Type") != "application/json" {
-				t.Errorf("403 with Content-Type %q, body %s; want a JSON error", r.header.Get("Content-Type"), r.body)
-			}
-		})
-	}
-	st := ts.stats(t)
-	if st.MessagesPosted != created {
-		t.Errorf("messages_posted = %d, want %d: a refused post was stored", st.MessagesPosted, created)
-	}
-	t.Run("counted in posts_rejected", func(t *testing.T) {
-		if st.PostsRejected != refused {
-			t.Errorf("posts_rejected = %d after %d cross-site posts were refused, want %d", st.PostsRejected, refused, refused)
-		}
-	})
-}
-
-// TestPageSecurityHeaders extends TestPageAndHeaders: the page's CSP is
-// exactly the contract's (its script and style from this server, nothing
-// inline, nothing from elsewhere), the page has nothing the policy would
-// block, HEAD gets the same headers, and every kind of response carries
-// nosniff.
-func TestPageSecurityHeaders(t *testing.T) {
-	ts := startServer(t)
-	page, err := pageFiles.ReadFile("index.html")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The page itself: module scripts loaded from this server and empty;
-	// no <style>, no inline style or event-handler attributes; nothing
-	// loaded from elsewhere.
-	scripts := regexp.MustCompile(`(?is)<script([^>]*)>(.*?)</script>`).FindAllSubmatch(page, -1)
-	if len(scripts) == 0 {
-		t.Fatal("index.html loads no script")
-	}
-	for _, s := range scripts {
-		if !regexp.MustCompile(`^ type="module" src="web/[a-z]+\.js"$`).Match(s[1]) || len(s[2]) != 0 {
-			t.Errorf("index.html has a script that is not an empty module from web/: %.80q", s[0])
-		}
-	}
-	if n := len(regexp.MustCompile(`(?i)<script`).FindAllIndex(page, -1)); n != len(scripts) {
-		t.Errorf("index.html has %d <script tags, %d of them well formed", n, len(scripts))
-	}
-	if m := regexp.MustCompile(`(?i)<[^>]*\s(style|on[a-z]+)\s*=|<style`).Find(page); m != nil {
-		t.Errorf("index.html has an inline style or handler the CSP blocks: %.80q", m)
-	}
-	if m := regexp.MustCompile(`(?i)\s(src|href|action)\s*=\s*["']?(https?:|//)`).Find(page); m != nil {
-		t.Errorf("index.html loads from elsewhere: %.80q", m)
-	}
-	const wantCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
-		"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-	for _, method := range []string{"GET", "HEAD"} {
-		r := mustSend(t, http.DefaultClient, method, ts.URL+"/", "", "", nil)
-		if r.status != 200 {
-			t.Fatalf("%s /: status %d", method, r.status)
-		}
-		if got := r.header.Get("Content-Security-Policy"); got != wantCSP {
-			t.Errorf("%s / CSP:\n got %s\nwant %s", method, got, wantCSP)
-		}
-		for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"} {
-			if got := r.header.Get(k); got != want {
-				t.Errorf("%s / %s = %q, want %q", method, k, got, want)
-			}
-		}
-	}
-	// JSON answers and the stream are not sniffed into HTML either.
-	for _, path := range []string{"/stats", "/nope", "/healthz"} {
-		if r := mustSend(t, http.DefaultClient, "GET", ts.URL+path, "", "", nil); r.header.Get("X-Content-Type-Options") != "nosniff" {
-			t.Errorf("GET %s without X-Content-Type-Options: nosniff", path)
-		}
-	}
-	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/post", "text/html", "<b>", nil); r.header.Get("X-Content-Type-Options") != "nosniff" {
-		t.Errorf("POST /post error without X-Content-Type-Options: nosniff")
-	}
-	if s := subscribe(t, ts.URL, ""); s.resp.Header.Get("X-Content-Type-Options") != "nosniff" {
-		t.Errorf("GET /stream without X-Content-Type-Options: nosniff")
-	}
-}
-
-// TestRequestSizeLimits checks the bounds on what one request may send:
-// headers past the server's maximum get 431, and a chunked body (no
-// Content-Length to refuse early) past -max-body gets a JSON 413.
-func TestRequestSizeLimits(t *testing.T) {
-	ts := startServer(t, "-max-body", "256")
-	big := strings.Repeat("x", maxHeaderBytes+8<<10)
-	r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/stats", "", "", map[string]string{"X-Big": big})
-	if r.status != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("GET with %d bytes of headers: status %d, want 431", len(big), r.status)
-	}
-	body := `{"username":"a","content":"` + strings.Repeat("b", 300) + `"}`
-	// A reader of unknown length makes the client send it chunked.
-	req, _ := http.NewRequest("POST", ts.URL+"/post", io.MultiReader(strings.NewReader(body)))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if got := (reply{status: resp.StatusCode, header: resp.Header, body: b}); got.status != http.StatusRequestEntityTooLarge || !strings.Contains(got.errorText(), "256") {
-		t.Errorf("chunked POST of %d bytes: status %d %s, want 413 with a JSON error", len(body), got.status, got.body)
-	}
-	if st := ts.stats(t); st.MessagesPosted != 0 {
-		t.Errorf("messages_posted = %d, want 0", st.MessagesPosted)
-	}
-}
-
-// TestSlowHeadersCut is the slowloris defence: a client that sends its
-// request headers a byte at a time, forever, or connects and sends
-// nothing, is cut by ReadHeaderTimeout (5 s), not left to hold a connection
-// and a goroutine. It takes about 5 s and runs in parallel with the other
-// slow tests.
-func TestSlowHeadersCut(t *testing.T) {
-	t.Parallel()
-	ts := startServer(t)
-	for _, tt := range []struct {
-		name    string
-		dribble bool
-	}{{"dribble", true}, {"silent", false}} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			conn, err := net.Dial("tcp", ts.addr())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			start := time.Now()
-			stop := make(chan struct{})
-			defer close(stop)
-			// The dribble: one byte every 50 ms, paced by a ticker; it
-			// ends when a write fails or the test ends.
-			go func() {
-				if !tt.dribble {
-					return
-				}
-				if _, err := io.WriteString(conn, "GET /stats HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
-					return
-				}
-				tick := time.NewTicker(50 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-						if _, err := conn.Write([]byte("a")); err != nil {
-							return
-						}
-					}
-				}
-			}()
-			checkCut(t, conn, start, readHeaderTimeout)
-		})
-	}
-}
-
-// checkCut waits for the server to close conn (the client reads nothing
-// but the end) and checks that this happened after about timeout from
-// start: not before 80% of it, nor after it plus 3 s.
-func checkCut(t *testing.T, conn net.Conn, start time.Time, timeout time.Duration) {
-	t.Helper()
-	_ = conn.SetReadDeadline(start.Add(timeout + 3*time.Second))
-	got, err := io.ReadAll(conn)
-	elapsed := time.Since(start)
-	var ne net.Error
-	switch {
-	case errors.As(err, &ne) && ne.Timeout():
-		t.Fatalf("connection still open after %v (server timeout %v)", elapsed.Round(time.Millisecond), timeout)
-	case elapsed < timeout*8/10:
-		t.Fatalf("connection closed after %v, before the %v timeout (read %q, %v)", elapsed.Round(time.Millisecond), timeout, got, err)
-	}
-	t.Logf("cut after %v (timeout %v), read %q", elapsed.Round(time.Millisecond), timeout, httpx.Truncate(string(got), 60))
-}
-
-// TestSlowBodyCut checks that a POST whose body trickles in is cut by
-// ReadTimeout (15 s) and stores nothing. It takes about 15 s, so it runs in
-// parallel with the other slow tests and not in -short mode; a hook to
-// shorten readTimeout in tests would make it quick.
-func TestSlowBodyCut(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes 15 s (ReadTimeout)")
-	}
-	t.Parallel()
-	ts := startServer(t)
-	start := time.Now()
-	body := `{"username":"slow","content":"` + strings.Repeat("z", 900) + `"}`
-	conn, err := dialRaw(ts.addr(), "", fmt.Sprintf("POST /post HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; i < len(body)-1; i++ { // never the last byte
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				if _, err := conn.Write([]byte{body[i]}); err != nil {
-					return
-				}
-			}
-		}
-	}()
-	checkCut(t, conn, start, readTimeout)
-	if st := ts.stats(t); st.MessagesPosted != 0 {
-		t.Errorf("messages_posted = %d, want 0", st.MessagesPosted)
-	}
-}
-
-// TestUnreadStreamCut checks -write-timeout: a client that opens a stream
-// and never reads is disconnected once a write to it blocks longer than
-// the timeout, even though its queue never fills (so it is not the
-// slow-client rule that cuts it), and its writer goroutine ends.
-func TestUnreadStreamCut(t *testing.T) {
-	ts := startServer(t, "-write-timeout", "300ms", "-client-buffer", "100000", "-history", "10",
-		"-max-content", "20000", "-max-body", "100000")
-	before := baselineGoroutines()
-	s, status, err := dialStream(ts.addr(), "", "")
-	if err != nil || status != http.StatusOK {
-		t.Fatalf("GET /stream: %d, %v", status, err)
-	}
-	defer s.conn.Close()
-	waitFor(t, "the client to join", func() bool { return ts.stats(t).Clients == 1 })
-	big := strings.Repeat("w", 16000)
-	start := time.Now()
-	posts := 0
-	for ts.stats(t).Clients != 0 {
-		if posts >= 5000 || time.Since(start) > waitTimeout {
-			t.Fatalf("client that never reads still connected after %d posts of 16 kB in %v", posts, time.Since(start).Round(time.Millisecond))
-		}
-		ts.post(t, "w", big)
-		posts++
-	}
-	t.Logf("cut after %d posts of 16 kB in %v", posts, time.Since(start).Round(time.Millisecond))
-	if st := ts.stats(t); st.SlowDisconnects != 0 {
-		t.Errorf("slow_disconnects = %d, want 0: the queue limit cut the client, not the write timeout", st.SlowDisconnects)
-	}
-	settleGoroutines(t, "after the write timeout", before+2)
-}
-
-// TestVanishingClients opens 1000 streams whose clients then vanish with a
-// TCP reset and no further traffic: every stream must be noticed (at the
-// next heartbeat, as nothing else is written) and its client and goroutine
-// freed, while the clients that stay receive every message in order.
-func TestVanishingClients(t *testing.T) {
-	ts := startServer(t, "-heartbeat", "50ms")
-	addr := ts.addr()
-	const vanishing, staying, before, after = 1000, 3, 20, 20
-	stayers := make([]*subscriber, staying)
-	for i := range stayers {
-		stayers[i] = subscribe(t, ts.URL, "")
-	}
-	waitFor(t, "the staying clients", func() bool { return ts.stats(t).Clients == staying })
-	base := baselineGoroutines()
-
-	conns := make([]*net.TCPConn, vanishing)
-	var wg sync.WaitGroup
-	errs := make(chan error, vanishing)
-	for w := range 4 {
-		wg.Go(func() {
-			for i := w; i < vanishing; i += 4 {
-				s, status, err := dialStream(addr, "", "")
-				if err != nil || status != http.StatusOK {
-					errs <- fmt.Errorf("stream %d: status %d, %v", i, status, err)
-					return
-				}
-				conns[i] = s.conn.(*net.TCPConn)
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	defer func() {
-		for _, c := range conns {
-			if c != nil {
-				c.Close()
-			}
-		}
-	}()
-	for err := range errs {
-		t.Fatal(err)
-	}
-	waitFor(t, "every client to join", func() bool { return ts.stats(t).Clients == vanishing+staying })
-
-	var posted []Message
-	for i := range before {
-		posted = append(posted, ts.post(t, "p", fmt.Sprint("before ", i)))
-	}
-	for _, c := range conns {
-		_ = c.SetLinger(0)
-		c.Close()
-	}
-	start := time.Now()
-	waitFor(t, "the vanished clients to leave", func() bool { return ts.stats(t).Clients == staying })
-	t.Logf("%d reset streams noticed within %v", vanishing, time.Since(start).Round(time.Millisecond))
-	settleGoroutines(t, "after the resets", base+3)
-	for i := range after {
-		posted = append(posted, ts.post(t, "p", fmt.Sprint("after ", i)))
-	}
-	for i, s := range stayers {
-		got, _ := s.messages(t, len(posted))
-		if fmt.Sprint(ids(got)) != fmt.Sprint(ids(posted)) {
-			t.Errorf("staying client %d got %v, want %v", i, ids(got), ids(posted))
-		}
-	}
-	if st := ts.stats(t); st.SlowDisconnects != 0 || st.ConnectionsTotal != vanishing+staying {
-		t.Errorf("stats: slow_disconnects %d, connections_total %d; want 0, %d", st.SlowDisconnects, st.ConnectionsTotal, vanishing+staying)
 	}
 }
 
@@ -733,174 +354,74 @@ func TestPostFloodIsolation(t *testing.T) {
 	}
 }
 
-// FuzzRequest feeds hostile methods, paths, headers, Last-Event-ID values
-// and bodies through the real handler. It must never panic, and every
-// answer is a success the request asked for or a JSON error.
-func FuzzRequest(f *testing.F) {
-	stats := NewStats()
-	room := NewChatRoom(RoomConfig{History: 50, Backlog: 5}, stats)
-	ctx, cancel := context.WithCancel(context.Background())
-	roomDone := make(chan struct{})
-	go func() {
-		room.Run(ctx)
-		close(roomDone)
+// TestRequestSizeLimits checks the bounds on what one request may send:
+// headers past the server's maximum get 431, and a chunked body (no
+// Content-Length to refuse early) past -max-body gets a JSON 413.
+func TestRequestSizeLimits(t *testing.T) {
+	ts := startServer(t, "-max-body", "256")
+	big := strings.Repeat("x", maxHeaderBytes+8<<10)
+	r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/stats", "", "", map[string]string{"X-Big": big})
+	if r.status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("GET with %d bytes of headers: status %d, want 431", len(big), r.status)
+	}
+	body := `{"username":"a","content":"` + strings.Repeat("b", 300) + `"}`
+	// A reader of unknown length makes the client send it chunked.
+	req, _ := http.NewRequest("POST", ts.URL+"/post", io.MultiReader(strings.NewReader(body)))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := (reply{status: resp.StatusCode, header: resp.Header, body: b}); got.status != http.StatusRequestEntityTooLarge || !strings.Contains(got.errorText(), "256") {
+		t.Errorf("chunked POST of %d bytes: status %d %s, want 413 with a JSON error", len(body), got.status, got.body)
+	}
+	if st := ts.stats(t); st.MessagesPosted != 0 {
+		t.Errorf("messages_posted = %d, want 0", st.MessagesPosted)
+	}
+}
+
+// TestConnCap checks the per-address connection cap end to end: an
+// address at -max-conns-per-addr has its next connection closed before
+// anything is read, another address is served meanwhile, and /stats and
+// /metrics count the refusal.
+func TestConnCap(t *testing.T) {
+	ts := startServer(t, "-max-conns-per-addr", "4")
+	addr := ts.addr()
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
 	}()
-	f.Cleanup(func() {
-		cancel()
-		<-roomDone
-	})
-	trusted, _ := limit.ParseTrustedProxies("192.0.2.0/24")
-	var shuttingDown atomic.Bool
-	handler := newServer(room, stats, stream.NewTracker(), &shuttingDown, serverConfig{
-		heartbeat:    time.Hour,
-		writeTimeout: time.Second,
-		maxContent:   200,
-		maxBody:      1024,
-		limiter:      limit.New(1e9, 1<<30),
-		addrOf:       limit.ClientAddr(trusted),
-	}, slog.New(slog.DiscardHandler))
-	epoch := strconv.FormatInt(room.log.Epoch(), 10)
-
-	// sel: bits 0-2 choose the method, 3-5 the path, 6 an unknown body
-	// length, 7 whether Last-Event-ID goes in the header.
-	f.Add(uint8(1), "", "", "application/json", "", "", "", "", []byte(`{"username":"a","content":"b"}`))
-	f.Add(uint8(1), "", "", "application/x-www-form-urlencoded", "", "", "", "6.6.6.6, 192.0.2.9", []byte("username=a&content=b%0d%0ac"))
-	f.Add(uint8(1|1<<6), "", "", "application/json; charset=latin1", "", "https://evil.example", "cross-site", "", []byte(`{"username":"a","content":"b"}`))
-	f.Add(uint8(1), "", "", "multipart/form-data; boundary=x", "", "http://chat.example", "same-origin", "", []byte("--x--"))
-	f.Add(uint8(1), "", "", "application/json", "", "", "", "", []byte(`{"username":"a","content":"`+strings.Repeat("é", 300)+`"}`))
-	f.Add(uint8(1), "", "", "application/json", "", "", "", "", bytes.Repeat([]byte("["), 2000))
-	f.Add(uint8(0|1<<3|1<<7), "", "", "", epoch+"-0", "", "", "", []byte(nil))
-	f.Add(uint8(0|1<<3|1<<7), "", "", "", "-1", "", "", "", []byte(nil))
-	f.Add(uint8(0|1<<3|1<<7), "", "", "", "1-"+strings.Repeat("9", 300), "", "", "", []byte(nil))
-	f.Add(uint8(0|1<<3|1<<7), "", "", "", "abc-def", "", "", "", []byte(nil))
-	f.Add(uint8(0|1<<3|1<<7), "", "", "", epoch+"-18446744073709551615", "", "", "", []byte(nil))
-	f.Add(uint8(0|6<<3), "", "", "", "9223372036854775807-1", "", "", "", []byte(nil))
-	f.Add(uint8(2|1<<3|1<<7), "", "", "", "1-1", "", "", "", []byte(nil))
-	f.Add(uint8(7|7<<3), "PROPFIND", "a/../stream?lastEventId=x", "", "", "", "", "", []byte("x"))
-	f.Add(uint8(0|7<<3), "", "%2e%2e/post", "", "", "", "", "", []byte(nil))
-	f.Add(uint8(3|2<<3), "", "", "", "", "", "", "", []byte(nil))
-
-	methods := []string{"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"}
-	f.Fuzz(func(t *testing.T, sel uint8, method, path, contentType, lastEventID, origin, fetchSite, xff string, body []byte) {
-		if sel&7 < 7 {
-			method = methods[sel&7]
-		} else if !validToken(method) {
-			return // the server answers 400 before any handler runs
+	for i := range 4 {
+		c, err := dialRaw(addr, "127.0.0.2", "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+		if err != nil {
+			t.Fatal(err)
 		}
-		target := []string{"/post", "/stream", "/", "/stats", "/healthz", "/metrics",
-			"/stream?lastEventId=" + url.QueryEscape(lastEventID), "/" + path}[sel>>3&7]
-		u, err := url.ParseRequestURI(target)
-		if err != nil || strings.ContainsFunc(target, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
-			return // not a request target a client can send
+		held = append(held, c)
+		_ = c.SetDeadline(time.Now().Add(waitTimeout))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("connection %d within the cap: %v", i, err)
 		}
-		for _, v := range []string{contentType, lastEventID, origin, fetchSite, xff} {
-			if !validHeaderValue(v) {
-				return // net/http refuses such headers before any handler runs
-			}
-		}
-		// A stream request is made by a client that has already gone, so
-		// that a stream that opens ends at once.
-		reqCtx := context.Background()
-		if u.Path == "/stream" {
-			c, cancel := context.WithCancel(context.Background())
-			cancel()
-			reqCtx = c
-		}
-		req := httptest.NewRequestWithContext(reqCtx, method, target, bytes.NewReader(body))
-		req.Host = "chat.example"
-		req.RemoteAddr = "192.0.2.1:1234"
-		if sel&(1<<6) != 0 {
-			req.ContentLength = -1
-		}
-		for k, v := range map[string]string{"Content-Type": contentType, "Origin": origin, "Sec-Fetch-Site": fetchSite, "X-Forwarded-For": xff} {
-			if v != "" {
-				req.Header.Set(k, v)
-			}
-		}
-		if sel&(1<<7) != 0 && lastEventID != "" {
-			req.Header.Set("Last-Event-ID", lastEventID)
-		}
-		rec := httptest.NewRecorder()
-		handler.ServeHTTP(rec, req)
-		checkFuzzAnswer(t, req, rec)
-	})
-}
-
-// checkFuzzAnswer fails the test unless rec holds a sound answer to req:
-// nosniff always; a JSON error with the headers its status needs; or a
-// success of the kind the request asked for.
-func checkFuzzAnswer(t *testing.T, req *http.Request, rec *httptest.ResponseRecorder) {
-	t.Helper()
-	h, code, body := rec.Header(), rec.Code, rec.Body.Bytes()
-	what := fmt.Sprintf("%s %s (Content-Type %q, Last-Event-ID %q)", req.Method, httpx.Truncate(req.URL.String(), 80), req.Header.Get("Content-Type"), httpx.Truncate(req.Header.Get("Last-Event-ID"), 40))
-	if h.Get("X-Content-Type-Options") != "nosniff" {
-		t.Errorf("%s: no X-Content-Type-Options: nosniff", what)
+		resp.Body.Close()
 	}
-	head := req.Method == "HEAD"
-	switch {
-	case code == http.StatusCreated:
-		var m Message
-		if req.Method != "POST" || req.URL.Path != "/post" || json.Unmarshal(body, &m) != nil || m.Username == "" || m.Content == "" {
-			t.Fatalf("%s: 201 with %q", what, body)
-		}
-		if _, _, err := record.ParseID(m.ID); err != nil || m.Time.IsZero() {
-			t.Fatalf("%s: 201 with id %q, time %v", what, m.ID, m.Time)
-		}
-	case code == http.StatusOK && req.URL.Path == "/stream":
-		// Either the stream opened (and ended, its client being gone) or
-		// the client left before it joined and nothing was written.
-		ct := h.Get("Content-Type")
-		switch {
-		case ct == "text/event-stream" && (head && len(body) == 0 || bytes.HasPrefix(body, []byte("id: "))):
-		case ct == "" && len(body) == 0:
-		default:
-			t.Fatalf("%s: 200 with Content-Type %q and %q", what, ct, httpx.Truncate(string(body), 80))
-		}
-	case code == http.StatusOK:
-		if req.Method != "GET" && !head || req.URL.Path == "/post" {
-			t.Fatalf("%s: 200 with %q", what, httpx.Truncate(string(body), 80))
-		}
-	case code == http.StatusMovedPermanently || code == http.StatusTemporaryRedirect || code == http.StatusPermanentRedirect:
-		// ServeMux sends unclean paths to their clean form.
-		if h.Get("Location") == "" {
-			t.Fatalf("%s: %d without Location", what, code)
-		}
-	case code >= 400 && code < 500 || code == http.StatusServiceUnavailable:
-		var e errorBody
-		if h.Get("Content-Type") != "application/json" || (!head || len(body) > 0) && (json.Unmarshal(body, &e) != nil || e.Error == "") {
-			t.Fatalf("%s: %d with Content-Type %q and %q, want a JSON error", what, code, h.Get("Content-Type"), httpx.Truncate(string(body), 80))
-		}
-		if code == http.StatusMethodNotAllowed && h.Get("Allow") == "" {
-			t.Errorf("%s: 405 without Allow", what)
-		}
-		if (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) && h.Get("Retry-After") == "" {
-			t.Errorf("%s: %d without Retry-After", what, code)
-		}
-	default:
-		t.Fatalf("%s: status %d with %q", what, code, httpx.Truncate(string(body), 80))
+	over := clientFrom(t, "127.0.0.2")
+	if _, err := send(over, "GET", ts.URL+"/healthz", "", "", nil); err == nil {
+		t.Error("fifth connection from 127.0.0.2 was served; want it closed")
 	}
-}
-
-// validToken reports whether s is an HTTP token, as a method must be.
-func validToken(s string) bool {
-	if s == "" {
-		return false
+	other := clientFrom(t, "127.0.0.3")
+	if r := mustSend(t, other, "GET", ts.URL+"/healthz", "", "", nil); r.status != http.StatusOK {
+		t.Errorf("another address while 127.0.0.2 holds its cap: status %d", r.status)
 	}
-	for _, c := range []byte(s) {
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
+	s := ts.stats(t)
+	if s.ConnectionsRefused < 1 {
+		t.Errorf("connections_refused = %d, want at least 1", s.ConnectionsRefused)
 	}
-	return true
-}
-
-// validHeaderValue reports whether net/http would accept s as a header
-// value: no control characters but tab.
-func validHeaderValue(s string) bool {
-	for _, c := range []byte(s) {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
+	r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/metrics", "", "", nil)
+	if !regexp.MustCompile(`(?m)^chat_tcp_connections_refused_total [1-9]`).Match(r.body) {
+		t.Errorf("/metrics does not count the refusal:\n%s", r.body)
 	}
-	return true
 }

@@ -360,3 +360,42 @@ func TestUnreadStreamsKernelMemory(t *testing.T) {
 		t.Errorf("server sockets still held %v after the cut (%d sockets, %d orphans); want gone within 1 s", time.Since(cut).Round(time.Millisecond), afterSockets, afterOrphans)
 	}
 }
+
+// TestSlowBodyCut checks that a POST whose body trickles in is cut by
+// ReadTimeout (15 s) and stores nothing. It takes about 15 s, so it runs in
+// parallel with the other slow tests and not in -short mode; a hook to
+// shorten readTimeout in tests would make it quick.
+func TestSlowBodyCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 15 s (ReadTimeout)")
+	}
+	t.Parallel()
+	ts := startServer(t)
+	start := time.Now()
+	body := `{"username":"slow","content":"` + strings.Repeat("z", 900) + `"}`
+	conn, err := dialRaw(ts.addr(), "", fmt.Sprintf("POST /post HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < len(body)-1; i++ { // never the last byte
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if _, err := conn.Write([]byte{body[i]}); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	checkCut(t, conn, start, readTimeout)
+	if st := ts.stats(t); st.MessagesPosted != 0 {
+		t.Errorf("messages_posted = %d, want 0", st.MessagesPosted)
+	}
+}

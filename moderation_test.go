@@ -1,36 +1,25 @@
 package main
 
+// Tests of moderation (the admin key): deletions reach live and resumed
+// streams and survive kill -9 and compaction; bans cut open streams, are
+// keyed like the limits, refuse bad requests, are kept in a file the server
+// checks at start, and are refused cross-site.
+
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"chat/internal/auth"
 	"chat/internal/ban"
 	"chat/internal/roomlog"
 	"chat/internal/sse"
-	"chat/internal/stream"
 )
-
-// banJSON is one ban as POST /bans answers it.
-type banJSON struct {
-	Addr          string     `json:"addr"`
-	Until         *time.Time `json:"until"`
-	StreamsClosed *int       `json:"streams_closed"`
-	Note          string     `json:"note"`
-}
 
 // ordered drops the presence and typing events from evs, which are not
 // part of the ordered stream.
@@ -351,6 +340,52 @@ func TestBanRequests(t *testing.T) {
 	}
 }
 
+// TestBanMappedAddress checks that an IPv4-mapped address bans the IPv4
+// address it maps (a client from it gets 403), and that a ban of one
+// second is taken.
+func TestBanMappedAddress(t *testing.T) {
+	ts := startServer(t, "-admin-key", "boss")
+	r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"::ffff:127.0.0.2/128","for":"1h"}`, admin())
+	if r.status != http.StatusCreated || !strings.Contains(string(r.body), `"addr":"127.0.0.2"`) {
+		t.Fatalf("ban on ::ffff:127.0.0.2/128: %d %s, want 201 for 127.0.0.2", r.status, r.body)
+	}
+	if r := postMsg(t, clientFrom(t, "127.0.0.2"), ts.URL, "u", "hi", nil); r.status != http.StatusForbidden {
+		t.Errorf("post from the banned IPv4 address: %d, want 403", r.status)
+	}
+	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"127.0.0.3","for":"1s"}`, admin()); r.status != http.StatusCreated {
+		t.Errorf("a one-second ban: %d %s, want 201", r.status, r.body)
+	}
+}
+
+// TestBansFileRefusedAtStart checks that the server does not start with a
+// bans file it cannot use (unreadable, or with more bans than it keeps),
+// and that its error names the file and how to move it aside.
+func TestBansFileRefusedAtStart(t *testing.T) {
+	over := make([]string, ban.MaxBans+1)
+	for i := range over {
+		over[i] = fmt.Sprintf(`{"addr":"10.%d.%d.%d","until":null}`, i>>16, (i>>8)&255, i&255)
+	}
+	for _, tt := range []struct {
+		name  string
+		setup func(path string) error
+	}{
+		{"unreadable", func(path string) error { return os.Mkdir(path, 0o700) }},
+		{"over the cap", func(path string) error {
+			return os.WriteFile(path, []byte("["+strings.Join(over, ",")+"]"), 0o600)
+		}},
+	} {
+		data := filepath.Join(t.TempDir(), "chat.jsonl")
+		bans := data + ".bans"
+		if err := tt.setup(bans); err != nil {
+			t.Fatal(err)
+		}
+		_, err := runRefused(t, "-data", data, "-admin-key", "boss")
+		if err == nil || !strings.Contains(err.Error(), "mv "+bans+" "+bans+".bad") {
+			t.Errorf("%s: run = %v, want an error saying how to move %s aside", tt.name, err, bans)
+		}
+	}
+}
+
 // TestCrossSiteModeration: the cross-site protection of /post covers
 // DELETE /messages/{id} and /bans.
 func TestCrossSiteModeration(t *testing.T) {
@@ -374,118 +409,5 @@ func TestCrossSiteModeration(t *testing.T) {
 	}
 	if list := mustSend(t, http.DefaultClient, "GET", ts.URL+"/bans", "", "", admin()); strings.TrimSpace(string(list.body)) != `{"bans":[]}` {
 		t.Errorf("a cross-site ban went through: %s", list.body)
-	}
-}
-
-// TestAbortedBodyIsNot413 sends every endpoint that takes a body a request
-// whose client stops after part of the body: each answers 400 (the body
-// could not be read), not 413 (the body is not too large), and nothing is
-// stored.
-func TestAbortedBodyIsNot413(t *testing.T) {
-	ts := startServer(t, "-admin-key", "boss")
-	for _, path := range []string{"/bans", "/post", "/typing", "/login"} {
-		conn, err := dialRaw(ts.addr(), "", "POST "+path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer boss\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"addr\":")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = conn.SetDeadline(time.Now().Add(waitTimeout))
-		_ = conn.(*net.TCPConn).CloseWrite()
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		conn.Close()
-		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "could not read body") {
-			t.Errorf("POST %s with an aborted body: %d %s, want 400", path, resp.StatusCode, body)
-		}
-	}
-	if list := mustSend(t, http.DefaultClient, "GET", ts.URL+"/bans", "", "", admin()); strings.TrimSpace(string(list.body)) != `{"bans":[]}` {
-		t.Errorf("bans after aborted requests: %s", list.body)
-	}
-	if hist := historyIDs(t, ts.URL, nil); len(hist) != 0 {
-		t.Errorf("history after aborted posts: %v", hist)
-	}
-}
-
-// TestDeleteAtShutdownAnswersLikePost holds the journal inside the fsync of
-// a deletion while the server shuts down: the deletion is answered 202
-// with the deletion, as a post in that state is (not 503, which would say
-// it did not happen), and after the restart the message is deleted and
-// deleting it again is a 404.
-func TestDeleteAtShutdownAnswersLikePost(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	var armed atomic.Bool
-	hs := startHeldServer(t, path, armed.Load, "-admin-key", "boss")
-	url := hs.URL
-	m := hs.post(t, "u", "delete me")
-	armed.Store(true)
-	answer := make(chan reply, 1)
-	go func() { answer <- deleteMsg(t, url, m.ID, admin()) }()
-	select {
-	case <-hs.entered: // the deletion is inside the fsync
-	case <-time.After(waitTimeout):
-		t.Fatal("the journal never synced the deletion")
-	}
-	hs.cancel()
-	var r reply
-	select {
-	case r = <-answer:
-	case <-time.After(waitTimeout):
-		t.Fatal("the deletion got no answer during shutdown")
-	}
-	hs.release()
-	var d roomlog.Deletion
-	if r.status != http.StatusAccepted || json.Unmarshal(r.body, &d) != nil || d.Delete != m.ID || d.ID == "" || !idLess(t, m.ID, d.ID) {
-		t.Errorf("DELETE at shutdown: %d %s, want 202 with the deletion of %s", r.status, r.body, m.ID)
-	}
-	select {
-	case <-hs.done:
-		if hs.err != nil {
-			t.Fatalf("serve: %v", hs.err)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("serve did not return after the fsync was released")
-	}
-	ts := startServer(t, "-data", path, "-admin-key", "boss")
-	if hist := historyIDs(t, ts.URL, nil); len(hist) != 0 {
-		t.Errorf("history after the restart: %v, want the message deleted", hist)
-	}
-	if r := deleteMsg(t, ts.URL, m.ID, admin()); r.status != http.StatusNotFound {
-		t.Errorf("deleting again after the restart: %d %s, want 404", r.status, r.body)
-	}
-}
-
-// TestBanAtShutdown bans an address after the room has shut down: the ban
-// is stored and answered 201, but the answer does not claim to have closed
-// no streams (it had not looked): streams_closed is left out and the note
-// says why.
-func TestBanAtShutdown(t *testing.T) {
-	stats := NewStats()
-	room := NewChatRoom(RoomConfig{History: 10}, stats)
-	ctx, cancel := context.WithCancel(context.Background())
-	roomDone := make(chan struct{})
-	go func() {
-		room.Run(ctx)
-		close(roomDone)
-	}()
-	cancel()
-	<-roomDone
-	gate := &auth.Gate{Keys: auth.Keys{Admin: "boss"}}
-	var shuttingDown atomic.Bool
-	ts := httptest.NewServer(newServer(room, stats, stream.NewTracker(), &shuttingDown, serverConfig{
-		heartbeat: time.Hour, writeTimeout: time.Second, maxContent: 200, maxBody: 1024, gate: gate, bans: ban.New(),
-	}, slog.New(slog.DiscardHandler)))
-	defer ts.Close()
-	r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"10.9.9.9"}`, admin())
-	var b banJSON
-	if r.status != http.StatusCreated || json.Unmarshal(r.body, &b) != nil || b.Addr != "10.9.9.9" {
-		t.Fatalf("POST /bans at shutdown: %d %s, want 201 with the ban", r.status, r.body)
-	}
-	if b.StreamsClosed != nil || !strings.Contains(b.Note, "shutting down") || strings.Contains(string(r.body), "streams_closed") {
-		t.Errorf("POST /bans at shutdown: %s; want no streams_closed and a note that the server is shutting down", r.body)
-	}
-	if list := mustSend(t, http.DefaultClient, "GET", ts.URL+"/bans", "", "", admin()); !strings.Contains(string(list.body), `"10.9.9.9"`) {
-		t.Errorf("the ban made at shutdown is not stored: %s", list.body)
 	}
 }

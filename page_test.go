@@ -1,6 +1,12 @@
 package main
 
+// Tests of the page: index.html and its files under web/, served with their
+// types, the page's policy (CSP and the other security headers) and strong
+// ETags; nothing else is served from there.
+
 import (
+	"bytes"
+	"io"
 	"io/fs"
 	"net/http"
 	"path"
@@ -9,6 +15,113 @@ import (
 	"strings"
 	"testing"
 )
+
+func TestPageAndHeaders(t *testing.T) {
+	ts := startServer(t)
+	resp, err := http.Get(ts.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	page, err := pageFiles.ReadFile("index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !bytes.Equal(body, page) {
+		t.Fatalf("GET / = %d with %d bytes, want 200 and the page", resp.StatusCode, len(body))
+	}
+	// The page's script and style are files of this server: the policy
+	// allows those and nothing inline.
+	csp := resp.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "script-src 'self';", "style-src 'self';", "connect-src 'self'", "frame-ancestors 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %q", csp, want)
+		}
+	}
+	for _, bad := range []string{"sha256-", "unsafe-inline", "nonce-"} {
+		if strings.Contains(csp, bad) {
+			t.Errorf("CSP %q allows inline code (%q)", csp, bad)
+		}
+	}
+	// No inline script or style is left: each <script> loads a file and
+	// holds nothing, and there is no <style> element or style attribute.
+	for _, tag := range regexp.MustCompile(`(?is)<script([^>]*)>(.*?)</script>`).FindAllSubmatch(body, -1) {
+		if !regexp.MustCompile(`\ssrc="[^"]+"`).Match(tag[1]) || len(bytes.TrimSpace(tag[2])) != 0 {
+			t.Errorf("inline script in the page: %.80q", tag[0])
+		}
+	}
+	if m := regexp.MustCompile(`(?i)<style|\sstyle\s*=`).Find(body); m != nil {
+		t.Errorf("inline style in the page: %q", m)
+	}
+	for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Content-Type": "text/html; charset=utf-8"} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("GET / %s = %q, want %q", k, got, want)
+		}
+	}
+}
+
+// TestPageSecurityHeaders extends TestPageAndHeaders: the page's CSP is
+// exactly the contract's (its script and style from this server, nothing
+// inline, nothing from elsewhere), the page has nothing the policy would
+// block, HEAD gets the same headers, and every kind of response carries
+// nosniff.
+func TestPageSecurityHeaders(t *testing.T) {
+	ts := startServer(t)
+	page, err := pageFiles.ReadFile("index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The page itself: module scripts loaded from this server and empty;
+	// no <style>, no inline style or event-handler attributes; nothing
+	// loaded from elsewhere.
+	scripts := regexp.MustCompile(`(?is)<script([^>]*)>(.*?)</script>`).FindAllSubmatch(page, -1)
+	if len(scripts) == 0 {
+		t.Fatal("index.html loads no script")
+	}
+	for _, s := range scripts {
+		if !regexp.MustCompile(`^ type="module" src="web/[a-z]+\.js"$`).Match(s[1]) || len(s[2]) != 0 {
+			t.Errorf("index.html has a script that is not an empty module from web/: %.80q", s[0])
+		}
+	}
+	if n := len(regexp.MustCompile(`(?i)<script`).FindAllIndex(page, -1)); n != len(scripts) {
+		t.Errorf("index.html has %d <script tags, %d of them well formed", n, len(scripts))
+	}
+	if m := regexp.MustCompile(`(?i)<[^>]*\s(style|on[a-z]+)\s*=|<style`).Find(page); m != nil {
+		t.Errorf("index.html has an inline style or handler the CSP blocks: %.80q", m)
+	}
+	if m := regexp.MustCompile(`(?i)\s(src|href|action)\s*=\s*["']?(https?:|//)`).Find(page); m != nil {
+		t.Errorf("index.html loads from elsewhere: %.80q", m)
+	}
+	const wantCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; " +
+		"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+	for _, method := range []string{"GET", "HEAD"} {
+		r := mustSend(t, http.DefaultClient, method, ts.URL+"/", "", "", nil)
+		if r.status != 200 {
+			t.Fatalf("%s /: status %d", method, r.status)
+		}
+		if got := r.header.Get("Content-Security-Policy"); got != wantCSP {
+			t.Errorf("%s / CSP:\n got %s\nwant %s", method, got, wantCSP)
+		}
+		for k, want := range map[string]string{"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"} {
+			if got := r.header.Get(k); got != want {
+				t.Errorf("%s / %s = %q, want %q", method, k, got, want)
+			}
+		}
+	}
+	// JSON answers and the stream are not sniffed into HTML either.
+	for _, path := range []string{"/stats", "/nope", "/healthz"} {
+		if r := mustSend(t, http.DefaultClient, "GET", ts.URL+path, "", "", nil); r.header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET %s without X-Content-Type-Options: nosniff", path)
+		}
+	}
+	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/post", "text/html", "<b>", nil); r.header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("POST /post error without X-Content-Type-Options: nosniff")
+	}
+	if s := subscribe(t, ts.URL, ""); s.resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("GET /stream without X-Content-Type-Options: nosniff")
+	}
+}
 
 // pageRefs returns the files the page names (href and src under web/) and
 // the files each of its modules imports, as paths from the top of

@@ -1,23 +1,139 @@
 package main
 
+// Tests of POST /post: what is accepted and how it is cleaned, every bad
+// request refused with a status and a JSON error and nothing stored, the
+// strict JSON keys, the rules for names and contents, cross-site posts, and
+// bodies cut short.
+
 import (
 	"bufio"
-	"context"
-	"errors"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"regexp"
 	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 
-	"chat/internal/limit"
-	"chat/internal/record"
-	"chat/internal/sse"
+	"chat/internal/httpx"
+	"chat/internal/roomlog"
 )
+
+func TestBadRequests(t *testing.T) {
+	ts := startServer(t, "-max-content", "20", "-max-body", "256")
+	long := strings.Repeat("a", 300)
+	tests := []struct {
+		name, method, path, contentType, body string
+		header                                map[string]string
+		status                                int
+		errContains                           string
+	}{
+		{"malformed JSON", "POST", "/post", "application/json", `{"username":`, nil, 400, "malformed JSON"},
+		{"not JSON", "POST", "/post", "application/json", `hello`, nil, 400, "malformed JSON"},
+		{"JSON array", "POST", "/post", "application/json", `[]`, nil, 400, "JSON object"},
+		{"wrong type", "POST", "/post", "application/json", `{"username":"a","content":5}`, nil, 400, "content must be a string"},
+		{"unknown field", "POST", "/post", "application/json", `{"username":"a","content":"b","id":"1-1"}`, nil, 400, "unknown field"},
+		{"two objects", "POST", "/post", "application/json", `{"username":"a","content":"b"}{}`, nil, 400, "single JSON object"},
+		{"empty body", "POST", "/post", "application/json", ``, nil, 400, "body is empty"},
+		{"missing username", "POST", "/post", "application/json", `{"content":"b"}`, nil, 400, "username is required"},
+		{"blank username", "POST", "/post", "application/json", `{"username":" \t ","content":"b"}`, nil, 400, "username is required"},
+		{"blank content", "POST", "/post", "application/json", `{"username":"a","content":"\n  "}`, nil, 400, "content is required"},
+		{"null content", "POST", "/post", "application/json", `{"username":"a","content":null}`, nil, 400, "content is required"},
+		{"long username", "POST", "/post", "application/json", `{"username":"` + strings.Repeat("é", 33) + `","content":"b"}`, nil, 400, "longer than 32"},
+		{"long content", "POST", "/post", "application/json", `{"username":"a","content":"` + strings.Repeat("ü", 21) + `"}`, nil, 400, "longer than 20"},
+		{"control char", "POST", "/post", "application/json", `{"username":"a","content":"bell\u0007"}`, nil, 400, "control characters"},
+		{"escape char", "POST", "/post", "application/json", `{"username":"a","content":"\u001b[31mred"}`, nil, 400, "control characters"},
+		{"control in name", "POST", "/post", "application/json", `{"username":"a\tb","content":"c"}`, nil, 400, "username must not contain"},
+		{"invalid UTF-8", "POST", "/post", "application/json", "{\"username\":\"a\",\"content\":\"\xff\xfe\"}", nil, 400, "UTF-8"},
+		{"invalid UTF-8 form", "POST", "/post", "application/x-www-form-urlencoded", "username=a&content=%ff", nil, 400, "UTF-8"},
+		{"form unknown field", "POST", "/post", "application/x-www-form-urlencoded", "username=a&content=b&x=1", nil, 400, "unknown field"},
+		{"form repeated field", "POST", "/post", "application/x-www-form-urlencoded", "username=a&content=b&content=c", nil, 400, "more than once"},
+		{"malformed form", "POST", "/post", "application/x-www-form-urlencoded", "username=a&content=%zz", nil, 400, "malformed form"},
+		{"body too large", "POST", "/post", "application/json", `{"username":"a","content":"` + long + `"}`, nil, 413, "larger than 256 bytes"},
+		{"text/plain", "POST", "/post", "text/plain", `hi`, nil, 415, "Content-Type must be"},
+		{"no content type", "POST", "/post", "", `{"username":"a","content":"b"}`, nil, 415, "Content-Type must be"},
+		{"other charset", "POST", "/post", "application/json; charset=latin1", `{"username":"a","content":"b"}`, nil, 415, "charset"},
+		{"GET /post", "GET", "/post", "", ``, nil, 405, "use POST"},
+		{"POST /stream", "POST", "/stream", "", ``, nil, 405, "use GET"},
+		{"DELETE /stats", "DELETE", "/stats", "", ``, nil, 405, "use GET"},
+		{"POST /", "POST", "/", "", ``, nil, 405, "use GET"},
+		{"unknown path", "GET", "/nope", "", ``, nil, 404, "no such endpoint"},
+		{"bad Last-Event-ID", "GET", "/stream", "", ``, map[string]string{"Last-Event-ID": "abc"}, 400, "invalid Last-Event-ID"},
+		{"negative Last-Event-ID", "GET", "/stream", "", ``, map[string]string{"Last-Event-ID": "-5"}, 400, "invalid Last-Event-ID"},
+		{"huge Last-Event-ID", "GET", "/stream", "", ``, map[string]string{"Last-Event-ID": "1-" + strings.Repeat("9", 400)}, 400, "invalid Last-Event-ID"},
+		{"bad lastEventId query", "GET", "/stream?lastEventId=1-x", "", ``, nil, 400, "invalid Last-Event-ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, ts.URL+tt.path, strings.NewReader(tt.body))
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			for k, v := range tt.header {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body errorBody
+			derr := json.NewDecoder(resp.Body).Decode(&body)
+			if resp.StatusCode != tt.status || derr != nil || !strings.Contains(body.Error, tt.errContains) {
+				t.Errorf("%s %s %q: status %d, error %q (%v); want %d with %q", tt.method, tt.path, httpx.Truncate(tt.body, 60), resp.StatusCode, body.Error, derr, tt.status, tt.errContains)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type = %q, want application/json", ct)
+			}
+			if tt.status == 405 && resp.Header.Get("Allow") == "" {
+				t.Errorf("405 without Allow header")
+			}
+		})
+	}
+	// Nothing rejected was stored or counted as posted.
+	st := ts.stats(t)
+	if st.MessagesPosted != 0 || st.HistorySize != 0 {
+		t.Errorf("after bad requests: %d posted, history %d; want 0", st.MessagesPosted, st.HistorySize)
+	}
+	if st.PostsRejected < 20 {
+		t.Errorf("posts_rejected = %d, want at least 20", st.PostsRejected)
+	}
+}
+
+func TestGoodPosts(t *testing.T) {
+	ts := startServer(t)
+	tests := []struct {
+		name, contentType, body string
+		want                    postInput
+	}{
+		{"json", "application/json", `{"username":"alice","content":"hi"}`, postInput{"alice", "hi"}},
+		{"json with charset", "application/json; charset=UTF-8", `{"username":"alice","content":"hi"}`, postInput{"alice", "hi"}},
+		{"form", "application/x-www-form-urlencoded", "username=bob&content=hello+there", postInput{"bob", "hello there"}},
+		{"trimmed", "application/json", `{"username":"  carol ","content":"\n  text\t \n"}`, postInput{"carol", "text"}},
+		{"CRLF normalised", "application/json", `{"username":"d","content":"a\r\nb\rc"}`, postInput{"d", "a\nb\nc"}},
+		{"tabs and emoji kept", "application/json", `{"username":"😀","content":"a\tb 👋🏽 שלום"}`, postInput{"😀", "a\tb 👋🏽 שלום"}},
+		{"html kept as text", "application/json", `{"username":"<b>","content":"<script>alert(1)</script>"}`, postInput{"<b>", "<script>alert(1)</script>"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Post(ts.URL+"/post", tt.contentType, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var m Message
+			_ = json.NewDecoder(resp.Body).Decode(&m)
+			if resp.StatusCode != http.StatusCreated || m.Username != tt.want.Username || m.Content != tt.want.Content {
+				t.Errorf("POST %q: %d %+v, want 201 with %+v", tt.body, resp.StatusCode, m, tt.want)
+			}
+			if time.Since(m.Time) > time.Minute || m.Time.Nanosecond() == 0 && m.Time.IsZero() {
+				t.Errorf("time %v not set by the server", m.Time)
+			}
+		})
+	}
+}
 
 // TestStrictJSON checks the strict JSON decoder: keys must match a field
 // name exactly and appear once, as in the form path; nothing is stored.
@@ -113,320 +229,112 @@ func urlEscape(s string) string {
 	return b.String()
 }
 
-// TestCrossSiteStream checks that GET /stream refuses requests a browser
-// marks as cross-site or same-site with a JSON 403, before they take a
-// slot, and serves the page's own (same-origin), navigations (none) and
-// clients that send no fetch metadata (curl).
-func TestCrossSiteStream(t *testing.T) {
+// TestCrossSitePost checks that browsers' cross-site POSTs (by fetch
+// metadata or by Origin) are refused with a JSON 403 and store nothing,
+// while curl-like and same-origin requests pass.
+func TestCrossSitePost(t *testing.T) {
 	ts := startServer(t)
-	for _, sfs := range []string{"cross-site", "same-site"} {
-		r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/stream", "", "", map[string]string{"Sec-Fetch-Site": sfs, "Origin": "http://evil.example"})
-		if r.status != http.StatusForbidden || r.header.Get("Content-Type") != "application/json" || !strings.Contains(r.errorText(), "cross-site") {
-			t.Errorf("Sec-Fetch-Site %s: status %d, Content-Type %q, body %s; want a JSON 403", sfs, r.status, r.header.Get("Content-Type"), r.body)
-		}
+	const jsonBody, formBody = `{"username":"x","content":"y"}`, "username=x&content=y"
+	tests := []struct {
+		name, contentType, body string
+		header                  map[string]string
+		want                    int
+	}{
+		{"curl-like", "application/json", jsonBody, nil, 201},
+		{"curl-like form", "application/x-www-form-urlencoded", formBody, nil, 201},
+		{"same-origin fetch", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": ts.URL}, 201},
+		{"same-origin metadata only", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "same-origin"}, 201},
+		{"old browser, same Origin", "application/json", jsonBody, map[string]string{"Origin": ts.URL}, 201},
+		{"cross-site fetch", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, 403},
+		{"cross-site metadata only", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
+		{"cross-site form", "application/x-www-form-urlencoded", formBody, map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}, 403},
+		{"same-site is another origin", "application/json", jsonBody, map[string]string{"Sec-Fetch-Site": "same-site", "Origin": "http://sub.127.0.0.1"}, 403},
+		{"old browser, other Origin", "application/json", jsonBody, map[string]string{"Origin": "https://evil.example"}, 403},
+		{"old browser, other port", "application/x-www-form-urlencoded", formBody, map[string]string{"Origin": "http://127.0.0.1:1"}, 403},
+		{"old browser, null Origin", "application/x-www-form-urlencoded", formBody, map[string]string{"Origin": "null"}, 403},
 	}
-	s := ts.stats(t)
-	if s.Clients != 0 || s.ConnectionsTotal != 0 || s.StreamsRejected != 2 {
-		t.Errorf("after two cross-site streams: clients %d, connections_total %d, streams_rejected %d; want 0, 0, 2", s.Clients, s.ConnectionsTotal, s.StreamsRejected)
-	}
-	for _, sfs := range []string{"same-origin", "none", ""} {
-		h := map[string]string{}
-		if sfs != "" {
-			h["Sec-Fetch-Site"] = sfs
-		}
-		if r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/stream", "", "", h); r.status != http.StatusOK {
-			t.Errorf("Sec-Fetch-Site %q: status %d, want 200", sfs, r.status)
-		}
-	}
-}
-
-// TestHSTS checks that responses over TLS carry Strict-Transport-Security
-// and responses over plain HTTP do not.
-func TestHSTS(t *testing.T) {
-	tlsTS := startTLSServer(t)
-	client := tlsClient(t, true)
-	for _, path := range []string{"/", "/stats", "/nope"} {
-		r := mustSend(t, client, "GET", tlsTS.URL+path, "", "", nil)
-		if got := r.header.Get("Strict-Transport-Security"); got != "max-age=86400" {
-			t.Errorf("GET %s over TLS: Strict-Transport-Security %q, want max-age=86400", path, got)
-		}
-	}
-	plain := startServer(t)
-	if r := mustSend(t, http.DefaultClient, "GET", plain.URL+"/", "", "", nil); r.header.Get("Strict-Transport-Security") != "" {
-		t.Errorf("GET / over plain HTTP has Strict-Transport-Security %q", r.header.Get("Strict-Transport-Security"))
-	}
-}
-
-// TestPprofAddr checks that profiles are served only on the -pprof-addr
-// listener, never on the public one, and that the old -pprof flag fails
-// with a sentence that names its replacement.
-func TestPprofAddr(t *testing.T) {
-	ts := startServer(t, "-pprof-addr", "127.0.0.1:0")
-	m := pprofRE.FindStringSubmatch(ts.logs.String())
-	if m == nil {
-		t.Fatalf("no pprof listening line in the log:\n%s", ts.logs)
-	}
-	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=2", "/debug/pprof/cmdline"} {
-		if r := mustSend(t, http.DefaultClient, "GET", ts.URL+path, "", "", nil); r.status != http.StatusNotFound {
-			t.Errorf("GET %s on the public listener: status %d, want 404", path, r.status)
-		}
-		if r := mustSend(t, http.DefaultClient, "GET", "http://"+m[1]+path, "", "", nil); r.status != http.StatusOK {
-			t.Errorf("GET %s on the pprof listener: status %d, want 200", path, r.status)
-		}
-	}
-	plain := startServer(t)
-	if r := mustSend(t, http.DefaultClient, "GET", plain.URL+"/debug/pprof/", "", "", nil); r.status != http.StatusNotFound {
-		t.Errorf("GET /debug/pprof/ without -pprof-addr: status %d, want 404", r.status)
-	}
-	_, err := parseFlags([]string{"chat", "-pprof"}, func(string) string { return "" }, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "-pprof-addr") {
-		t.Errorf("-pprof: error %v, want one naming -pprof-addr", err)
-	}
-	if _, err := parseFlags([]string{"chat"}, func(k string) string {
-		if k == "CHAT_PPROF" {
-			return "true"
-		}
-		return ""
-	}, io.Discard); err == nil {
-		t.Error("CHAT_PPROF=true accepted; want the same error as -pprof")
-	}
-}
-
-// TestServerTimeouts checks the connection bounds: idle keep-alive
-// connections close after about 30 s (idleTimeout), and headers are capped
-// at 16 KiB.
-func TestServerTimeouts(t *testing.T) {
-	if idleTimeout > 30*time.Second || idleTimeout < 10*time.Second {
-		t.Errorf("idleTimeout = %v, want about 30 s", idleTimeout)
-	}
-	if maxHeaderBytes > 16<<10 {
-		t.Errorf("maxHeaderBytes = %d, want at most 16 KiB", maxHeaderBytes)
-	}
-	ts := startServer(t)
-	// 17 KiB of headers plus net/http's 4 KiB allowance for the request
-	// line is refused with 431.
-	r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/stats", "", "", map[string]string{"X-Big": strings.Repeat("x", 21<<10)})
-	if r.status != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("21 KiB of headers: status %d, want 431", r.status)
-	}
-}
-
-// TestConnCap checks the per-address connection cap end to end: an
-// address at -max-conns-per-addr has its next connection closed before
-// anything is read, another address is served meanwhile, and /stats and
-// /metrics count the refusal.
-func TestConnCap(t *testing.T) {
-	ts := startServer(t, "-max-conns-per-addr", "4")
-	addr := ts.addr()
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
-		}
-	}()
-	for i := range 4 {
-		c, err := dialRaw(addr, "127.0.0.2", "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, c)
-		_ = c.SetDeadline(time.Now().Add(waitTimeout))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("connection %d within the cap: %v", i, err)
-		}
-		resp.Body.Close()
-	}
-	over := clientFrom(t, "127.0.0.2")
-	if _, err := send(over, "GET", ts.URL+"/healthz", "", "", nil); err == nil {
-		t.Error("fifth connection from 127.0.0.2 was served; want it closed")
-	}
-	other := clientFrom(t, "127.0.0.3")
-	if r := mustSend(t, other, "GET", ts.URL+"/healthz", "", "", nil); r.status != http.StatusOK {
-		t.Errorf("another address while 127.0.0.2 holds its cap: status %d", r.status)
-	}
-	s := ts.stats(t)
-	if s.ConnectionsRefused < 1 {
-		t.Errorf("connections_refused = %d, want at least 1", s.ConnectionsRefused)
-	}
-	r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/metrics", "", "", nil)
-	if !regexp.MustCompile(`(?m)^chat_tcp_connections_refused_total [1-9]`).Match(r.body) {
-		t.Errorf("/metrics does not count the refusal:\n%s", r.body)
-	}
-}
-
-// TestHubIPv6Aggregates checks that the per-address stream limit applies
-// to an IPv6 /64, and 4 and 16 times over to its /56 and /48.
-func TestHubIPv6Aggregates(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		room := NewChatRoom(RoomConfig{MaxStreamsPerAddr: 1}, NewStats())
-		go room.Run(ctx)
-		join := func(host string) error {
-			_, _, err := room.Join(ctx, limit.Key(host), nil)
-			return err
-		}
-		if err := join("2001:db8:0:1::1"); err != nil {
-			t.Fatal(err)
-		}
-		if err := join("2001:db8:0:1::2"); !errors.Is(err, errTooManyStreams) {
-			t.Errorf("second stream of one /64: %v, want too many", err)
-		}
-		for i := 2; i <= 4; i++ {
-			if err := join(fmt.Sprintf("2001:db8:0:%x::1", i)); err != nil {
-				t.Errorf("/64 number %d of a /56: %v", i, err)
+	var created, refused uint64
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/post", tt.contentType, tt.body, tt.header)
+			if r.status != tt.want {
+				t.Fatalf("POST with %v: status %d %s, want %d", tt.header, r.status, r.body, tt.want)
 			}
-		}
-		if err := join("2001:db8:0:5::1"); !errors.Is(err, errTooManyStreams) {
-			t.Errorf("fifth /64 of one /56 (limit 4): %v, want too many", err)
-		}
-		for i := 1; i < 4; i++ {
-			for j := range 4 {
-				if err := join(fmt.Sprintf("2001:db8:0:%x%02x::1", i, j)); err != nil {
-					t.Errorf("/56 %d, /64 %d of a /48: %v", i, j, err)
-				}
+			if r.status == http.StatusCreated {
+				created++
+				return
 			}
-		}
-		if err := join("2001:db8:0:ff00::1"); !errors.Is(err, errTooManyStreams) {
-			t.Errorf("17th /64 of one /48 (limit 16): %v, want too many", err)
-		}
-		if err := join("2001:db8:1::1"); err != nil {
-			t.Errorf("the next /48: %v", err)
+			refused++
+			if r.errorText() == "" || r.header.Get("Content-Type") != "application/json" {
+				t.Errorf("403 with Content-Type %q, body %s; want a JSON error", r.header.Get("Content-Type"), r.body)
+			}
+		})
+	}
+	st := ts.stats(t)
+	if st.MessagesPosted != created {
+		t.Errorf("messages_posted = %d, want %d: a refused post was stored", st.MessagesPosted, created)
+	}
+	t.Run("counted in posts_rejected", func(t *testing.T) {
+		if st.PostsRejected != refused {
+			t.Errorf("posts_rejected = %d after %d cross-site posts were refused, want %d", st.PostsRejected, refused, refused)
 		}
 	})
 }
 
-// slowReader reads at most chunk bytes every interval: a client on a slow
-// link.
-type slowReader struct {
-	r        io.Reader
-	chunk    int
-	interval time.Duration
-	next     time.Time
-}
-
-// Read reads up to chunk bytes once interval has passed since the last
-// read.
-func (s *slowReader) Read(p []byte) (int, error) {
-	if d := time.Until(s.next); d > 0 {
-		time.Sleep(d) // pacing a simulated slow link, not synchronisation
-	}
-	s.next = time.Now().Add(s.interval)
-	return s.r.Read(p[:min(len(p), s.chunk)])
-}
-
-// fillHistory posts n messages of 2 000 three-byte characters.
-func fillHistory(t *testing.T, ts *testServer, n int) {
-	t.Helper()
-	content := strings.Repeat("€", 2000)
-	for range n {
-		ts.post(t, "filler", content)
-	}
-}
-
-// openRawStream opens GET /stream on a bare connection, resuming after
-// lastID, with a deadline of waitTimeout for everything.
-func openRawStream(t *testing.T, ts *testServer, lastID string) net.Conn {
-	t.Helper()
-	c, err := dialRaw(ts.addr(), "", "GET /stream HTTP/1.1\r\nHost: t\r\nLast-Event-ID: "+lastID+"\r\n\r\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// readEvents reads the stream's events (after the HTTP head) until n
-// messages have come or the stream ends, and returns the messages' ids,
-// whether a reset came first and the error that ended it (nil if n came).
-func readEvents(t *testing.T, r io.Reader, n int) (ids []string, reset bool, err error) {
-	t.Helper()
-	br := bufio.NewReaderSize(r, 64<<10)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return nil, false, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /stream: %d", resp.StatusCode)
-	}
-	return moreEvents(sse.NewReader(br), n)
-}
-
-// moreEvents reads from sr until n messages have come or the stream ends,
-// as readEvents does.
-func moreEvents(sr *sse.Reader, n int) (ids []string, reset bool, err error) {
-	for len(ids) < n {
-		ev, err := sr.NextEvent()
+// TestAbortedBodyIsNot413 sends every endpoint that takes a body a request
+// whose client stops after part of the body: each answers 400 (the body
+// could not be read), not 413 (the body is not too large), and nothing is
+// stored.
+func TestAbortedBodyIsNot413(t *testing.T) {
+	ts := startServer(t, "-admin-key", "boss")
+	for _, path := range []string{"/bans", "/post", "/typing", "/login"} {
+		conn, err := dialRaw(ts.addr(), "", "POST "+path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer boss\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"addr\":")
 		if err != nil {
-			return ids, reset, err
+			t.Fatal(err)
 		}
-		if ev.Type == "reset" {
-			reset = true
-			continue
+		_ = conn.SetDeadline(time.Now().Add(waitTimeout))
+		_ = conn.(*net.TCPConn).CloseWrite()
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
 		}
-		ids = append(ids, ev.ID)
+		body, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "could not read body") {
+			t.Errorf("POST %s with an aborted body: %d %s, want 400", path, resp.StatusCode, body)
+		}
 	}
-	return ids, reset, nil
-}
-
-// TestReplayInPieces checks that a resume's replay of all history (here
-// 400 messages of 2 000 characters, 2.4 MB) reaches a client that reads
-// steadily but too slowly to take it within one write timeout: the head
-// goes out in pieces, each within the deadline.
-func TestReplayInPieces(t *testing.T) {
-	ts := startServer(t, "-history", "400", "-write-timeout", "1s")
-	fillHistory(t, ts, 400)
-	c := openRawStream(t, ts, "1-1")
-	start := time.Now()
-	// 16 KiB every 20 ms is 800 KB/s: about 3 s for the replay.
-	ids, reset, err := readEvents(t, &slowReader{r: c, chunk: 16 << 10, interval: 20 * time.Millisecond}, 400)
-	took := time.Since(start)
-	if err != nil || !reset || len(ids) != 400 {
-		t.Fatalf("slow reader got %d of 400 messages (reset %v) in %v, then %v", len(ids), reset, took, err)
+	if list := mustSend(t, http.DefaultClient, "GET", ts.URL+"/bans", "", "", admin()); strings.TrimSpace(string(list.body)) != `{"bans":[]}` {
+		t.Errorf("bans after aborted requests: %s", list.body)
 	}
-	if took < 2*time.Second {
-		t.Errorf("the replay took %v, less than two write timeouts: the test proves nothing", took)
+	if hist := historyIDs(t, ts.URL, nil); len(hist) != 0 {
+		t.Errorf("history after aborted posts: %v", hist)
 	}
 }
 
-// TestReplayCutResumes checks that a client that stops reading in the
-// middle of its replay is cut at the write timeout, and that resuming from
-// the last message it got yields exactly the rest.
-func TestReplayCutResumes(t *testing.T) {
-	ts := startServer(t, "-history", "200", "-write-timeout", "300ms")
-	fillHistory(t, ts, 200)
-	c := openRawStream(t, ts, "1-1")
-	br := bufio.NewReaderSize(c, 4096)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /stream: %v", err)
-	}
-	sr := sse.NewReader(br)
-	got, _, err := moreEvents(sr, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Stop reading: the server's writes block, and the write timeout
-	// cuts the stream.
-	waitFor(t, "the stalled replay to be cut", func() bool { return ts.stats(t).Clients == 0 })
-	// Whatever reached the client before the cut is still readable; read
-	// it, then resume after the last whole message.
-	more, _, _ := moreEvents(sr, 200)
-	got = append(got, more...)
-	if len(got) >= 200 {
-		t.Fatalf("the client got all %d messages although it stopped reading", len(got))
-	}
-	rest, reset, err := readEvents(t, openRawStream(t, ts, got[len(got)-1]), 200-len(got))
-	if err != nil || reset {
-		t.Fatalf("resume after %s: %d messages, reset %v, %v", got[len(got)-1], len(rest), reset, err)
-	}
-	got = append(got, rest...)
-	for i := 1; i < len(got); i++ {
-		_, a, _ := record.ParseID(got[i-1])
-		_, b, _ := record.ParseID(got[i])
-		if b != a+1 {
-			t.Fatalf("message %d: id %s after %s; want no gap and no repeat", i, got[i], got[i-1])
+func FuzzParsePost(f *testing.F) {
+	f.Add("application/json", []byte(`{"username":"a","content":"b"}`))
+	f.Add("application/json", []byte(`{"username":"a","content":"b\u0000"}`))
+	f.Add("application/json; charset=utf-8", []byte(`{"username":" ","content":"x"}`))
+	f.Add("application/x-www-form-urlencoded", []byte("username=a&content=b"))
+	f.Add("application/x-www-form-urlencoded", []byte("username=%ff&content=%0d%0a"))
+	f.Add("text/plain", []byte("hi"))
+	f.Add("application/json", []byte("{\"username\":\"a\",\"content\":\"\xff\"}"))
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		in, err := parsePost(contentType, body, 2000)
+		if err != nil {
+			if err.Status != 400 && err.Status != 415 || err.Msg == "" {
+				t.Fatalf("parsePost(%q, %q): status %d message %q", contentType, body, err.Status, err.Msg)
+			}
+			return
 		}
-	}
+		// Whatever is accepted is clean and fits in one SSE data line.
+		if in.Username == "" || in.Content == "" || strings.ContainsAny(in.Content, "\r\x00") {
+			t.Fatalf("parsePost(%q, %q) accepted %+v", contentType, body, in)
+		}
+		ev := roomlog.AppendMessageEvent(nil, Message{ID: "1-1", Username: in.Username, Content: in.Content})
+		if bytes.Count(ev, []byte("\n")) != 3 {
+			t.Fatalf("encoded event %q is not one id line, one data line and a blank line", ev)
+		}
+	})
 }

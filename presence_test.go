@@ -1,5 +1,9 @@
 package main
 
+// Tests of presence and typing: the hub's coalescing, names, leaves and
+// slow-client policy under testing/synctest, and over loopback the roster on
+// streams and GET /presence, POST /typing and its limits.
+
 import (
 	"bytes"
 	"context"

@@ -1,231 +1,146 @@
 package main
 
+// Tests of shutdown: open streams end, /healthz turns 503 while the server
+// drains, and the answers given while the journal holds an fsync (posts,
+// deletions, bans) match what the journal kept.
+
 import (
+	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"chat/internal/auth"
+	"chat/internal/ban"
 	"chat/internal/journal"
-	"chat/internal/record"
 	"chat/internal/roomlog"
-	"chat/internal/sse"
+	"chat/internal/stream"
 )
 
-// TestEmptyJournalRestartKeepsEpoch checks that the epoch of a journal is
-// durable from the moment the journal exists: a client that connected to a
-// server whose journal held no message yet (and so saw only the preamble id
-// E-0) resumes after a restart without a reset, and the first message
-// continues that epoch.
-func TestEmptyJournalRestartKeepsEpoch(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	first := startServer(t, "-data", path)
-	s := subscribe(t, first.URL, "")
-	pre, err := s.sse.Next()
-	if err != nil {
-		t.Fatalf("read the preamble: %v", err)
-	}
-	epoch, seq, err := record.ParseID(pre.ID)
-	if err != nil || seq != 0 {
-		t.Fatalf("preamble id %q (%v), want <epoch>-0", pre.ID, err)
-	}
-	s.close()
-	first.stop(t)
-
-	second := startServer(t, "-data", path)
-	resumed := subscribe(t, second.URL, pre.ID)
-	m := second.post(t, "a", "after an empty restart")
-	got, other := resumed.messages(t, 1)
-	for _, ev := range other {
-		if ev.Type == "reset" {
-			t.Errorf("resume from %s after a restart on an empty journal: reset %s", pre.ID, ev.Data)
-		}
-	}
-	if got[0].ID != m.ID {
-		t.Errorf("resumed stream got %s, want %s", got[0].ID, m.ID)
-	}
-	if e, q, _ := record.ParseID(m.ID); e != epoch || q != 1 {
-		t.Errorf("first message after the restart is %s, want %s", m.ID, record.FormatID(epoch, 1))
-	}
-	if resumed.sse.LastEventID() != record.FormatID(epoch, 1) {
-		t.Errorf("last event id %q, want %s", resumed.sse.LastEventID(), record.FormatID(epoch, 1))
-	}
-}
-
-// TestDataNeedsHistory checks that -data with -history 0 (from a flag or
-// from the environment) is refused by parseFlags with one clear sentence,
-// before anything is opened.
-func TestDataNeedsHistory(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	for _, tt := range []struct {
-		name string
-		args []string
-		env  map[string]string
-	}{
-		{"flags", []string{"chat", "-data", path, "-history", "0"}, nil},
-		{"environment", []string{"chat", "-data", path}, map[string]string{"CHAT_HISTORY": "0"}},
-	} {
-		_, err := parseFlags(tt.args, func(k string) string { return tt.env[k] }, io.Discard)
-		const want = "-data needs -history of at least 1: the journal keeps the history"
-		if err == nil || err.Error() != want {
-			t.Errorf("%s: parseFlags = %v, want %q", tt.name, err, want)
-		}
-	}
-	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("journal file created for a refused configuration: %v", err)
-	}
-	// Without -data, -history 0 (no history at all) stays allowed.
-	if _, err := parseFlags([]string{"chat", "-history", "0"}, func(string) string { return "" }, io.Discard); err != nil {
-		t.Errorf("-history 0 without -data: %v", err)
-	}
-}
-
-// stopTheWorldPauses returns how many stop-the-world pauses the runtime has
-// made for reasons other than garbage collection (runtime.ReadMemStats is
-// one; runtime/metrics.Read is not).
-func stopTheWorldPauses() uint64 {
-	s := []metrics.Sample{{Name: "/sched/pauses/total/other:seconds"}}
-	metrics.Read(s)
-	var n uint64
-	for _, c := range s[0].Value.Float64Histogram().Counts {
-		n += c
-	}
-	return n
-}
-
-// TestStatsDoNotStopTheWorld checks that GET /stats and GET /metrics read
-// the memory figures without stopping the world: a hundred requests may
-// not make a hundred non-GC pauses, which runtime.ReadMemStats would.
-func TestStatsDoNotStopTheWorld(t *testing.T) {
+func TestShutdownEndsStreams(t *testing.T) {
 	ts := startServer(t)
-	const n = 50
-	before := stopTheWorldPauses()
-	for range n {
-		if s := ts.stats(t); s.HeapBytes == 0 {
-			t.Fatalf("GET /stats: heap_bytes is 0")
-		}
-		resp, err := http.Get(ts.URL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !strings.Contains(string(b), "\nchat_heap_bytes ") || strings.Contains(string(b), "\nchat_heap_bytes 0\n") {
-			t.Fatalf("GET /metrics: no heap figure:\n%s", b)
-		}
+	subs := make([]*subscriber, 50)
+	for i := range subs {
+		subs[i] = subscribe(t, ts.URL, "")
 	}
-	if d := stopTheWorldPauses() - before; d >= n {
-		t.Errorf("%d requests to /stats and /metrics stopped the world %d times, want none of them to", 2*n, d)
-	}
-}
-
-// openHTTP2Stream opens GET /stream on base with c and checks that it is
-// HTTP/2.
-func openHTTP2Stream(t *testing.T, c *http.Client, base string) *subscriber {
-	t.Helper()
-	s := subscribeOpts(t, base, streamOpts{client: c})
-	if s.resp.ProtoMajor != 2 {
-		t.Fatalf("GET /stream over TLS: %s, want HTTP/2", s.resp.Proto)
-	}
-	return s
-}
-
-// TestHTTP2IdleStreamSurvivesWriteTimeout checks that an HTTP/2 stream
-// with nothing to write stays open for much longer than -write-timeout:
-// the write deadline guards writes, and must not reset an idle stream.
-func TestHTTP2IdleStreamSurvivesWriteTimeout(t *testing.T) {
-	const writeTimeout = 200 * time.Millisecond
-	ts := startTLSServer(t, "-write-timeout", writeTimeout.String())
-	base := ts.URL
-	c := http2Client(t, 0)
-	s := openHTTP2Stream(t, c, base)
-	if _, err := s.sse.Next(); err != nil {
-		t.Fatalf("read the preamble: %v", err)
-	}
-	// Read in the background, so that a reset shows at once.
-	ended := make(chan error, 1)
-	events := make(chan sse.Event, 1)
-	go func() {
-		ev, err := s.sse.NextEvent()
-		if err != nil {
+	ended := make(chan error, len(subs))
+	for _, s := range subs {
+		go func() {
+			_, err := io.Copy(io.Discard, s.resp.Body)
 			ended <- err
-			return
-		}
-		events <- ev
-	}()
-	// Idle for eight write timeouts (well under the 15 s heartbeat).
-	select {
-	case err := <-ended:
-		t.Fatalf("idle HTTP/2 stream ended within %v (write timeout %v): %v", 8*writeTimeout, writeTimeout, err)
-	case ev := <-events:
-		t.Fatalf("idle stream got an event: %+v", ev)
-	case <-time.After(8 * writeTimeout):
+		}()
 	}
-	resp, err := c.Post(base+"/post", "application/json", strings.NewReader(`{"username":"h2","content":"after a quiet spell"}`))
+	start := time.Now()
+	ts.stop(t)
+	for range subs {
+		select {
+		case err := <-ended:
+			if err != nil {
+				t.Errorf("stream ended with %v, want a clean end", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("a stream was still open after shutdown")
+		}
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %v, want under 5s", d)
+	}
+}
+
+// TestHealthDuringShutdown checks the real run: /healthz answers 200 while
+// serving and 503 once shutdown has begun. A stream whose client reads
+// nothing keeps its writer blocked on a large backlog, which holds the
+// server in the drain phase of shutdown (streamDrain) while an already
+// open keep-alive connection asks for /healthz.
+func TestHealthDuringShutdown(t *testing.T) {
+	t.Parallel()
+	// 4000 messages of 2000 characters: 8 MB of backlog, more than the
+	// kernel buffers hold on both ends.
+	journal := filepath.Join(t.TempDir(), "chat.jsonl")
+	var lines []string
+	content := strings.Repeat("x", 2000)
+	for i := range 4000 {
+		lines = append(lines, journalLine(t, testEpoch, uint64(i+1), content))
+	}
+	writeJournal(t, journal, lines...)
+	ts := startServer(t, "-data", journal, "-history", "4000", "-backlog", "4000")
+	addr := ts.addr()
+
+	stuck, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST over HTTP/2: %d", resp.StatusCode)
+	defer stuck.Close()
+	_ = stuck.(*net.TCPConn).SetReadBuffer(4096)
+	if _, err := io.WriteString(stuck, "GET /stream HTTP/1.1\r\nHost: chat\r\n\r\n"); err != nil {
+		t.Fatal(err)
 	}
-	select {
-	case err := <-ended:
-		t.Fatalf("stream ended instead of delivering the message: %v", err)
-	case ev := <-events:
-		if !strings.Contains(string(ev.Data), "after a quiet spell") {
-			t.Errorf("stream got %+v, want the message", ev)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("no message on the stream")
+	// The room counts the client before the handler hands the connection
+	// to its writer, and a shutdown in between ends the stream at once,
+	// so wait for the writer's first byte: from then on shutdown waits for
+	// it. One byte read leaves megabytes the writer cannot get rid of.
+	_ = stuck.SetReadDeadline(time.Now().Add(waitTimeout))
+	if _, err := io.ReadFull(stuck, make([]byte, 1)); err != nil {
+		t.Fatalf("reading the stuck stream's first byte: %v", err)
 	}
-	if n := getStats(t, c, base).ConnectionsTotal; n != 1 {
-		t.Errorf("connections_total = %d, want 1 (no reconnect)", n)
-	}
-}
 
-// TestHTTP2StalledStreamCut checks that an HTTP/2 stream whose client stops
-// reading is still cut by the write timeout once a write blocks, after it
-// has been idle for longer than the write timeout.
-func TestHTTP2StalledStreamCut(t *testing.T) {
-	ts := startTLSServer(t, "-write-timeout", "300ms",
-		"-max-content", "20000", "-max-body", "65536")
-	base := ts.URL
-	// A 16 KiB receive window that the test never frees: it reads nothing.
-	c := http2Client(t, 16<<10)
-	openHTTP2Stream(t, c, base)
-	poster := http2Client(t, 0)
-	waitFor(t, "the stream to join", func() bool { return getStats(t, poster, base).Clients == 1 })
-	// Idle for twice the write timeout: that alone must not cut it.
-	<-time.After(600 * time.Millisecond)
-	if n := getStats(t, poster, base).Clients; n != 1 {
-		t.Fatalf("idle stream cut before it stalled: clients = %d", n)
+	health, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	body := `{"username":"h2","content":"` + strings.Repeat("x", 16000) + `"}`
-	for range 4 {
-		resp, err := poster.Post(base+"/post", "application/json", strings.NewReader(body))
+	defer health.Close()
+	hr := bufio.NewReader(health)
+	get := func() (int, error) {
+		_ = health.SetDeadline(time.Now().Add(waitTimeout))
+		if _, err := io.WriteString(health, "GET /healthz HTTP/1.1\r\nHost: chat\r\n\r\n"); err != nil {
+			return 0, err
+		}
+		resp, err := http.ReadResponse(hr, nil)
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
+		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("POST: %d", resp.StatusCode)
+		return resp.StatusCode, nil
+	}
+	if code, err := get(); code != http.StatusOK {
+		t.Fatalf("GET /healthz while serving: %d, %v; want 200", code, err)
+	}
+
+	// The writer counts the backlog as delivered only once all of it is
+	// written, which a client that reads nothing never lets happen.
+	delivered := ts.stats(t).Deliveries
+	ts.cancel()
+	deadline := time.Now().Add(streamDrain)
+	for {
+		code, err := get()
+		if err != nil {
+			t.Fatalf("GET /healthz during shutdown: %v (connection closed before any 503; deliveries before shutdown %d, 0 if the stream writer was blocked as planned)", err, delivered)
 		}
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		if code != http.StatusOK || time.Now().After(deadline) {
+			t.Fatalf("GET /healthz during shutdown: %d, want 503", code)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()
-	waitFor(t, "the stalled stream to be cut", func() bool { return getStats(t, poster, base).Clients == 0 })
-	t.Logf("stalled stream cut %v after the last post", time.Since(start).Round(time.Millisecond))
+	ts.stop(t)
+	t.Logf("run returned %v after the first 503", time.Since(start))
 }
 
 // postOutcome is the answer one POST /post got.
@@ -392,4 +307,86 @@ func TestShutdownAnswersMatchFate(t *testing.T) {
 		statuses[i] = o.status
 	}
 	t.Logf("answers %v; %d messages in history", statuses, len(stored))
+}
+
+// TestDeleteAtShutdownAnswersLikePost holds the journal inside the fsync of
+// a deletion while the server shuts down: the deletion is answered 202
+// with the deletion, as a post in that state is (not 503, which would say
+// it did not happen), and after the restart the message is deleted and
+// deleting it again is a 404.
+func TestDeleteAtShutdownAnswersLikePost(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	var armed atomic.Bool
+	hs := startHeldServer(t, path, armed.Load, "-admin-key", "boss")
+	url := hs.URL
+	m := hs.post(t, "u", "delete me")
+	armed.Store(true)
+	answer := make(chan reply, 1)
+	go func() { answer <- deleteMsg(t, url, m.ID, admin()) }()
+	select {
+	case <-hs.entered: // the deletion is inside the fsync
+	case <-time.After(waitTimeout):
+		t.Fatal("the journal never synced the deletion")
+	}
+	hs.cancel()
+	var r reply
+	select {
+	case r = <-answer:
+	case <-time.After(waitTimeout):
+		t.Fatal("the deletion got no answer during shutdown")
+	}
+	hs.release()
+	var d roomlog.Deletion
+	if r.status != http.StatusAccepted || json.Unmarshal(r.body, &d) != nil || d.Delete != m.ID || d.ID == "" || !idLess(t, m.ID, d.ID) {
+		t.Errorf("DELETE at shutdown: %d %s, want 202 with the deletion of %s", r.status, r.body, m.ID)
+	}
+	select {
+	case <-hs.done:
+		if hs.err != nil {
+			t.Fatalf("serve: %v", hs.err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("serve did not return after the fsync was released")
+	}
+	ts := startServer(t, "-data", path, "-admin-key", "boss")
+	if hist := historyIDs(t, ts.URL, nil); len(hist) != 0 {
+		t.Errorf("history after the restart: %v, want the message deleted", hist)
+	}
+	if r := deleteMsg(t, ts.URL, m.ID, admin()); r.status != http.StatusNotFound {
+		t.Errorf("deleting again after the restart: %d %s, want 404", r.status, r.body)
+	}
+}
+
+// TestBanAtShutdown bans an address after the room has shut down: the ban
+// is stored and answered 201, but the answer does not claim to have closed
+// no streams (it had not looked): streams_closed is left out and the note
+// says why.
+func TestBanAtShutdown(t *testing.T) {
+	stats := NewStats()
+	room := NewChatRoom(RoomConfig{History: 10}, stats)
+	ctx, cancel := context.WithCancel(context.Background())
+	roomDone := make(chan struct{})
+	go func() {
+		room.Run(ctx)
+		close(roomDone)
+	}()
+	cancel()
+	<-roomDone
+	gate := &auth.Gate{Keys: auth.Keys{Admin: "boss"}}
+	var shuttingDown atomic.Bool
+	ts := httptest.NewServer(newServer(room, stats, stream.NewTracker(), &shuttingDown, serverConfig{
+		heartbeat: time.Hour, writeTimeout: time.Second, maxContent: 200, maxBody: 1024, gate: gate, bans: ban.New(),
+	}, slog.New(slog.DiscardHandler)))
+	defer ts.Close()
+	r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"10.9.9.9"}`, admin())
+	var b banJSON
+	if r.status != http.StatusCreated || json.Unmarshal(r.body, &b) != nil || b.Addr != "10.9.9.9" {
+		t.Fatalf("POST /bans at shutdown: %d %s, want 201 with the ban", r.status, r.body)
+	}
+	if b.StreamsClosed != nil || !strings.Contains(b.Note, "shutting down") || strings.Contains(string(r.body), "streams_closed") {
+		t.Errorf("POST /bans at shutdown: %s; want no streams_closed and a note that the server is shutting down", r.body)
+	}
+	if list := mustSend(t, http.DefaultClient, "GET", ts.URL+"/bans", "", "", admin()); !strings.Contains(string(list.body), `"10.9.9.9"`) {
+		t.Errorf("the ban made at shutdown is not stored: %s", list.body)
+	}
 }
