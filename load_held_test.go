@@ -1,4 +1,10 @@
+//go:build load
+
 package main
+
+// The load tests of requests held with their bodies missing and of idle
+// connections, over HTTP/1.1 and HTTP/2, measuring the server's live heap
+// and RSS (see load_test.go for the tag and how CI runs them).
 
 import (
 	"context"

@@ -1,4 +1,20 @@
+//go:build load
+
 package main
+
+// The load-heavy abuse tests, behind the load build tag so that go test on
+// a laptop stays quick. .ci/run runs the tests of the files with this tag
+// in a step of their own; by hand:
+//
+//	go test -race -tags load -run 'Load|KernelMemory|SlowBodyCut' .
+//
+// They run the real binary (skipped under -short), open at most a few
+// thousand loopback connections from several source addresses (all of
+// 127.0.0.0/8 is local), measure what the server holds (RSS, kernel TCP
+// memory) and log their figures; or, for TestSlowBodyCut, take 15 s.
+// This file holds the connection floods, the never-reading streams and the
+// slow body; load_held_test.go the requests held with their bodies
+// missing and the idle connections.
 
 import (
 	"bufio"
@@ -16,10 +32,6 @@ import (
 	"testing"
 	"time"
 )
-
-// The load-style tests below run the real binary (skipped under -short),
-// open at most a few thousand loopback connections from several source
-// addresses (all of 127.0.0.0/8 is local), and log their figures.
 
 // procRSS returns the resident memory of process pid, in bytes.
 func procRSS(t *testing.T, pid int) int64 {
