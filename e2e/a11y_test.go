@@ -83,8 +83,10 @@ func audit(t *testing.T, tb *tab) axeResult {
 // The page passes axe-core's WCAG 2.2 A and AA rules, and keeps all its
 // content in landmarks, in the light and the dark theme and on a phone:
 // just opened, and in use (messages from others and from this browser,
-// the person's name on the list, someone typing, a message the server
-// refused in the outbox and an error under the form). What axe-core
+// mentions of the person and of someone else, the person's name on the
+// list, someone typing, a message the server refused in the outbox and
+// an error under the form, the bell, and a refused name with its reason
+// by the name field). What axe-core
 // cannot decide fails too: each such finding needs a person to judge it,
 // and then a page that lets axe-core decide.
 func TestAccessibilityAudit(t *testing.T) {
@@ -127,8 +129,10 @@ func checkAudit(t *testing.T, tb *tab, what string) {
 }
 
 // busyPage fills the tab with what a page in use shows: messages, one of
-// them this browser's own, the person on the list, someone typing, a
-// message refused (too long for -max-content 40) and its error.
+// them this browser's own, one mentioning the person and one someone
+// else, the person on the list, someone typing, a message refused (too
+// long for -max-content 40) and its error; and last a name the server
+// refuses, with its reason by the name field.
 func busyPage(t *testing.T, srv *server, tb *tab) {
 	t.Helper()
 	srv.post(t, "Grace", "Morning all!")
@@ -137,6 +141,12 @@ func busyPage(t *testing.T, srv *server, tb *tab) {
 	waitFor(t, shortWait, "three messages shown, one own", func() (bool, string) {
 		st := tb.mustState()
 		return len(st.Msgs) == 3 && st.Msgs[2].Own, names(st.Msgs)
+	})
+	srv.post(t, "Grace", "@Ada great, tell @Linus")
+	waitFor(t, shortWait, "four messages shown, one own, one mentioning the person", func() (bool, string) {
+		st := tb.mustState()
+		me := mustEval[int](tb, `document.querySelectorAll('#log .msg.mentioned mark.mention.me').length`)
+		return len(st.Msgs) == 4 && st.Msgs[2].Own && me == 1, fmt.Sprint(names(st.Msgs), "; mentions of the person: ", me)
 	})
 	waitPeople(t, tb, "1 person", "Ada (you)")
 	tb.do(sendFromUI("Ada", strings.Repeat("far too long for this server ", 3)))
@@ -147,6 +157,11 @@ func busyPage(t *testing.T, srv *server, tb *tab) {
 	})
 	postTyping(t, srv, "Linus")
 	waitTyping(t, tb, "Linus is typing…")
+	tb.do(setField("#name", "\u202eAda"))
+	waitFor(t, shortWait, "the refused name's reason by the name field", func() (bool, string) {
+		st := tb.mustState()
+		return strings.Contains(st.NameError, "bidirectional"), st.NameError
+	})
 }
 
 // postTyping tells the room that name is typing, as the page does.
@@ -164,8 +179,8 @@ func postTyping(t *testing.T, srv *server, name string) {
 }
 
 // The room-key gate of a private room (with the error of a wrong key) and
-// a moderator's page (with the Delete buttons) pass the same audit, in
-// both themes.
+// a moderator's page (with the Delete buttons, and the confirmation a
+// Delete asks for) pass the same audit, in both themes.
 func TestAccessibilityAuditGateAndModerator(t *testing.T) {
 	needBrowser(t)
 	for _, scheme := range []string{"light", "dark"} {
@@ -185,6 +200,13 @@ func TestAccessibilityAuditGateAndModerator(t *testing.T) {
 				return n == 1, fmt.Sprint(n, " Delete buttons shown")
 			})
 			checkAudit(t, tb, scheme+", moderator")
+			tb.do(chromedp.Click(chromedp.CSS("#log .msg .del")))
+			waitFor(t, shortWait, "the confirmation dialog", func() (bool, string) {
+				open := mustEval[bool](tb, `document.getElementById('confirm').open`)
+				return open, fmt.Sprint("open: ", open)
+			})
+			checkAudit(t, tb, scheme+", moderator confirming a deletion")
+			tb.do(chromedp.Click(chromedp.CSS("#confirm-no")))
 			checkClean(t, tb)
 		})
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -61,23 +62,36 @@ func TestImpersonationIsNotOwn(t *testing.T) {
 }
 
 // A name that reorders or hides characters is refused with the server's
-// clear reason, and nothing is posted.
+// clear reason, shown by the name field; the message waits, and goes
+// under the next name the person picks. A message with nothing visible is
+// refused and not posted.
 func TestDeceptiveNameRefused(t *testing.T) {
 	needBrowser(t)
 	srv := startServer(t)
 	tb := newBrowser(t).open(t, "tab", srv.URL()+"/")
 	waitAllLive(t, []*tab{tb})
 	tb.do(sendFromUI("\u202eecila", "hi"))
-	waitFor(t, shortWait, "the refusal to show", func() (bool, string) {
+	waitFor(t, shortWait, "the refusal to show by the name field", func() (bool, string) {
 		st := tb.mustState()
-		return strings.Contains(st.Error, "bidirectional control"), st.Error
+		out := tb.outbox()
+		return strings.Contains(st.NameError, "bidirectional control") && len(out) == 1 && out[0].Content == "hi",
+			fmt.Sprintf("name error %q, outbox %+v", st.NameError, out)
+	})
+	if n := len(tb.mustState().Msgs); n != 0 {
+		t.Errorf("%d messages shown after a refused name", n)
+	}
+	tb.do(setField("#name", "bob"))
+	waitFor(t, shortWait, "the waiting message sent as bob", func() (bool, string) {
+		st := tb.mustState()
+		return st.NameError == "" && len(st.Msgs) == 1 && st.Msgs[0].Name == "bob" && st.Msgs[0].Content == "hi" && len(tb.outbox()) == 0,
+			fmt.Sprintf("name error %q, %s", st.NameError, names(st.Msgs))
 	})
 	tb.do(sendFromUI("bob", "\u2800"))
-	waitFor(t, shortWait, "the invisible message to be refused", func() (bool, string) {
+	waitFor(t, shortWait, "the invisible message refused", func() (bool, string) {
 		st := tb.mustState()
 		return strings.Contains(st.Error, "visible character") || st.SendOff, st.Error
 	})
-	if n := len(tb.mustState().Msgs); n != 0 {
-		t.Errorf("%d messages shown after refused posts", n)
+	if h := historyAll(t, srv.URL()); len(h) != 1 || h[0].Username != "bob" {
+		t.Errorf("history %+v, want bob's one message", h)
 	}
 }

@@ -510,18 +510,20 @@ type shownMsg struct {
 }
 
 type pageState struct {
-	State   string     `json:"state"`
-	Status  string     `json:"status"`
-	Role    string     `json:"role"`
-	Online  string     `json:"online"`
-	Notice  bool       `json:"notice"`
-	Error   string     `json:"error"`
-	Message string     `json:"message"`
-	SendOff bool       `json:"sendOff"`
-	Jump    bool       `json:"jump"`
-	Msgs    []shownMsg `json:"msgs"`
-	CSP     []string   `json:"csp"`
-	Errors  []string   `json:"errors"`
+	State     string     `json:"state"`
+	Status    string     `json:"status"`
+	Role      string     `json:"role"`
+	Online    string     `json:"online"`
+	Notice    bool       `json:"notice"`
+	Error     string     `json:"error"`
+	NameError string     `json:"nameError"`
+	Title     string     `json:"title"`
+	Message   string     `json:"message"`
+	SendOff   bool       `json:"sendOff"`
+	Jump      bool       `json:"jump"`
+	Msgs      []shownMsg `json:"msgs"`
+	CSP       []string   `json:"csp"`
+	Errors    []string   `json:"errors"`
 }
 
 const stateJS = `(() => {
@@ -536,6 +538,7 @@ const stateJS = `(() => {
     state: $('status').dataset.state || '', status: $('status').textContent.trim(),
     role: document.documentElement.dataset.role || '', online: $('online').textContent.trim(),
     notice: !$('notice').hidden, error: $('error').hidden ? '' : $('error').textContent,
+    nameError: $('name-error').hidden ? '' : $('name-error').textContent, title: document.title,
     message: $('message').value, sendOff: $('send').disabled, jump: !$('jump').hidden,
     msgs, csp: window.__csp || [], errors: window.__errors || [],
   };

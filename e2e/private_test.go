@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -110,6 +111,23 @@ func TestRoomKeyForm(t *testing.T) {
 	checkClean(t, tb)
 }
 
+// deleteMsg presses the Delete button of message id in the tab, and
+// answer (a button of the confirmation dialog, "#confirm-yes" or
+// "#confirm-no") once the dialog asks.
+func deleteMsg(t *testing.T, tb *tab, id, answer string) {
+	t.Helper()
+	tb.do(chromedp.Click(chromedp.CSS(`.msg[data-id="` + id + `"] .del`)))
+	waitFor(t, shortWait, "the confirmation dialog", func() (bool, string) {
+		open := mustEval[bool](tb, `document.getElementById('confirm').open`)
+		return open, fmt.Sprint("open: ", open)
+	})
+	tb.do(chromedp.Click(chromedp.CSS(answer)))
+	waitFor(t, shortWait, "the confirmation dialog to close", func() (bool, string) {
+		open := mustEval[bool](tb, `document.getElementById('confirm').open`)
+		return !open, fmt.Sprint("open: ", open)
+	})
+}
+
 // The admin logs in with the admin key and deletes a message (confirming):
 // it disappears at once in another browser (its own context), and stays
 // gone after that browser reloads.
@@ -133,9 +151,10 @@ func TestAdminDeletesMessage(t *testing.T) {
 	admin.do(enterKey("boss"))
 	waitGate(t, admin, "admin mode", func(g gateState) bool { return !g.Shown && g.Admin })
 
-	// Dismissing the confirmation deletes nothing.
-	mustEval[bool](admin, `(() => { window.confirm = () => false; document.querySelector('.msg[data-id="`+spam.ID+`"] .del').click(); return true; })()`)
-	mustEval[bool](admin, `(() => { window.confirm = () => true; document.querySelector('.msg[data-id="`+spam.ID+`"] .del').click(); return true; })()`)
+	// Cancelling the confirmation deletes nothing.
+	deleteMsg(t, admin, spam.ID, "#confirm-no")
+	waitShown(t, shortWait, []*tab{admin, viewer}, []message{spam, keep})
+	deleteMsg(t, admin, spam.ID, "#confirm-yes")
 	waitShown(t, shortWait, []*tab{admin, viewer}, []message{keep})
 
 	viewer.do(chromedp.Reload())

@@ -8,15 +8,16 @@
 
 import { retryAfterMs } from './util.js';
 import { parseId, validMsg, plain } from './ids.js';
-import { NAME_KEY, myName, validName, refusedName, refuseName, showError } from './form.js';
+import { NAME_KEY, myName, validName, refusedName, refuseName, nameRefusal, isNameError } from './form.js';
 import { pos } from './log.js';
 import { validPresence } from './people.js';
 import { state, setState } from './status.js';
 import { role, streams, relay } from './tabs.js';
 import { applyEvents } from './events.js';
 import { sseParser } from './sse.js';
+import { mentioned } from './notify.js';
 
-const NAME_SETTLE = 1000;          // ms after the last edit of the name before the stream takes it
+export const NAME_SETTLE = 1000;   // ms after the last edit of the name before the stream takes it
 
 let streamCtl = null;              // AbortController of the current stream
 let connId = 0;                    // which connect() call is current
@@ -25,6 +26,17 @@ let retryMs = 1000;                // the server's "retry:" field
 let lastByteAt = 0, lastPingAt = 0, pingGap = 0, watchdog = 0;
 
 let streamNameNow = '';            // the name the current stream was opened with
+// inBacklog: the current stream is new (not resumed) and still sends its
+// backlog, which ends with its first presence event: those messages are
+// not news to anyone.
+let inBacklog = false;
+const namedWatchers = [];          // hear of each name a stream was opened with
+
+// onNamed calls fn with the name of each stream the server opened with
+// one: this browser's identity holds that name now.
+export function onNamed(fn) {
+  namedWatchers.push(fn);
+}
 
 // wantedName returns the name the stream carries, so that the person is
 // on the list: the name last entered in any tab of this browser (they
@@ -71,6 +83,11 @@ function onStreamEvent(type, data, id) {
     try { m = JSON.parse(data); } catch (_) { return; }
     if (!validMsg(m)) return;
     ev = { k: 'm', m: plain(m) };
+  } else if (type === 'edit') {
+    let m;
+    try { m = JSON.parse(data); } catch (_) { return; }
+    if (!validMsg(m)) return;
+    ev = { k: 'edit', id, m: plain(m) };
   } else if (type === 'reset') {
     let info = null;
     try { info = JSON.parse(data); } catch (_) { /* keep going */ }
@@ -88,6 +105,7 @@ function onStreamEvent(type, data, id) {
     if (type === 'presence') {
       if (!validPresence(v)) return;
       ev = { k: 'presence', p: v };
+      inBacklog = false;
     } else {
       if (!v || !Array.isArray(v.typing)) return;
       ev = { k: 'typing', names: v.typing.filter((n) => typeof n === 'string') };
@@ -99,6 +117,7 @@ function onStreamEvent(type, data, id) {
   }
   applyEvents([ev]);
   relay(ev);
+  if (ev.k === 'm' && !inBacklog) mentioned(ev.m);
 }
 
 // backoff returns the wait before the next try after one more failure:
@@ -144,12 +163,19 @@ export async function connect() {
   if (my !== connId) { ctl.abort(); return; }
   const type = res.headers.get('Content-Type') || '';
   if (!res.ok || !/^text\/event-stream/i.test(type)) {
+    // The reason, read before the request is let go.
+    let body = null;
+    if (res.status === 400 || res.status === 409) {
+      try { body = await res.json(); } catch (_) { /* no JSON */ }
+    }
     ctl.abort();
-    await refused(res, name);
+    if (my === connId) refused(res, name, body);
     return;
   }
   connected = true; everLive = true; failures = 0;
+  inBacklog = pos.cursor === null;
   setState('live');
+  if (name) for (const fn of namedWatchers) fn(name);
   lastByteAt = Date.now(); lastPingAt = 0; pingGap = 0;
   const parse = sseParser(onStreamEvent, () => {
     const now = Date.now();
@@ -175,9 +201,10 @@ export async function connect() {
   retryLater(retryMs + Math.random() * 500);
 }
 
-// refused handles a stream the server did not open: it waits, asks for
-// the key, or tries again without what the server refused.
-async function refused(res, name) {
+// refused handles a stream the server did not open (its JSON answer body,
+// or null): it waits, asks for the key, or tries again without what the
+// server refused.
+function refused(res, name, body) {
   const ra = retryAfterMs(res);
   if (res.status === 401) {
     // The room needs a key (or the key changed): ask for it; a login
@@ -187,13 +214,11 @@ async function refused(res, name) {
     setState('full');
     const b = backoff();
     retryLater(ra != null ? ra + Math.random() * 1000 : b);
-  } else if (res.status === 400 && name) {
-    // The server refuses the name (say, characters it does not allow):
-    // say so, and watch without a name meanwhile.
-    let why = '';
-    try { const j = await res.json(); if (j && typeof j.error === 'string') why = j.error; } catch (_) { /* no body */ }
-    refuseName(name);
-    showError('The server does not accept this name' + (why ? ': ' + why.replace(/[.!]+$/, '') : '') + '. Please choose another.');
+  } else if (name && (res.status === 409 || (res.status === 400 && isNameError(body)))) {
+    // The server refuses the name (characters it does not allow, or
+    // someone else holds it): say so by the name field, in every tab, and
+    // watch without a name until the person picks another.
+    refuseName(name, nameRefusal(res.status, body));
     retryLater(0);
   } else if (res.status === 400 && pos.cursor) {
     // The server cannot use our position: start afresh, and say so.

@@ -1,10 +1,10 @@
 // Stream events applied to the page: from this tab's own stream, or
-// relayed by the leader. Each event is {k, ...}: 'm' a message, 'del' a
-// deletion, 'presence' and 'typing', 'pos' the stream's position before any
-// message, 'reset' a history the server lost.
+// relayed by the leader. Each event is {k, ...}: 'm' a message, 'edit' an
+// edited message, 'del' a deletion, 'presence' and 'typing', 'pos' the
+// stream's position before any message, 'reset' a history the server lost.
 
 import { parseId, keyOf, cmpKey, cmpDec, validMsg } from './ids.js';
-import { pos, insert, removeMsg, batch } from './log.js';
+import { pos, insert, applyEdit, removeMsg, batch } from './log.js';
 import { setPresence, setTyping, typingDone } from './people.js';
 import { showReset } from './status.js';
 import { role } from './tabs.js';
@@ -19,6 +19,9 @@ export function applyEvents(evs) {
         if (insert(ev.m)) added++;
         pos.cursor = ev.m.id;
         typingDone(ev.m.username);
+      } else if (ev.k === 'edit' && validMsg(ev.m)) {
+        applyEdit(ev.m);
+        if (parseId(ev.id)) pos.cursor = ev.id;
       } else if (ev.k === 'del') {
         removeMsg(ev.target);
         if (parseId(ev.id)) pos.cursor = ev.id;

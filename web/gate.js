@@ -1,10 +1,8 @@
-// Private rooms and moderation: the room-key gate, the moderator's login
-// and logout (GET /session, POST /login, POST /logout), and deleting a
-// message (DELETE /messages/{id}).
+// Private rooms and moderation: the room-key gate, and the moderator's
+// login and logout (GET /session, POST /login, POST /logout).
 
 import { $, retryAfterMs, secs } from './util.js';
-import { msgIn, showError, clearError } from './form.js';
-import { batch, removeMsg } from './log.js';
+import { msgIn, clearError } from './form.js';
 import { onStateChange } from './status.js';
 import { connect } from './connection.js';
 import { streams, tell } from './tabs.js';
@@ -104,38 +102,21 @@ async function logout() {
   if (session.private && streams()) connect();
 }
 
-// deleteClicked deletes the message whose Delete button was clicked, once
-// the moderator confirms.
-async function deleteClicked(e) {
-  const btn = e.target instanceof Element ? e.target.closest('.del') : null;
-  if (!btn) return;
-  const el = btn.closest('.msg');
-  const id = el && el.dataset.id;
-  if (!id || !window.confirm('Delete this message for everyone?')) return;
-  let res;
-  try {
-    res = await fetch('messages/' + encodeURIComponent(id), { method: 'DELETE' });
-  } catch (_) {
-    showError('Could not reach the server, so the message was not deleted.');
-    return;
-  }
-  if (res.ok || res.status === 404) {
-    batch(() => { removeMsg(id); return 0; });   // gone already, or now: the event follows
-    return;
-  }
-  if (res.status === 401 || res.status === 403) { await loadSession(); showGate('admin'); }
-  showError('Deleting failed (HTTP ' + res.status + ').');
+// adminNeeded asks for the admin key again: the server refused a
+// moderator's deletion (the session ended, or the key changed).
+export async function adminNeeded() {
+  await loadSession();
+  showGate('admin');
 }
 
-// startGate wires the gate, the moderator's buttons and the Delete
-// buttons; a stream refused for want of the key shows the gate, and the
-// gate goes once the stream is let in.
+// startGate wires the gate and the moderator's buttons; a stream refused
+// for want of the key shows the gate, and the gate goes once the stream is
+// let in.
 export function startGate() {
   gateEl.addEventListener('submit', login);
   gateCancel.addEventListener('click', hideGate);
   modBtn.addEventListener('click', () => showGate('admin'));
   logoutBtn.addEventListener('click', logout);
-  $('log').addEventListener('click', deleteClicked);
   onStateChange((s) => {
     if (s === 'locked') showGate('room'); else if (gateMode === 'room') hideGate();
   });

@@ -58,5 +58,10 @@ export function validMsg(m) {
     typeof m.content === 'string' && typeof m.time === 'string';
 }
 
-// plain returns the message fields of m, and nothing else.
-export const plain = (m) => ({ id: m.id, username: m.username, content: m.content, time: m.time });
+// plain returns the message fields of m, and nothing else: the time of
+// its last edit only if it was edited.
+export function plain(m) {
+  const p = { id: m.id, username: m.username, content: m.content, time: m.time };
+  if (typeof m.edited === 'string') p.edited = m.edited;
+  return p;
+}

@@ -1,10 +1,12 @@
 // The message list: sorted by id, de-duplicated by id, scrolled sensibly,
-// with earlier messages loaded on demand (GET /history) and deleted ones
-// taken away.
+// with earlier messages loaded on demand (GET /history), edited ones shown
+// as edited, deleted ones taken away, and mentions highlighted.
 
 import { $ } from './util.js';
 import { parseId, keyOf, cmpKey, knowsEpoch, validMsg, plain } from './ids.js';
 import { isOwn, ownChanged, ALL_OWN } from './own.js';
+import { myName } from './form.js';
+import { showContent } from './mentions.js';
 
 const MAX_MSGS = 2000;             // messages kept on the page
 const PAGE = 50;                   // messages per GET /history page
@@ -12,7 +14,7 @@ const PAGE = 50;                   // messages per GET /history page
 const logEl = $('log'), emptyEl = $('empty'), jumpBtn = $('jump');
 const logTop = $('log-top'), earlierBtn = $('earlier'), startEl = $('start'), outboxEl = $('outbox');
 
-export const list = [];            // records {key, id, username, content, time, el}
+export const list = [];            // records {key, id, username, content, time, edited, el}
 export const byId = new Map();     // canonical id -> record
 
 // pos is this tab's place in the stream.
@@ -25,7 +27,11 @@ export const pos = {
   since: null,
 };
 
-let unread = 0;
+// unread holds the canonical ids of the messages that arrived while the
+// tab was hidden, for its title: a message that turns out to be the
+// person's own (its post's answer came after the stream's copy) or is
+// deleted is not counted.
+const unread = new Set();
 let stuck = true;                  // the reader is at the bottom of the log
 let reachedStart = false, loadingEarlier = false;
 const deletedIds = new Set();      // canonical ids deleted, so that a late copy is not shown again
@@ -40,45 +46,68 @@ function fmtTime(d) {
     : d.toLocaleString([], { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
 }
 
-// fill shows the record's message in its element.
+// fill shows the record's message in its element: its name, its content
+// with mentions highlighted, its time, and whether it was edited, is the
+// person's own, or mentions the person.
 export function fill(rec) {
   const el = rec.el;
   el.dataset.id = rec.id;
   el.querySelector('.name').textContent = rec.username;
-  el.querySelector('.content').textContent = rec.content;
-  const t = el.querySelector('time');
-  const d = new Date(rec.time);
-  if (isNaN(d.getTime())) {
-    t.textContent = ''; t.removeAttribute('datetime'); t.title = '';
-  } else {
-    t.dateTime = rec.time; t.textContent = fmtTime(d); t.title = d.toLocaleString();
-  }
-  el.classList.toggle('own', isOwn(rec.id));
+  const own = isOwn(rec.id);
+  const mentioned = showContent(el.querySelector('.content'), rec.content, myName()) && !own;
+  setTime(el.querySelector('.time'), rec.time, fmtTime, '');
+  const ed = el.querySelector('.edited');
+  ed.hidden = !setTime(ed, rec.edited, () => '(edited)', 'Edited ');
+  el.classList.toggle('own', own);
+  if (own && unread.delete(rec.id)) updateTitle();
+  el.classList.toggle('mentioned', mentioned);
+  el.querySelector('.at-you').hidden = !mentioned;
 }
 
-// makeEl returns an empty message element.
+// setTime shows the time iso in the <time> element t, as text(date), with
+// the full date and time on hover after prefix; it reports whether iso is
+// a time.
+function setTime(t, iso, text, prefix) {
+  const d = typeof iso === 'string' ? new Date(iso) : null;
+  if (!d || isNaN(d.getTime())) {
+    t.textContent = ''; t.removeAttribute('datetime'); t.title = '';
+    return false;
+  }
+  t.dateTime = iso; t.textContent = text(d); t.title = prefix + d.toLocaleString();
+  return true;
+}
+
+// make returns a new element of tag with the class cls, and text if given.
+function make(tag, cls, text) {
+  const e = document.createElement(tag);
+  e.className = cls;
+  if (text) e.textContent = text;
+  return e;
+}
+
+// button returns a button with the class and text.
+function button(cls, text) {
+  const b = make('button', cls, text);
+  b.type = 'button';
+  return b;
+}
+
+// makeEl returns an empty message element: its meta line (name, "(you)",
+// time, "(edited)", "mentions you", and the Edit and Delete controls),
+// its content, and a line for errors of its controls.
 function makeEl() {
-  const el = document.createElement('article');
-  el.className = 'msg';
-  const meta = document.createElement('div');
-  meta.className = 'meta';
-  const name = document.createElement('bdi');
-  name.className = 'name';
-  const you = document.createElement('span');
-  you.className = 'you';
-  you.textContent = '(you)';
-  const time = document.createElement('time');
-  time.className = 'time';
-  const body = document.createElement('div');
-  body.className = 'content';
+  const el = make('article', 'msg');
+  const meta = make('div', 'meta');
+  const acts = make('span', 'acts');
+  acts.append(button('edit', 'Edit'), button('del', 'Delete'));
+  meta.append(make('bdi', 'name'), ' ', make('span', 'you', '(you)'), ' ', make('time', 'time'), ' ',
+    make('time', 'edited'), ' ', make('span', 'at-you', 'mentions you'), acts);
+  const body = make('div', 'content');
   body.dir = 'auto';
-  const del = document.createElement('button');
-  del.type = 'button';
-  del.className = 'del';
-  del.textContent = 'Delete';
-  del.title = 'Delete this message for everyone';
-  meta.append(name, ' ', you, ' ', time, del);
-  el.append(meta, body);
+  const err = make('p', 'msg-error error');
+  err.setAttribute('role', 'alert');
+  err.hidden = true;
+  el.append(meta, body, err);
   return el;
 }
 
@@ -91,13 +120,10 @@ export function insert(m, older) {
   if (deletedIds.has(id)) return false;
   const old = byId.get(id);
   if (old) {
-    if (old.username === m.username && old.content === m.content && old.time === m.time) return false;
-    // Same id, other message: the server lost its tail and reused the id. Show what it has now.
-    old.username = m.username; old.content = m.content; old.time = m.time;
-    fill(old);
+    update(old, m);
     return false;
   }
-  const rec = { key, id, username: m.username, content: m.content, time: m.time, el: makeEl() };
+  const rec = { key, id, username: m.username, content: m.content, time: m.time, edited: edited(m), el: makeEl() };
   fill(rec);
   let i = list.length;
   if (i > 0 && cmpKey(list[i - 1].key, key) > 0) {
@@ -121,8 +147,42 @@ export function insert(m, older) {
     const s = parseId(pos.since);
     if (!s || cmpKey(gone.key, s) > 0) pos.since = gone.id;
   }
-  if (!older && document.hidden && !isOwn(rec.id)) unread++;
+  if (!older && document.hidden && !isOwn(rec.id)) unread.add(id);
   return true;
+}
+
+// edited returns the time m was last edited, or undefined.
+const edited = (m) => (typeof m.edited === 'string' ? m.edited : undefined);
+
+// update shows m, a copy of the message of rec that came again: edited
+// since (an edit event, or history that holds the edit), or another
+// message under the same id (the server lost its tail and reused the id).
+// An older copy of the same message (unedited, or edited earlier) changes
+// nothing.
+function update(rec, m) {
+  const e = edited(m);
+  if (rec.username === m.username && rec.content === m.content && rec.time === m.time && rec.edited === e) return;
+  const same = rec.username === m.username && rec.time === m.time;
+  if (same && rec.edited !== undefined && (e === undefined || Date.parse(e) < Date.parse(rec.edited))) return;
+  rec.username = m.username; rec.content = m.content; rec.time = m.time; rec.edited = e;
+  fill(rec);
+}
+
+// applyEdit shows the edited message m in place of the one it edits, if
+// it is shown; it reports whether it was.
+export function applyEdit(m) {
+  if (!validMsg(m)) return false;
+  const k = parseId(m.id);
+  const rec = byId.get(k[0] + '-' + k[1]);
+  if (!rec) return false;
+  update(rec, m);
+  return true;
+}
+
+// refill shows every message again: the person's name changed, and with
+// it which mentions are of them.
+export function refill() {
+  for (const r of list) fill(r);
 }
 
 // removeMsg takes away the message with id target, and keeps it away.
@@ -131,6 +191,7 @@ export function removeMsg(target) {
   if (!k) return;
   const id = k[0] + '-' + k[1];
   deletedIds.add(id);
+  unread.delete(id);
   const rec = byId.get(id);
   if (!rec) return;
   rec.el.remove();
@@ -213,7 +274,7 @@ export function scrollToBottom() {
 
 // updateTitle counts unread messages in the tab's title.
 function updateTitle() {
-  document.title = unread > 0 ? '(' + unread + ') Chat' : 'Chat';
+  document.title = unread.size > 0 ? '(' + unread.size + ') Chat' : 'Chat';
 }
 
 // batch runs fn (which returns how many messages it added) keeping the
@@ -229,11 +290,6 @@ export function batch(fn, forceScroll) {
   updateTitle();
 }
 
-// markOwn marks every message shown that this browser sent.
-function markOwn() {
-  for (const r of list) r.el.classList.toggle('own', isOwn(r.id));
-}
-
 // startLog wires scrolling, scrollback, the unread count in the title,
 // and own messages marked by other tabs.
 export function startLog() {
@@ -245,13 +301,13 @@ export function startLog() {
   earlierBtn.addEventListener('click', loadEarlier);
   jumpBtn.addEventListener('click', () => { scrollToBottom(); logEl.focus({ preventScroll: true }); });
   document.addEventListener('visibilitychange', () => {
-    if (!document.hidden) { unread = 0; updateTitle(); }
+    if (!document.hidden) { unread.clear(); updateTitle(); }
   });
   window.addEventListener('resize', () => { if (stuck) scrollToBottom(); });
   window.addEventListener('storage', (e) => {
     const cid = ownChanged(e);
-    if (cid === ALL_OWN) { markOwn(); return; }
+    if (cid === ALL_OWN) { refill(); return; }
     const rec = cid === null ? null : byId.get(cid);
-    if (rec) rec.el.classList.toggle('own', isOwn(rec.id));
+    if (rec) fill(rec);
   });
 }

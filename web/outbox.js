@@ -10,13 +10,18 @@
 // a timeout, 429, 502, 503 or 504, with a backoff that honours Retry-After:
 // the server stores a retried message once. A refused message (400, 413,
 // 415, 422, ...) stays with the server's reason until it is edited or
-// discarded. Where localStorage is blocked, the outbox lives in this tab.
+// discarded. A message whose name the server refused (409: someone else
+// holds it; 400 about the name) waits for the person to pick another
+// name, and is then sent under it. Where localStorage is blocked, the
+// outbox lives in this tab.
 
 import { $, retryAfterMs, secs } from './util.js';
 import { parseId, validMsg, plain } from './ids.js';
-import { nameIn, msgIn, sendBtn, myName, updateSend, showError, clearError } from './form.js';
+import { nameIn, msgIn, sendBtn, myName, validName, updateSend, showError, clearError,
+  refusedName, refuseName, nameRefusal, isNameError, askForName } from './form.js';
 import { byId, fill, insert, batch, atBottom, scrollToBottom, updateEmpty } from './log.js';
 import { rememberOwn } from './own.js';
+import { fold } from './mentions.js';
 import { typingSent } from './people.js';
 import { roomKeyNeeded } from './gate.js';
 import { tabId, streams, tell } from './tabs.js';
@@ -42,7 +47,10 @@ function newKey() {
   return h.slice(0, 8) + '-' + h.slice(8, 12) + '-' + h.slice(12, 16) + '-' + h.slice(16, 20) + '-' + h.slice(20);
 }
 
-// validItem reports whether it has the shape of an outbox entry.
+// validItem reports whether it has the shape of an outbox entry. An entry
+// may also hold error (why the server refused it), status, nameWait (the
+// name the server refused, while it waits for another), by and until (the
+// tab that sends it, and until when).
 function validItem(it) {
   return it && typeof it.key === 'string' && typeof it.username === 'string' && typeof it.content === 'string' &&
     typeof it.at === 'number' && typeof it.n === 'number';
@@ -150,11 +158,13 @@ function makeOutEl(it) {
 function fillOutEl(el, it) {
   el.querySelector('.name').textContent = it.username;
   el.querySelector('.content').textContent = it.content;
-  const failed = typeof it.error === 'string';
-  el.classList.toggle('failed', failed);
+  const failed = typeof it.error === 'string', waits = typeof it.nameWait === 'string';
+  el.classList.toggle('failed', failed || waits);
   const note = outNotes.get(it.key);
-  el.querySelector('.out-state').textContent = failed ? 'Not sent: ' + it.error : 'Sending…' + (note ? ' (' + note + ')' : '');
-  el.querySelector('.out-actions').hidden = !failed;
+  el.querySelector('.out-state').textContent = failed ? 'Not sent: ' + it.error
+    : waits ? 'Not sent yet: the name is taken or not allowed; it goes once you choose another name'
+      : 'Sending…' + (note ? ' (' + note + ')' : '');
+  el.querySelector('.out-actions').hidden = !failed && !waits;
 }
 
 // editItem takes a refused message back into the form.
@@ -187,7 +197,7 @@ export async function pumpOutbox() {
   try {
     for (;;) {
       const now = Date.now();
-      const open = outboxItems().filter((x) => typeof x.error !== 'string');
+      const open = outboxItems().filter((x) => typeof x.error !== 'string' && typeof x.nameWait !== 'string');
       const it = open.find((x) => mayTake(x, now));
       if (!it) {
         // Held by other tabs: the leader looks again when the first lease ends.
@@ -242,6 +252,15 @@ async function sendItem(it) {
     renderOutbox();
     return true;
   }
+  if (res.status === 409 || (res.status === 400 && isNameError(body))) {
+    waitForName(it.username);
+    refuseName(it.username, nameRefusal(res.status, body));
+    outNotes.delete(it.key);
+    renderOutbox();
+    // The person just pressed Send: the name field is where to go next.
+    if ([msgIn, sendBtn, document.body].includes(document.activeElement) && myName() === it.username) askForName();
+    return true;   // go on with the next message (under another name)
+  }
   const ra = retryAfterMs(res);
   if (res.status === 429) return retryItem(it, ra, 'sending too fast');
   if (res.status >= 500 || res.ok) return retryItem(it, ra, res.status === 503 ? 'server busy' : 'server error');
@@ -274,6 +293,43 @@ function retryItem(it, ra, note) {
   return false;
 }
 
+// waitForName holds every unsent message under name n until the person
+// picks another name.
+function waitForName(n) {
+  for (const it of outboxItems()) {
+    if (it.username === n && typeof it.error !== 'string') { it.nameWait = n; outboxPut(it); }
+  }
+}
+
+// release sends, under name n, the messages waiting for a name for which
+// match(the refused name) reports true.
+function release(match, n) {
+  let changed = false;
+  for (const it of outboxItems()) {
+    if (typeof it.nameWait !== 'string' || !match(it.nameWait)) continue;
+    it.username = n;
+    delete it.nameWait;
+    outboxPut(it);
+    changed = true;
+  }
+  if (changed) { renderOutbox(); pumpOutbox(); }
+}
+
+// nameChosen sends the messages that wait for a name under the name in
+// the form, once it is one the server may take: not the refused name
+// (nor one that compares equal to it).
+export function nameChosen() {
+  const n = myName();
+  if (validName(n) && n !== refusedName) release((w) => fold(w) !== fold(n), n);
+}
+
+// nameHeld sends the messages that wait under name n, which this browser
+// holds now (a stream was opened with it): a name refused once may have
+// been freed since, say while the page was closed.
+export function nameHeld(n) {
+  release((w) => fold(w) === fold(n), n);
+}
+
 // sentByOtherTab shows message m, which another tab sent for this
 // browser, where its draft was.
 export function sentByOtherTab(m) {
@@ -294,11 +350,15 @@ export function sendFromForm() {
   }
   clearError();
   typingSent();
-  outboxPut({ key: newKey(), username, content, at: Date.now(), n: outboxSeq++, error: null, by: tabId, until: Date.now() + LEASE });
+  const it = { key: newKey(), username, content, at: Date.now(), n: outboxSeq++, error: null, by: tabId, until: Date.now() + LEASE };
+  // A name the server refused: the message waits for another.
+  if (username === refusedName) it.nameWait = username;
+  outboxPut(it);
   msgIn.value = '';
   updateSend();
   renderOutbox();
   scrollToBottom();
+  if (it.nameWait) { askForName(); return; }
   pumpOutbox();
   if (document.activeElement === sendBtn || document.activeElement === document.body) msgIn.focus();
 }

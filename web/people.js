@@ -2,7 +2,7 @@
 // events; and telling the others while this person types (POST /typing).
 
 import { $, retryAfterMs } from './util.js';
-import { msgIn, myName, validName, refusedName } from './form.js';
+import { msgIn, myName, validName, refusedName, refuseName, nameRefusal, isNameError } from './form.js';
 import { state, onStateChange } from './status.js';
 
 const TYPING_EVERY = 3000;         // ms between POST /typing while the person types
@@ -101,6 +101,13 @@ async function sendTyping() {
   try {
     const r = await fetch('typing', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username }) });
     if (r.status === 429) typingBlockedUntil = Date.now() + (retryAfterMs(r) ?? 5000);
+    if (r.status === 409 || r.status === 400) {
+      // Someone else holds the name, or the server does not take it: say
+      // so by the name field now, before the message is sent.
+      let j = null;
+      try { j = await r.json(); } catch (_) { /* no JSON */ }
+      if (r.status === 409 || isNameError(j)) refuseName(username, nameRefusal(r.status, j));
+    }
   } catch (_) { /* a hint only: never mind */ }
 }
 

@@ -21,12 +21,22 @@ export function setRole(r) {
 export const streams = () => role === 'leader' || role === 'solo';
 
 let bc = null;                     // the BroadcastChannel while this tab shares one
+const listeners = [];              // parts of the page that hear the other tabs too
 
-// openChannel joins the channel of this browser's tabs; onMessage gets
-// what the others post.
+// listen calls fn with what the other tabs post, while this tab shares a
+// channel with them.
+export function listen(fn) {
+  listeners.push(fn);
+}
+
+// openChannel joins the channel of this browser's tabs; onMessage, then
+// each listener, gets what the others post.
 export function openChannel(onMessage) {
   bc = new BroadcastChannel(CHANNEL);
-  bc.addEventListener('message', (e) => onMessage(e.data));
+  bc.addEventListener('message', (e) => {
+    onMessage(e.data);
+    for (const fn of listeners) fn(e.data);
+  });
 }
 
 // closeChannel leaves the channel.
