@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Try one room on several nodes, on one machine: three nats-server
 # processes routed into one cluster with JetStream
-# (contrib/nats-server.conf), two or three chat nodes in cluster mode with
+# (contrib/nats-cluster.conf), two or three chat nodes in cluster mode with
 # the room's stream on three replicas, and nginx in front of the nodes
 # (the upstream of contrib/nginx.conf and the site of
 # contrib/nginx-proxy.conf, on plain HTTP), all on loopback. Ctrl-C stops
@@ -212,7 +212,7 @@ start() {
 		routes+="${routes:+,}nats://127.0.0.1:$((base + 20 + k))"
 	done
 	for k in 1 2 3; do
-		spawn "nats-server n$k" "$dir/n$k.log" "$nats" -c "$repo/contrib/nats-server.conf" \
+		spawn "nats-server n$k" "$dir/n$k.log" "$nats" -c "$repo/contrib/nats-cluster.conf" \
 			-n "n$k" -a 127.0.0.1 -p $((base + 10 + k)) -m $((base + 30 + k)) -sd "$dir/n$k" \
 			--cluster_name chat --cluster "nats://127.0.0.1:$((base + 20 + k))" --routes "$routes"
 		nats_pid[k]=${pids[-1]}
@@ -221,6 +221,10 @@ start() {
 		wait_http "http://127.0.0.1:$((base + 30 + k))/healthz" "nats-server n$k" "${nats_pid[k]}"
 	done
 	say "NATS servers n1 n2 n3 up, routed into one cluster"
+	local jsz
+	jsz=$(curl -fsS "http://127.0.0.1:$((base + 31))/jsz?config=true")
+	grep -q '"sync_always": *true' <<<"$jsz" ||
+		die "nats-server n1 does not sync every write: is contrib/nats-server.conf included?"
 
 	# One after the other: the first makes the stream.
 	local addrs=()
