@@ -84,6 +84,7 @@ type config struct {
 	floor       bool
 	serveFloor  string
 	names       bool
+	pids        string
 }
 
 // loadRun is the shared state of one run.
@@ -93,12 +94,13 @@ type loadRun struct {
 	quiet  bool
 
 	// targets are the servers of -url, in order, and postTargets those
-	// of -post-url (the same by default); statistics come from
-	// targets[0].
+	// of -post-url (the same by default); statistics are the sum of the
+	// targets'.
 	targets     []*target
 	postTargets []*target
 	tlsConf     *tls.Config
 	sourceIPs   []net.IP // source addresses for streams, empty for the default
+	pids        []int    // the server's processes (-pids)
 
 	runTag  string // random tag that marks this run's messages
 	marker  []byte // `"content":"load <runTag> ` as it appears in event data
@@ -142,7 +144,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	var cfg config
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:6969", "base URL of the chat server, or comma-separated URLs of several nodes of one room: streams are spread over them and move to the next when theirs cannot be reached; statistics come from the first")
+	fs.StringVar(&cfg.url, "url", "http://127.0.0.1:6969", "base URL of the chat server, or comma-separated URLs of several nodes of one room: streams are spread over them and move to the next when theirs cannot be reached; the server's figures are the sum of every node's /stats")
+	fs.StringVar(&cfg.pids, "pids", "", "comma-separated ids of the server's processes on this machine (its nodes and their NATS servers): the server's CPU time and memory are the sum of theirs, read from /proc, instead of the nodes' /stats")
 	fs.StringVar(&cfg.postURL, "post-url", "", "comma-separated base URLs to spread the posts over (default: -url)")
 	fs.BoolVar(&cfg.failover, "failover", false, "open every stream on the first -url and move it to the next only when its node cannot be reached")
 	fs.IntVar(&cfg.subs, "subs", 100, "number of SSE subscribers")
@@ -258,6 +261,16 @@ func newLoadRun(cfg config, stderr io.Writer) (*loadRun, error) {
 	if err := r.setTarget(); err != nil {
 		return nil, err
 	}
+	pids, err := parsePIDs(cfg.pids)
+	if err != nil {
+		return nil, fmt.Errorf("-pids: %w", err)
+	}
+	for _, pid := range pids {
+		if _, err := readProc(pid); err != nil {
+			return nil, fmt.Errorf("-pids: %w", err)
+		}
+	}
+	r.pids = pids
 	var tag [4]byte
 	rand.Read(tag[:])
 	r.runTag = "r" + hex.EncodeToString(tag[:])
@@ -281,7 +294,7 @@ func (rep *report) compareFloor(ctx context.Context, r *loadRun, client *http.Cl
 	}
 	defer fc.stop()
 	cfg := r.cfg
-	cfg.url = fc.url
+	cfg.url, cfg.postURL, cfg.pids = fc.url, "", ""
 	fr, err := newLoadRun(cfg, r.stderr)
 	if err != nil {
 		r.warnf("floor: %v", err)

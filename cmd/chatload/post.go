@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -139,51 +138,4 @@ func (r *loadRun) postOne(ctx context.Context, client *http.Client, worker, n in
 		}
 	}
 	return body
-}
-
-// serverStats is the part of GET /stats the report uses.
-type serverStats struct {
-	Clients             int64   `json:"clients"`
-	People              int64   `json:"people"`
-	Anonymous           int64   `json:"anonymous"`
-	PeakClients         int64   `json:"peak_clients"`
-	ConnectionsTotal    int64   `json:"connections_total"`
-	MessagesPosted      int64   `json:"messages_posted"`
-	Deliveries          int64   `json:"deliveries"`
-	StreamWrites        int64   `json:"stream_writes"`
-	SlowDroppedMessages int64   `json:"slow_dropped_messages"`
-	SlowDisconnects     int64   `json:"slow_disconnects"`
-	PostsRejected       int64   `json:"posts_rejected"`
-	HistorySize         int64   `json:"history_size"`
-	UptimeSeconds       float64 `json:"uptime_seconds"`
-	Goroutines          int64   `json:"goroutines"`
-	CPUSeconds          float64 `json:"cpu_seconds"`
-	RSSBytes            int64   `json:"rss_bytes"`
-	HeapBytes           int64   `json:"heap_bytes"`
-}
-
-// fetchStats reads GET /stats; it returns nil if the server has none.
-func (r *loadRun) fetchStats(ctx context.Context, client *http.Client) *serverStats {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.targets[0].statsURL, nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		r.logf("stats: %v", err)
-		return nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		r.logf("stats: status %d", resp.StatusCode)
-		return nil
-	}
-	var st serverStats
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		r.logf("stats: %v", err)
-		return nil
-	}
-	return &st
 }

@@ -121,6 +121,11 @@ type report struct {
 	ServerGorStreams     int64   `json:"server_goroutines_streams"`
 	ServerGorEnd         int64   `json:"server_goroutines_end"`
 
+	// Processes are the server's processes of -pids (nodes and NATS
+	// servers); with them the server's CPU and memory figures above are
+	// their sums.
+	Processes []processFigures `json:"processes,omitempty"`
+
 	ServerBefore  *serverStats `json:"server_before"`
 	ServerStreams *serverStats `json:"server_streams"`
 	ServerEnd     *serverStats `json:"server_end"`
@@ -141,6 +146,38 @@ type report struct {
 	// delivery divided by the floor's.
 	Floor      *floorFigures `json:"floor,omitempty"`
 	FloorRatio float64       `json:"server_to_floor_cpu_ratio,omitempty"`
+}
+
+// processFigures are one server process's figures over a run.
+type processFigures struct {
+	PID  int    `json:"pid"`
+	Name string `json:"name"`
+	// ConnectCPUSecs is its CPU over the connect and hold phases, and
+	// CPUSecs over the posting phase.
+	ConnectCPUSecs float64 `json:"connect_cpu_seconds"`
+	CPUSecs        float64 `json:"cpu_seconds"`
+	RSSBefore      int64   `json:"rss_before"`
+	RSSStreams     int64   `json:"rss_streams"`
+	RSSEnd         int64   `json:"rss_end"`
+}
+
+// perProcess returns each process's figures from the three samples,
+// or nil when a sample lacks the processes.
+func perProcess(b, st, e *serverStats) []processFigures {
+	if b == nil || st == nil || e == nil || len(b.Processes) == 0 ||
+		len(st.Processes) != len(b.Processes) || len(e.Processes) != len(b.Processes) {
+		return nil
+	}
+	out := make([]processFigures, len(b.Processes))
+	for i, p := range b.Processes {
+		out[i] = processFigures{
+			PID: p.PID, Name: p.Name,
+			ConnectCPUSecs: st.Processes[i].CPUSeconds - p.CPUSeconds,
+			CPUSecs:        e.Processes[i].CPUSeconds - st.Processes[i].CPUSeconds,
+			RSSBefore:      p.RSSBytes, RSSStreams: st.Processes[i].RSSBytes, RSSEnd: e.Processes[i].RSSBytes,
+		}
+	}
+	return out
 }
 
 // fill computes the figures from the stopped run.
@@ -223,22 +260,23 @@ func (rep *report) fill(r *loadRun, toolCPU time.Duration, toolMaxRSS int64) {
 
 	b, st, e := rep.ServerBefore, rep.ServerStreams, rep.ServerEnd
 	if b != nil {
-		rep.ServerRSSBefore, rep.ServerGorBefore = b.RSSBytes, b.Goroutines
+		rep.ServerRSSBefore, rep.ServerGorBefore = b.rss(), b.Goroutines
 	}
 	if st != nil {
-		rep.ServerRSSStreams, rep.ServerGorStreams = st.RSSBytes, st.Goroutines
+		rep.ServerRSSStreams, rep.ServerGorStreams = st.rss(), st.Goroutines
 	}
 	if e != nil {
-		rep.ServerRSSEnd, rep.ServerGorEnd = e.RSSBytes, e.Goroutines
+		rep.ServerRSSEnd, rep.ServerGorEnd = e.rss(), e.Goroutines
 	}
-	if b != nil && st != nil && rep.SubsReady > 0 && b.RSSBytes > 0 {
-		rep.ServerBytesPerStream = float64(st.RSSBytes-b.RSSBytes) / float64(rep.SubsReady)
+	if b != nil && st != nil && rep.SubsReady > 0 && b.rss() > 0 {
+		rep.ServerBytesPerStream = float64(st.rss()-b.rss()) / float64(rep.SubsReady)
 	}
 	if b != nil && st != nil {
-		rep.ServerConnectCPUSecs = st.CPUSeconds - b.CPUSeconds
+		rep.ServerConnectCPUSecs = st.cpu() - b.cpu()
 	}
+	rep.Processes = perProcess(b, st, e)
 	if st != nil && e != nil {
-		rep.ServerCPUSecs = e.CPUSeconds - st.CPUSeconds
+		rep.ServerCPUSecs = e.cpu() - st.cpu()
 		rep.ServerDeliveries = e.Deliveries - st.Deliveries
 		rep.ServerWrites = e.StreamWrites - st.StreamWrites
 		if rep.ServerWrites > 0 {
@@ -321,6 +359,16 @@ func (rep *report) writeText(w io.Writer) {
 		p("            rss before %s, with streams %s, end %s -> %.0f bytes per stream; goroutines %d / %d / %d",
 			mib(rep.ServerRSSBefore), mib(rep.ServerRSSStreams), mib(rep.ServerRSSEnd), rep.ServerBytesPerStream,
 			rep.ServerGorBefore, rep.ServerGorStreams, rep.ServerGorEnd)
+		if st := rep.ServerStreams; st != nil && st.Nodes > 1 {
+			p("            (the sum over %d nodes' /stats)", st.Nodes)
+		}
+		for _, pr := range rep.Processes {
+			p("            pid %d %s: cpu %.2fs connect and hold, %.2fs posting; rss %s before, %s with streams, %s end",
+				pr.PID, pr.Name, pr.ConnectCPUSecs, pr.CPUSecs, mib(pr.RSSBefore), mib(pr.RSSStreams), mib(pr.RSSEnd))
+		}
+		if len(rep.Processes) > 0 {
+			p("            (cpu and rss above: the sum of these %d processes)", len(rep.Processes))
+		}
 		if rep.ServerBefore != nil && (rep.ServerBefore.ConnectionsTotal > 0 || rep.ServerBytesPerStream < 0) {
 			p("            (the server had served streams before this run: bytes per stream is only meaningful on a fresh server)")
 		}

@@ -2,7 +2,10 @@
 
 package main
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // raiseFileLimit is a no-op where RLIMIT_NOFILE does not exist.
 func raiseFileLimit() (uint64, error) { return 0, nil }
@@ -12,3 +15,8 @@ func selfUsage() (cpu time.Duration, maxRSS int64) { return 0, 0 }
 
 // machineBusy is unknown on this platform.
 func machineBusy() time.Duration { return 0 }
+
+// readProc is unknown on this platform.
+func readProc(pid int) (procStat, error) {
+	return procStat{PID: pid}, errors.New("-pids needs /proc (Linux)")
+}

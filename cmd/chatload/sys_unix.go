@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -73,3 +74,21 @@ func machineBusy() time.Duration {
 
 // clockTicks is USER_HZ, the unit of /proc/stat (100 on every Linux ABI Go supports).
 const clockTicks = 100
+
+// readProc returns process pid's name, CPU time and resident memory now,
+// from /proc/PID/stat (Linux only: an error elsewhere).
+func readProc(pid int) (procStat, error) {
+	p := procStat{PID: pid}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return p, fmt.Errorf("process %d: %w", pid, err)
+	}
+	name, utime, stime, pages, err := parseProcStat(b)
+	if err != nil {
+		return p, fmt.Errorf("process %d: %w", pid, err)
+	}
+	p.Name = name
+	p.CPUSeconds = float64(utime+stime) / clockTicks
+	p.RSSBytes = pages * int64(os.Getpagesize())
+	return p, nil
+}
