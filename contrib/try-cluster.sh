@@ -273,7 +273,7 @@ post() {
 # messages), one line.
 history_ids() {
 	curl -fsS --max-time 10 "http://127.0.0.1:$((base + $1))/history?limit=100" |
-		grep -o '"id":"[0-9]*-[0-9]*"' | cut -d'"' -f4 | tr '\n' ' '
+		grep -o '"id":"[0-9]*-[0-9]*"' | cut -d'"' -f4 | paste -sd' ' -
 }
 
 # expect_201 fails unless the answer printed by post ends in 201.
