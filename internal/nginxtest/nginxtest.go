@@ -36,6 +36,9 @@ const (
 	pollEvery = 20 * time.Millisecond
 	// stopTimeout bounds nginx's exit after SIGTERM; it is killed then.
 	stopTimeout = 10 * time.Second
+	// logTimeout bounds the wait for a request's line in the access log,
+	// which nginx writes once the answer has gone.
+	logTimeout = 10 * time.Second
 )
 
 // InstallHint is the command that installs nginx on Debian.
@@ -127,7 +130,28 @@ func (p *Proxy) URL() string { return "http://" + p.addr }
 // the nodes nginx tried in order and what each answered ("-" for none).
 func (p *Proxy) AccessLog() []string {
 	b, _ := os.ReadFile(filepath.Join(p.dir, "nginx-access.log"))
+	if len(b) == 0 {
+		return nil
+	}
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// AccessLogAtLeast returns the access log once it has n lines or more:
+// nginx writes a request's line after its answer has gone, so a client
+// may see the answer first. It fails the test after logTimeout.
+func (p *Proxy) AccessLogAtLeast(n int) []string {
+	p.t.Helper()
+	deadline := time.Now().Add(logTimeout)
+	for {
+		log := p.AccessLog()
+		if len(log) >= n {
+			return log
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("nginxtest: the access log has %d lines after %v, want %d: %q", len(log), logTimeout, n, log)
+		}
+		time.Sleep(pollEvery)
+	}
 }
 
 // ErrorLog returns nginx's error log so far.
