@@ -131,10 +131,9 @@ type RoomConfig struct {
 	// ClientBuffer is the capacity of each client's queue
 	// (defaultClientBuffer).
 	ClientBuffer int
-	// Tick, when positive, is how often the hub asks the stream writers
-	// of a quiet room to check their peer and heartbeat (fanout.Tick):
-	// after a tick with no frame for everyone. The writers have no timer
-	// of their own.
+	// Tick, when positive, is how often the hub asks every stream writer
+	// to check its peer and heartbeat (fanout.Tick), busy room or quiet
+	// (stream.TickInterval). The writers have no timer of their own.
 	Tick time.Duration
 	// BatchWait, when positive, lets the hub hold new messages while the
 	// frame before them is still being written and for a while after
@@ -245,8 +244,6 @@ type ChatRoom struct {
 	// pacer is the batching rule, with the frames in flight it watches
 	// (nil when BatchWait is zero).
 	pacer *fanout.Pacer
-	// lastAll is when the hub last queued a frame for every client.
-	lastAll time.Time
 	// perAddr counts clients per address key, and for IPv6 also per
 	// wider prefix, against MaxStreamsPerAddr.
 	perAddr *limit.Tally
@@ -611,23 +608,16 @@ func (cr *ChatRoom) flush() {
 		cr.stats.slowClient(f.N)
 	}
 	f.Release()
-	cr.lastAll = time.Now()
 	if cr.pacer != nil {
 		cr.pacer.Sent(f, start)
 	}
 }
 
-// tick queues fanout.Tick for every client, unless the room has queued a
-// frame for everyone within the last tick (less an eighth, for jitter):
-// then every writer has written or is writing, and needs no probe. A
-// client whose queue is full is disconnected as slow.
-func (cr *ChatRoom) tick() {
-	every := cr.cfg.Tick
-	if time.Since(cr.lastAll) < every-every/8 {
-		return
-	}
-	cr.sendAll(fanout.Tick, 0)
-}
+// tick queues fanout.Tick for every client, however busy the room: a
+// write to a closed peer usually succeeds, so only the writer's probe on
+// the tick finds it in time. A client whose queue is full is disconnected
+// as slow.
+func (cr *ChatRoom) tick() { cr.sendAll(fanout.Tick, 0) }
 
 // join registers c, resuming at from, and returns what it must be sent
 // first; or errRoomFull or errTooManyStreams.

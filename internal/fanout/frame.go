@@ -28,8 +28,8 @@ type Frame struct {
 	N int
 	// At is when the oldest message in Data was accepted.
 	At time.Time
-	// Tick marks the hub's tick (Tick): no bytes, it asks an idle writer
-	// to probe its peer and write a heartbeat when one is due.
+	// Tick marks the hub's tick (Tick): no bytes, it asks the writer to
+	// probe its peer and write a heartbeat when one is due.
 	Tick bool
 	// Sent is when the hub queued the frame (set and read by the hub
 	// alone).
@@ -46,8 +46,8 @@ type Frame struct {
 	written chan<- struct{}
 }
 
-// Tick is the frame the hub queues for every client when the room has been
-// quiet for a tick. It is shared and never changes.
+// Tick is the frame the hub queues for every client once a tick. It is
+// shared and never changes.
 var Tick = &Frame{Tick: true}
 
 // Arm prepares f to be queued for queues readers: it counts them, plus one

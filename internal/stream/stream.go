@@ -10,6 +10,7 @@
 package stream
 
 import (
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,10 +35,11 @@ const (
 	// probeWindow is how long a stream writer waits, at each probe, for its
 	// peer's end-of-file before deciding the peer is still there.
 	probeWindow = time.Millisecond
-	// probeInterval is how often an idle hijacked stream checks whether its
-	// peer has closed (a closed browser tab frees its slot within this
-	// time), when heartbeats are rarer than that.
-	probeInterval = 5 * time.Second
+	// probeInterval is the longest time between two checks of a hijacked
+	// stream for a closed peer, whatever the room does: the hub ticks at
+	// least this often. A closed browser tab leaves the room within this
+	// time, plus the presence interval for the others to be told.
+	probeInterval = 2 * time.Second
 )
 
 // heartbeat is the comment line an idle stream receives.
@@ -97,9 +99,9 @@ type Head struct {
 }
 
 // TickInterval returns the interval of the hub's tick for a heartbeat
-// interval: the tick serves both the heartbeat and the probe for a closed
-// peer, so it is the heartbeat interval divided evenly so that it ticks at
-// least every probeInterval.
+// interval: the tick serves both the probe for a closed peer and the
+// heartbeat, so it is the heartbeat interval divided evenly so that it
+// ticks at least every probeInterval (15 s: 1.875 s).
 func TickInterval(heartbeat time.Duration) time.Duration {
 	if heartbeat <= 0 {
 		return probeInterval
@@ -215,10 +217,10 @@ func (s *writer) serveHijacked(conn net.Conn, addr string) {
 // (gone, or a failed write), or the hub closes the queue (it does when the
 // client is removed and when the room shuts down; what is still queued
 // goes out first); then the client leaves the room and the connection is
-// closed. The writer has no timer: in a quiet room the hub queues its
-// tick (fanout.Tick), on which the writer probes its peer and writes a
-// heartbeat when one is due. It waits on the queue alone, or on the queue
-// and gone (HTTP/2).
+// closed. The writer has no timer: the hub queues its tick (fanout.Tick)
+// for every client, busy or not, on which the writer probes its peer and
+// writes a heartbeat when one is due. It waits on the queue alone, or on
+// the queue and gone (HTTP/2).
 func (s *writer) run(gone <-chan struct{}) {
 	defer s.end()
 	defer s.cfg.Leave(s.c)
@@ -314,23 +316,24 @@ func (s *writer) open(head Head) bool {
 	return true
 }
 
-// tick handles one tick of the hub: on a stream idle for a whole tick it
-// probes for a closed peer, and once the stream has been idle for the
-// heartbeat interval it writes a heartbeat. It reports false when the
-// stream must end.
+// tick handles one tick of the hub: it probes for a closed peer, and once
+// the stream has been idle for the heartbeat interval (less half a tick,
+// for jitter) it writes a heartbeat. It reports false when the stream must
+// end.
+//
+// The probe runs on every tick, even just after a write: a write to a peer
+// that has closed usually succeeds (the peer's reset comes back later),
+// so only the second write after the close would fail, and in a room with
+// a message every few seconds that comes late. The probe is one read with
+// a deadline of probeWindow, a few microseconds of CPU.
 //
 //go:noinline
 func (s *writer) tick() bool {
-	now := time.Now()
-	hb := s.cfg.Heartbeat
-	idle, every := now.Sub(s.lastWrite), TickInterval(hb)
-	if idle < every-every/8 {
-		return true // written to recently: the peer is there
-	}
 	if !s.out.alive() {
 		return false
 	}
-	if hb > 0 && idle >= hb-hb/8 {
+	hb := s.cfg.Heartbeat
+	if hb > 0 && time.Since(s.lastWrite) >= hb-TickInterval(hb)/2 {
 		if _, err := s.write(heartbeat, 0); err != nil {
 			return false
 		}
@@ -341,7 +344,7 @@ func (s *writer) tick() bool {
 // send writes f and whatever else is already queued (up to maxWriteBatch
 // bytes) with one write, and releases the frames (fanout.Frame.Release):
 // f once written, the others as they are copied into the write, which
-// takes a pooled buffer.
+// takes a pooled buffer. A tick among them is handled after the write.
 func (s *writer) send(f *fanout.Frame) error {
 	queue := s.c.Frames()
 	if len(queue) == 0 {
@@ -356,12 +359,14 @@ func (s *writer) send(f *fanout.Frame) error {
 	buf, n := append((*bp)[:0], f.Data...), f.N
 	oldest := f.At
 	f.Release()
+	ticked := false
 	for len(queue) > 0 && len(buf) < maxWriteBatch {
 		next, ok := <-queue
 		if !ok {
 			break
 		}
 		buf, n = append(buf, next.Data...), n+next.N // a tick adds nothing
+		ticked = ticked || next.Tick
 		next.Release()
 		if oldest.IsZero() { // f held no message (presence, typing)
 			oldest = next.At
@@ -373,8 +378,15 @@ func (s *writer) send(f *fanout.Frame) error {
 	}
 	*bp = buf[:0]
 	batchPool.Put(bp)
+	if err == nil && ticked && !s.tick() {
+		return errGone
+	}
 	return err
 }
+
+// errGone is send's error when a tick batched with the frames found the
+// peer gone.
+var errGone = errors.New("stream: peer gone")
 
 // write writes p, which holds n chat messages, within the write timeout.
 // It reads the clock once, before the write, and returns that time, which

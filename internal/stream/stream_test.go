@@ -218,9 +218,9 @@ func TestBatchedWrite(t *testing.T) {
 	})
 }
 
-// TestTick checks the hub's tick: a stream written to within the tick is
-// left alone; an idle one is probed and, once idle for the heartbeat
-// interval, gets a heartbeat; a peer that has gone ends the stream.
+// TestTick checks the hub's tick: every tick probes the peer, and a
+// stream idle for the heartbeat interval gets a heartbeat, one that is not
+// gets nothing; a peer that has gone ends the stream.
 func TestTick(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const hb = 10 * time.Second
@@ -242,7 +242,7 @@ func TestTick(t *testing.T) {
 		if s := <-got; s != ": hi\n\n" {
 			t.Fatalf("head = %q", s)
 		}
-		c.q <- fanout.Tick // just written: nothing to do
+		c.q <- fanout.Tick // just written: a probe, nothing to write
 		synctest.Wait()
 		time.Sleep(TickInterval(hb)) // the fake clock of the bubble
 		c.q <- fanout.Tick           // idle for a tick, not for a heartbeat
@@ -264,20 +264,94 @@ func TestTick(t *testing.T) {
 }
 
 // TestTickInterval checks the tick for a heartbeat interval: the
-// heartbeat divided evenly so that it is at most probeInterval.
+// heartbeat divided evenly so that it is at most probeInterval, 2 s.
 func TestTickInterval(t *testing.T) {
 	for _, tt := range []struct{ hb, want time.Duration }{
-		{0, probeInterval},
+		{0, 2 * time.Second},
 		{time.Second, time.Second},
-		{5 * time.Second, 5 * time.Second},
-		{6 * time.Second, 3 * time.Second},
-		{15 * time.Second, 5 * time.Second},
-		{16 * time.Second, 4 * time.Second},
+		{2 * time.Second, 2 * time.Second},
+		{5 * time.Second, 5 * time.Second / 3},
+		{6 * time.Second, 2 * time.Second},
+		{15 * time.Second, 1875 * time.Millisecond},
+		{16 * time.Second, 2 * time.Second},
 	} {
 		if got := TickInterval(tt.hb); got != tt.want {
 			t.Errorf("TickInterval(%v) = %v, want %v", tt.hb, got, tt.want)
 		}
 	}
+}
+
+// TestTickProbesAfterWrite closes the client's end of a real TCP stream
+// and then sends it a message: the write succeeds (the peer's reset comes
+// back later), and the tick right after it must still probe and find the
+// peer gone, or a room with a message every few seconds keeps a closed
+// tab until the second write after the close.
+func TestTickProbesAfterWrite(t *testing.T) {
+	srv, cl := loopbackPair(t)
+	c, cnt := newClient(4), &counters{}
+	go testConfig(cnt, time.Minute, time.Minute).ServeConn(srv, c, Head{Bufs: [][]byte{[]byte(": hi\n\n")}})
+	head := make([]byte, len(": hi\n\n"))
+	if _, err := io.ReadFull(cl, head); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	c.q <- frame("data: a\n\n", 1)
+	// The write of a succeeds (the head's Delivered, then a's); then the
+	// tick comes alone.
+	deadline := time.Now().Add(ioTimeout)
+	for writes, _ := cnt.snapshot(); len(writes) < 2; writes, _ = cnt.snapshot() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the write after the close was not counted within %v (writes %v)", ioTimeout, writes)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.q <- fanout.Tick
+	select {
+	case <-c.left:
+	case <-time.After(ioTimeout):
+		t.Fatal("the tick after a write to a closed peer did not end the stream")
+	}
+}
+
+// finConn is the server's end of a net.Pipe whose peer has sent its FIN
+// once fin is closed: reads then return io.EOF while writes still reach
+// the peer, as on TCP.
+type finConn struct {
+	net.Conn
+	fin chan struct{}
+}
+
+// Read returns io.EOF after the FIN, or else reads the pipe.
+func (c *finConn) Read(p []byte) (int, error) {
+	select {
+	case <-c.fin:
+		return 0, io.EOF
+	default:
+		return c.Conn.Read(p)
+	}
+}
+
+// TestTickBatchedProbes checks that a tick the writer takes from its queue
+// together with frames, into one write, still probes the peer.
+func TestTickBatchedProbes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, peer := net.Pipe()
+		defer peer.Close()
+		conn := &finConn{Conn: srv, fin: make(chan struct{})}
+		c := newClient(4)
+		go testConfig(&counters{}, time.Minute, time.Minute).ServeConn(conn, c, Head{Bufs: [][]byte{[]byte(": hi\n\n")}})
+		buf := make([]byte, 64)
+		if n, err := peer.Read(buf); string(buf[:n]) != ": hi\n\n" || err != nil {
+			t.Fatalf("head = %q, %v", buf[:n], err)
+		}
+		c.q <- frame("data: a\n\n", 1)
+		synctest.Wait() // the writer is blocked writing a: b and the tick queue up
+		c.q <- frame("data: b\n\n", 1)
+		c.q <- fanout.Tick
+		close(conn.fin)
+		go func() { _, _ = io.Copy(io.Discard, peer) }()
+		<-c.left // a deadlock of the bubble if the tick is lost
+	})
 }
 
 // TestWriteTimeout checks that a peer that stops reading is cut after
