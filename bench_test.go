@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"chat/internal/config"
 	"chat/internal/roomlog"
 	"chat/internal/sse"
 )
@@ -163,5 +164,5 @@ func memInUse() uint64 {
 // cap, so that one address may open thousands of streams.
 func startBenchServer(b *testing.B, flags ...string) *testServer {
 	b.Helper()
-	return startServer(b, append([]string{"-presence-interval", defaultPresenceInterval.String(), "-max-header-conns-per-addr", "0"}, flags...)...)
+	return startServer(b, append([]string{"-presence-interval", config.DefaultPresenceInterval.String(), "-max-header-conns-per-addr", "0"}, flags...)...)
 }

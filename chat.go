@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"chat/internal/config"
 	"chat/internal/fanout"
 	"chat/internal/idem"
 	"chat/internal/limit"
@@ -16,26 +17,9 @@ import (
 	"chat/internal/sse"
 )
 
-// Tuning values of the hub. Each can be changed with a flag (see main.go);
-// these are the defaults.
+// Tuning values of the hub that no flag changes (the flags' defaults are
+// in internal/config).
 const (
-	// defaultHistory is how many messages the room keeps for new and
-	// resuming clients and for GET /history. A 100-character message costs
-	// about 400 bytes of heap (its entry, its strings and its encoded
-	// event), so 10 000 cost about 4 MB, plus about 2 MB with -data (the
-	// journal keeps each message's line for compaction); the worst case,
-	// 2000 four-byte characters a message, is about 160 MB.
-	defaultHistory = 10000
-	// defaultBacklog is how many of the newest messages a new client (one
-	// without Last-Event-ID) receives before live messages.
-	defaultBacklog = 50
-	// defaultClientBuffer is how many frames may wait in one client's queue
-	// (a frame holds every message of one fan-out, and a writer that falls
-	// behind writes all it has queued at once, so 64 frames is over a
-	// second of lag at 50 messages a second). A client whose queue is full
-	// is disconnected; it resumes with Last-Event-ID, so it loses nothing
-	// that history still holds. Each slot costs 8 bytes per client.
-	defaultClientBuffer = 64
 	// defaultRetry is the reconnection delay the stream suggests to
 	// EventSource through the "retry:" field.
 	defaultRetry = time.Second
@@ -47,25 +31,6 @@ const (
 	// it fans the batch out, so that one burst cannot delay delivery
 	// without limit.
 	maxDrain = 256
-	// defaultBatchWait bounds how long the hub holds new messages while
-	// the frame before them is still being written, or held after it (see
-	// ChatRoom): a batch leaves at the latest this long after that frame
-	// did. It binds only in a room whose frame takes long to write (5 000
-	// streams on two cores); 120 ms is where such a room, measured at 50
-	// messages a second, both costs less CPU per delivery and has a lower
-	// p99 than a fixed 50 ms window (docs/performance.md).
-	defaultBatchWait = 120 * time.Millisecond
-)
-
-// Tuning values of presence and typing.
-const (
-	// defaultPresenceInterval is the least time between two presence
-	// events on a stream: a burst of joins and leaves costs each stream
-	// one or two events, not one per change.
-	defaultPresenceInterval = time.Second
-	// defaultPresenceNames is how many names a presence event lists at
-	// most; it always carries the totals, and GET /presence lists everyone.
-	defaultPresenceNames = 200
 	// typingQueue is the capacity of the channel that carries POST
 	// /typing to the hub.
 	typingQueue = 64
@@ -124,12 +89,12 @@ func (c *client) frames() <-chan *fanout.Frame { return c.send }
 
 // RoomConfig holds the settings of a ChatRoom.
 type RoomConfig struct {
-	// History is how many messages are kept (defaultHistory).
+	// History is how many messages are kept (config.DefaultHistory).
 	History int
-	// Backlog is how many messages a new client receives (defaultBacklog).
+	// Backlog is how many messages a new client receives (config.DefaultBacklog).
 	Backlog int
 	// ClientBuffer is the capacity of each client's queue
-	// (defaultClientBuffer).
+	// (config.DefaultClientBuffer).
 	ClientBuffer int
 	// Tick, when positive, is how often the hub asks every stream writer
 	// to check its peer and heartbeat (fanout.Tick), busy room or quiet
@@ -260,7 +225,7 @@ type ChatRoom struct {
 // NewChatRoom returns a room that is ready to Run.
 func NewChatRoom(cfg RoomConfig, stats *Stats) *ChatRoom {
 	if cfg.ClientBuffer <= 0 {
-		cfg.ClientBuffer = defaultClientBuffer
+		cfg.ClientBuffer = config.DefaultClientBuffer
 	}
 	if cfg.History < 0 {
 		cfg.History = 0

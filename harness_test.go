@@ -121,7 +121,7 @@ func startServer(tb testing.TB, flags ...string) *testServer {
 // startServerConfig runs the server through serve with the config that
 // testFlags and flags make, changed by tweak (for what no flag sets), and
 // stops it when the test ends.
-func startServerConfig(tb testing.TB, tweak func(*config), flags ...string) *testServer {
+func startServerConfig(tb testing.TB, tweak func(*settings), flags ...string) *testServer {
 	tb.Helper()
 	cfg, err := parseFlags(slices.Concat([]string{"chat"}, testFlags, flags), noEnv, io.Discard)
 	if err != nil {

@@ -65,7 +65,7 @@ func TestJournalFailureHealth(t *testing.T) {
 	var full atomic.Bool
 	wrap := journal.WrapFile(func(f journal.File) journal.File { return failingDisk{f, &full} })
 	path := filepath.Join(t.TempDir(), "chat.jsonl")
-	ts := startServerConfig(t, func(c *config) { c.journalOptions = []journal.Option{wrap} }, "-data", path)
+	ts := startServerConfig(t, func(c *settings) { c.journalOptions = []journal.Option{wrap} }, "-data", path)
 	ok := ts.post(t, "a", "stored")
 
 	code, health, st, fams := journalHealth(t, ts.URL)

@@ -36,16 +36,16 @@ func TestLimitFlagDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.maxStreams != 50000 || cfg.maxStreamsPerAddr != 64 || cfg.postRate != 5 || cfg.postBurst != 20 || cfg.trustedProxies != "" {
+	if cfg.MaxStreams != 50000 || cfg.MaxStreamsPerAddr != 64 || cfg.PostRate != 5 || cfg.PostBurst != 20 || cfg.TrustedProxies != "" {
 		t.Errorf("defaults: -max-streams %d -max-streams-per-addr %d -post-rate %v -post-burst %d -trusted-proxies %q; want 50000 64 5 20 \"\"",
-			cfg.maxStreams, cfg.maxStreamsPerAddr, cfg.postRate, cfg.postBurst, cfg.trustedProxies)
+			cfg.MaxStreams, cfg.MaxStreamsPerAddr, cfg.PostRate, cfg.PostBurst, cfg.TrustedProxies)
 	}
 	env := map[string]string{
 		"CHAT_MAX_STREAMS": "7", "CHAT_MAX_STREAMS_PER_ADDR": "3", "CHAT_POST_RATE": "0.5",
 		"CHAT_POST_BURST": "4", "CHAT_TRUSTED_PROXIES": "10.0.0.0/8",
 	}
 	cfg, err = parseFlags([]string{"chat"}, func(k string) string { return env[k] }, io.Discard)
-	if err != nil || cfg.maxStreams != 7 || cfg.maxStreamsPerAddr != 3 || cfg.postRate != 0.5 || cfg.postBurst != 4 || cfg.trustedProxies != "10.0.0.0/8" {
+	if err != nil || cfg.MaxStreams != 7 || cfg.MaxStreamsPerAddr != 3 || cfg.PostRate != 0.5 || cfg.PostBurst != 4 || cfg.TrustedProxies != "10.0.0.0/8" {
 		t.Errorf("from environment: %+v, %v", cfg, err)
 	}
 	for _, flag := range []string{"-max-streams", "-max-streams-per-addr", "-post-rate", "-post-burst"} {

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"chat/internal/config"
 )
 
 // heldHeader returns the header lines of a POST /post that declares a
@@ -310,7 +312,7 @@ func TestIdleConnectionsLoad(t *testing.T) {
 			})
 			per := f.heap / n
 			t.Logf("%d idle connections from one address, %s (%d answered): live heap +%.1f KiB each (target < %d), %.1f MiB for the %d the default cap allows; goroutines +%d, peak RSS +%.1f MiB",
-				n, tt.name, answered.Load(), float64(per)/1024, connTarget>>10, mib(per*defaultMaxConnsPerAddr), defaultMaxConnsPerAddr, f.goroutines, mib(f.peakRSS))
+				n, tt.name, answered.Load(), float64(per)/1024, connTarget>>10, mib(per*config.DefaultMaxConnsPerAddr), config.DefaultMaxConnsPerAddr, f.goroutines, mib(f.peakRSS))
 			if answered.Load() != n {
 				t.Errorf("%d of %d connections answered, want all", answered.Load(), n)
 			}

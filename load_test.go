@@ -31,6 +31,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"chat/internal/config"
 )
 
 // procRSS returns the resident memory of process pid, in bytes.
@@ -109,8 +111,8 @@ func TestConnCapLoad(t *testing.T) {
 	for _, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
 		served, refused := holdConns(addr, ip, attempts)
 		all = append(all, served...)
-		if len(served) != defaultMaxConnsPerAddr || refused != attempts-defaultMaxConnsPerAddr {
-			t.Errorf("%s: %d connections served, %d refused; want %d and %d", ip, len(served), refused, defaultMaxConnsPerAddr, attempts-defaultMaxConnsPerAddr)
+		if len(served) != config.DefaultMaxConnsPerAddr || refused != attempts-config.DefaultMaxConnsPerAddr {
+			t.Errorf("%s: %d connections served, %d refused; want %d and %d", ip, len(served), refused, config.DefaultMaxConnsPerAddr, attempts-config.DefaultMaxConnsPerAddr)
 		}
 	}
 	flood := time.Since(start)
@@ -128,7 +130,7 @@ func TestConnCapLoad(t *testing.T) {
 	}
 	s := p.stats(t)
 	rssHeld := procRSS(t, pid)
-	if want := uint64(3 * (attempts - defaultMaxConnsPerAddr)); s.ConnectionsRefused != want {
+	if want := uint64(3 * (attempts - config.DefaultMaxConnsPerAddr)); s.ConnectionsRefused != want {
 		t.Errorf("connections_refused = %d, want %d", s.ConnectionsRefused, want)
 	}
 	t.Logf("3 addresses × %d attempts in %v: %d held, %d refused (connections_open %d); /healthz from a fourth address: worst of 20 %v; RSS %.1f → %.1f MiB",

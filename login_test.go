@@ -212,8 +212,8 @@ func TestSessionLifetimeFlag(t *testing.T) {
 			t.Errorf("-session-lifetime %s: %v, want a one-line error naming the flag", v, err)
 		}
 	}
-	if c, err := parseFlags([]string{"chat", "-room-key", "k", "-session-lifetime", "1m"}, func(string) string { return "" }, io.Discard); err != nil || c.sessionLifetime != time.Minute {
-		t.Errorf("-session-lifetime 1m: %v, %v", c.sessionLifetime, err)
+	if c, err := parseFlags([]string{"chat", "-room-key", "k", "-session-lifetime", "1m"}, func(string) string { return "" }, io.Discard); err != nil || c.SessionLifetime != time.Minute {
+		t.Errorf("-session-lifetime 1m: %v, %v", c.SessionLifetime, err)
 	}
 }
 

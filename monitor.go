@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
+	"net/http/pprof"
+	"net/netip"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -482,4 +485,47 @@ func handleMetrics(stats *Stats) http.Handler {
 			metric("chat_nats_in_flight", "gauge", "Posts and deletions published and not yet settled.", float64(n.InFlight))
 		}
 	})
+}
+
+// servePprof serves the profiling endpoints on their own listener at addr
+// until the returned function is called, which closes it and waits for its
+// goroutine. A non-loopback addr is allowed (a private network's, say) but
+// logged as a warning: the profiles are unauthenticated.
+func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof: listen on %s: %w", addr, err)
+	}
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err != nil || !ap.Addr().IsLoopback() {
+		logger.Warn("profiles are served on a non-loopback address, without authentication", "addr", ln.Addr().String())
+	}
+	logger.Info("pprof listening", "addr", ln.Addr().String())
+	srv := &http.Server{
+		Handler:           handlePprof(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = srv.Serve(ln)
+		close(done)
+	}()
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
+}
+
+// handlePprof returns the profiling endpoints of net/http/pprof under
+// /debug/pprof/, for the separate -pprof-addr listener only: they expose
+// goroutine stacks and command lines and never go on the public listener.
+func handlePprof() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", handleNotFound())
+	return mux
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"chat/internal/config"
 	"chat/internal/sse"
 )
 
@@ -140,7 +141,7 @@ func TestClosedTabLeavesWithin5s(t *testing.T) {
 			case "a message":
 				nextBlock(t, bobBlocks, time.Now().Add(waitTimeout), "a message", func(b leaveBlock) bool { return b.Type == "message" && b.HasData })
 			case "a heartbeat":
-				nextBlock(t, bobBlocks, time.Now().Add(2*defaultHeartbeat), "a heartbeat", func(b leaveBlock) bool { return slices.Contains(b.Comments, "ping") })
+				nextBlock(t, bobBlocks, time.Now().Add(2*config.DefaultHeartbeat), "a heartbeat", func(b leaveBlock) bool { return slices.Contains(b.Comments, "ping") })
 			default:
 				waitQuiet(t, bobBlocks, 3*time.Second)
 			}

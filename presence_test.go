@@ -18,6 +18,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"chat/internal/config"
 	"chat/internal/sse"
 )
 
@@ -104,7 +105,7 @@ func startPresenceRoom(t *testing.T, cfg RoomConfig) (*ChatRoom, *Stats) {
 		cfg.PresenceInterval = time.Second
 	}
 	if cfg.PresenceNames == 0 {
-		cfg.PresenceNames = defaultPresenceNames
+		cfg.PresenceNames = config.DefaultPresenceNames
 	}
 	if cfg.ClientBuffer == 0 {
 		cfg.ClientBuffer = 1024
@@ -146,9 +147,9 @@ func TestHubPresenceCoalescesJoins(t *testing.T) {
 		}
 		last := slices.Concat(first, second)
 		final := last[len(last)-1]
-		if final.PeopleTotal != 500 || final.Anonymous != 1 || len(final.People) != defaultPresenceNames {
+		if final.PeopleTotal != 500 || final.Anonymous != 1 || len(final.People) != config.DefaultPresenceNames {
 			t.Errorf("after %v: people_total %d, anonymous %d, %d names listed; want 500, 1, %d",
-				time.Since(start), final.PeopleTotal, final.Anonymous, len(final.People), defaultPresenceNames)
+				time.Since(start), final.PeopleTotal, final.Anonymous, len(final.People), config.DefaultPresenceNames)
 		}
 		if n := final.names(); n[0] != "user000" || n[len(n)-1] != "user199" || !slices.IsSorted(n) {
 			t.Errorf("listed names %s … %s, want user000 … user199 in order", n[0], n[len(n)-1])

@@ -178,8 +178,8 @@ func TestKeyFlags(t *testing.T) {
 	}
 	for _, tt := range good {
 		c, err := parseFlags(append([]string{"chat"}, tt.args...), env(tt.env), &bytes.Buffer{})
-		if err != nil || c.roomKey != tt.room || c.adminKey != tt.admn {
-			t.Errorf("%s: room %q admin %q err %v; want %q %q", tt.name, c.roomKey, c.adminKey, err, tt.room, tt.admn)
+		if err != nil || c.RoomKey != tt.room || c.AdminKey != tt.admn {
+			t.Errorf("%s: room %q admin %q err %v; want %q %q", tt.name, c.RoomKey, c.AdminKey, err, tt.room, tt.admn)
 		}
 	}
 	bad := []struct {

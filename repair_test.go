@@ -114,8 +114,8 @@ func TestJournalRepairFlags(t *testing.T) {
 		return map[string]string{"CHAT_REPAIR": "/tmp/x", "CHAT_REPAIR_WRITE": "true"}[k]
 	}
 	cfg, err := parseFlags([]string{"chat"}, env, io.Discard)
-	if err != nil || cfg.repair != "" || cfg.repairWrite {
-		t.Errorf("with CHAT_REPAIR set: repair %q, write %v, err %v; want neither", cfg.repair, cfg.repairWrite, err)
+	if err != nil || cfg.Repair != "" || cfg.RepairWrite {
+		t.Errorf("with CHAT_REPAIR set: repair %q, write %v, err %v; want neither", cfg.Repair, cfg.RepairWrite, err)
 	}
 	if _, err := parseFlags([]string{"chat", "-repair-write"}, env, io.Discard); err == nil || !strings.Contains(err.Error(), "-repair-write goes with -repair") {
 		t.Errorf("-repair-write alone: %v", err)

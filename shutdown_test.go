@@ -169,7 +169,7 @@ func startHeldServer(t *testing.T, path string, armed func() bool, flags ...stri
 	held, entered := make(chan struct{}), make(chan struct{}, 1)
 	var once sync.Once
 	release := func() { once.Do(func() { close(held) }) }
-	ts := startServerConfig(t, func(cfg *config) {
+	ts := startServerConfig(t, func(cfg *settings) {
 		cfg.journalSync = func(f *os.File) error {
 			if armed() {
 				select {

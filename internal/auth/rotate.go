@@ -68,6 +68,46 @@ func LoadSessions(secretPath string, keys Keys, lifetime time.Duration) (*Sessio
 	return s, rotated, err
 }
 
+// GateConfig is what NewGate makes a gate of.
+type GateConfig struct {
+	// Keys are the keys the server accepts.
+	Keys Keys
+	// SecretPath, if not empty, is the file that keeps the secret that
+	// signs sessions (LoadSessions), so that they survive restarts; else
+	// a random secret signs them.
+	SecretPath string
+	// Lifetime is how long a session lasts.
+	Lifetime time.Duration
+	// Failures is how many wrong keys one address may send per Window
+	// (NewThrottle).
+	Failures int
+	Window   time.Duration
+}
+
+// NewGate returns the gate of c: with a key set, sessions (from the kept
+// secret, or a random one) and the login throttle; with none, neither,
+// though a kept secret is still replaced if keys were set before. It
+// reports whether it replaced the kept secret because the keys changed,
+// which ended every session for good.
+func NewGate(c GateConfig) (g *Gate, rotated bool, err error) {
+	g = &Gate{Keys: c.Keys}
+	if c.SecretPath != "" {
+		g.Sessions, rotated, err = LoadSessions(c.SecretPath, c.Keys, c.Lifetime)
+	} else if g.Private() || g.Moderated() {
+		var secret []byte
+		if secret, err = NewSecret(); err == nil {
+			g.Sessions, err = NewSessions(secret, c.Keys, c.Lifetime)
+		}
+	}
+	if err != nil {
+		return nil, rotated, err
+	}
+	if g.Private() || g.Moderated() {
+		g.Failures = NewThrottle(c.Failures, c.Window)
+	}
+	return g, rotated, nil
+}
+
 // sessionsFor returns NewSessions for secret and keys, or nil if no key is
 // set.
 func sessionsFor(secret []byte, keys Keys, lifetime time.Duration) (*Sessions, error) {

@@ -97,3 +97,46 @@ func TestLoadSessionsKeepsOlderSecret(t *testing.T) {
 		t.Error("the old session is valid again after K1, K2, K1")
 	}
 }
+
+// TestNewGate checks the gates NewGate makes: none of a room without keys
+// has sessions or a throttle; a room with a key has both, with a random
+// secret when none is kept, and with a kept one its sessions survive a
+// restart with the same keys and end when the keys change (rotated).
+func TestNewGate(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	path := filepath.Join(t.TempDir(), "chat.jsonl.secret")
+	cfg := GateConfig{Lifetime: time.Hour, Failures: 3, Window: time.Minute}
+	for _, secretPath := range []string{"", path} {
+		cfg.SecretPath = secretPath
+		g, rotated, err := NewGate(cfg)
+		if err != nil || rotated || g.Sessions != nil || g.Failures != nil {
+			t.Errorf("no keys, secret %q: sessions %v, throttle %v, rotated %v, %v; want none", secretPath, g.Sessions, g.Failures, rotated, err)
+		}
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Error("a room without keys made a secret file")
+	}
+
+	cfg.Keys, cfg.SecretPath = Keys{Room: "k1"}, ""
+	g, _, err := NewGate(cfg)
+	if err != nil || g.Sessions == nil || g.Failures == nil || g.Failures.max != 3 || g.Failures.window != time.Minute {
+		t.Fatalf("room key, no kept secret: %+v, %v; want sessions and a throttle of 3 a minute", g, err)
+	}
+
+	cfg.SecretPath = path
+	g, rotated, err := NewGate(cfg)
+	if err != nil || rotated {
+		t.Fatalf("kept secret: rotated %v, %v", rotated, err)
+	}
+	v, _, err := g.Sessions.Issue(Member, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, rotated, err = NewGate(cfg); err != nil || rotated || g.Sessions.Check(v, now) != Member {
+		t.Errorf("restart with the same keys: rotated %v, %v; the session did not survive", rotated, err)
+	}
+	cfg.Keys = Keys{Room: "k2"}
+	if g, rotated, err = NewGate(cfg); err != nil || !rotated || g.Sessions.Check(v, now) != None {
+		t.Errorf("restart with another key: rotated %v, %v; want rotated and the session ended", rotated, err)
+	}
+}

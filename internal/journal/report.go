@@ -6,7 +6,28 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 )
+
+// RunRepair is the server's -repair mode: it checks the journal at path
+// (Check) and writes what it found to out (Describe); with write it
+// repairs it first (Repair, now naming the file the rest goes to). It
+// returns an error, so that the command exits 1, when the journal is left
+// in a state the server refuses, or cannot be read or repaired.
+func RunRepair(path string, write bool, now time.Time, out io.Writer) error {
+	var rep Report
+	var moved string
+	var err error
+	if write {
+		rep, moved, err = Repair(path, now)
+	} else {
+		rep, err = Check(path)
+	}
+	if err != nil {
+		return err
+	}
+	return rep.Describe(out, moved)
+}
 
 // Describe writes to out what r found, for an operator: the journal's
 // size, its first bad line and why, the good lines before it and what

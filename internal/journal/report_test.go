@@ -2,8 +2,14 @@ package journal
 
 import (
 	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDescribe checks the operator's report, byte for byte, for a sound
@@ -47,5 +53,42 @@ func TestDescribe(t *testing.T) {
 		if (err != nil) != tt.fails {
 			t.Errorf("%s: Describe = %v, want an error: %v", tt.name, err, tt.fails)
 		}
+	}
+}
+
+// TestRunRepair checks the -repair mode on a damaged journal: the check
+// reports the bad line, changes nothing and is an error; with write it
+// moves the rest aside, says so and is not; a second check finds the
+// journal sound.
+func TestRunRepair(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.jsonl")
+	good := testLine(testRecord(1, 1, "one")) + testLine(testRecord(1, 2, "two"))
+	data := good + "{\"id\": oops}\n" + testLine(testRecord(1, 3, "three"))
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 1, 20, 30, 5, 0, time.UTC)
+	for _, tt := range []struct {
+		name  string
+		write bool
+		want  string
+		fails bool
+		left  string
+	}{
+		{"check", false, "line 3 at byte " + strconv.Itoa(len(good)), true, data},
+		{"write", true, "moved lines 3-4 to " + path + ".bad-20261201T203005Z", false, good},
+		{"check again", false, "2 lines, " + strconv.Itoa(len(good)) + " bytes, ids 1-1 to 1-2: sound", false, good},
+	} {
+		var out strings.Builder
+		err := RunRepair(path, tt.write, now, &out)
+		if !strings.Contains(out.String(), tt.want) || (err != nil) != tt.fails {
+			t.Errorf("%s: wrote %q, err %v; want %q and an error: %v", tt.name, out.String(), err, tt.want, tt.fails)
+		}
+		if got, _ := os.ReadFile(path); string(got) != tt.left {
+			t.Errorf("%s: journal holds %q, want %q", tt.name, got, tt.left)
+		}
+	}
+	if err := RunRepair(filepath.Join(t.TempDir(), "none"), false, now, io.Discard); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a journal that is not there: %v, want ErrNotExist", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"chat/internal/journal"
+	"chat/internal/record"
 )
 
 // TestMemoryStoreCommitsInPropose checks the memory path: Propose commits
@@ -56,18 +57,7 @@ func openJournal(t *testing.T, dir string) (*journal.Journal, *Log, *seen) {
 }
 
 // runJournal runs j until the test ends.
-func runJournal(t *testing.T, j *journal.Journal) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		j.Run(ctx)
-		close(done)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-}
+func runJournal(t *testing.T, j *journal.Journal) { t.Cleanup(startJournal(j)) }
 
 // settle hands the log its store's reports until the hub has been told of
 // n records, for at most five seconds (a failsafe: a journal on a quiet
@@ -265,5 +255,70 @@ func TestJournalStoreDeletion(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) != 2 || !strings.Contains(lines[1], `"delete":"`+p.ID+`"`) {
 		t.Errorf("journal holds %q, want the message and its deletion", lines)
+	}
+}
+
+// TestOpenJournal checks OpenJournal: a new journal gets an epoch that is
+// durable at once (a reopen keeps it, though nothing was appended), a
+// journal's records come back decoded with the store numbering after
+// them, and a record that does not decode is an error naming the file,
+// with the journal closed (it can be opened again).
+func TestOpenJournal(t *testing.T) {
+	path := filepath.Join(t.TempDir(), journalFile)
+	j, store, recs, err := OpenJournal(path, 100, nil)
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("new journal: %d records, %v", len(recs), err)
+	}
+	epoch := store.Epoch()
+	s := &seen{}
+	l := New(store, Config{History: 100, Committed: s.committed})
+	stop := startJournal(j)
+	p := proposal("u", "kept", "")
+	l.Propose(p)
+	settle(t, l, s, 1)
+	l.Stop()
+	stop()
+
+	j, store, recs, err = OpenJournal(path, 100, nil)
+	if err != nil || len(recs) != 1 || recs[0].ID != p.ID || store.Epoch() != epoch {
+		t.Fatalf("reopened: %d records, %v, epoch %d; want %s in epoch %d", len(recs), err, store.Epoch(), p.ID, epoch)
+	}
+	s = &seen{}
+	l = New(store, Config{History: 100, Committed: s.committed, Recovered: recs})
+	stop = startJournal(j)
+	next := proposal("u", "next", "")
+	l.Propose(next)
+	settle(t, l, s, 1)
+	if want := record.FormatID(epoch, 2); next.ID != want {
+		t.Errorf("after a reopen the next id is %s, want %s", next.ID, want)
+	}
+	l.Stop()
+	stop()
+
+	bad := filepath.Join(t.TempDir(), journalFile)
+	if err := os.WriteFile(bad, []byte(`{"id":"7-1","time":"soon"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, first := OpenJournal(bad, 100, nil)
+	if first == nil || !strings.Contains(first.Error(), bad) {
+		t.Fatalf("a record that does not decode: %v, want an error naming %s", first, bad)
+	}
+	if _, _, _, again := OpenJournal(bad, 100, nil); again == nil || again.Error() != first.Error() {
+		t.Errorf("opened again: %v; want the same error (not the journal left open)", again)
+	}
+}
+
+// startJournal runs j until the returned function is called, which waits
+// for Run to return (and so for the journal to be closed).
+func startJournal(j *journal.Journal) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		j.Run(ctx)
+		close(done)
+	}()
+	return func() {
+		cancel()
+		<-done
 	}
 }

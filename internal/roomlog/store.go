@@ -1,7 +1,10 @@
 package roomlog
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"time"
 
 	"chat/internal/journal"
 	"chat/internal/record"
@@ -87,6 +90,32 @@ func NewJournalStore(j *journal.Journal, epoch int64, recovered []Record) *Journ
 		s.last = recovered[n-1].Seq
 	}
 	return s
+}
+
+// OpenJournal opens the journal at path, which keeps the last keep records
+// (journal.Open with opts), and returns it, not yet running, with a store
+// that appends to it and the records it recovered, decoded (Recover). A
+// new journal's epoch is made durable before it is returned. On an error
+// the journal is closed again.
+func OpenJournal(path string, keep int, logger *slog.Logger, opts ...journal.Option) (*journal.Journal, *JournalStore, []Record, error) {
+	j, records, err := journal.Open(path, keep, logger, opts...)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("open journal: %w", err)
+	}
+	recovered, err := Recover(records)
+	epoch, marked := j.Epoch()
+	if err == nil && !marked {
+		epoch = time.Now().UnixMilli()
+		err = j.MarkEpoch(epoch)
+	}
+	if err != nil {
+		// Run with a done context closes the file.
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		j.Run(done)
+		return nil, nil, nil, fmt.Errorf("open journal %s: %w", path, err)
+	}
+	return j, NewJournalStore(j, epoch, recovered), recovered, nil
 }
 
 // Epoch implements Store.
