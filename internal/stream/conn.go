@@ -51,10 +51,15 @@ func (c *rawConn) writeBuffers(bufs [][]byte) error {
 	return err
 }
 
-// alive waits probeWindow for the peer's end-of-file or reset: a reader
-// never sends anything after its request, so anything but a timeout means
-// it has gone.
+// alive reports whether the peer is still there: a reader never sends
+// anything after its request, so an end-of-file, a reset or any byte
+// means it has gone. On a TCP socket it peeks without waiting (peerGone);
+// elsewhere it reads with a deadline of probeWindow, which, on a loaded
+// machine, may pass before the read looks at the connection at all.
 func (c *rawConn) alive() bool {
+	if gone, ok := peerGone(c.Conn); ok {
+		return !gone
+	}
 	if err := c.SetReadDeadline(time.Now().Add(probeWindow)); err != nil {
 		return false
 	}

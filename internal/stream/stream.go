@@ -32,7 +32,8 @@ const (
 	// kernel grows the buffer to megabytes for a client that never reads,
 	// and a few hundred such streams pin gigabytes of kernel memory.
 	sendBuffer = 64 << 10
-	// probeWindow is how long a stream writer waits, at each probe, for its
+	// probeWindow is how long a stream writer waits, at each probe of a
+	// connection it cannot peek at (not TCP, or no MSG_PEEK), for its
 	// peer's end-of-file before deciding the peer is still there.
 	probeWindow = time.Millisecond
 	// probeInterval is the longest time between two checks of a hijacked
@@ -324,8 +325,8 @@ func (s *writer) open(head Head) bool {
 // The probe runs on every tick, even just after a write: a write to a peer
 // that has closed usually succeeds (the peer's reset comes back later),
 // so only the second write after the close would fail, and in a room with
-// a message every few seconds that comes late. The probe is one read with
-// a deadline of probeWindow, a few microseconds of CPU.
+// a message every few seconds that comes late. On TCP the probe is one
+// system call that does not wait (peerGone).
 //
 //go:noinline
 func (s *writer) tick() bool {
