@@ -11,6 +11,7 @@ import (
 	"chat/internal/fanout"
 	"chat/internal/idem"
 	"chat/internal/limit"
+	"chat/internal/names"
 	"chat/internal/presence"
 	"chat/internal/query"
 	"chat/internal/roomlog"
@@ -48,14 +49,13 @@ var (
 
 	// The room's log answers posts, deletions and history queries with
 	// these (see roomlog for what each means).
-	errUnconfirmed   = roomlog.ErrUnconfirmed
-	errJournalBusy   = roomlog.ErrBusy
-	errUnavailable   = roomlog.ErrUnavailable
-	errFateUnknown   = roomlog.ErrFateUnknown
-	errKeyConflict   = roomlog.ErrKeyConflict
-	errDeleted       = roomlog.ErrDeleted
-	errUnknownID     = roomlog.ErrUnknownID
-	errNoSuchMessage = roomlog.ErrNoSuchMessage
+	errUnconfirmed = roomlog.ErrUnconfirmed
+	errJournalBusy = roomlog.ErrBusy
+	errUnavailable = roomlog.ErrUnavailable
+	errFateUnknown = roomlog.ErrFateUnknown
+	errKeyConflict = roomlog.ErrKeyConflict
+	errDeleted     = roomlog.ErrDeleted
+	errUnknownID   = roomlog.ErrUnknownID
 )
 
 // Message is one chat message as stored, sent to clients and returned by
@@ -82,6 +82,9 @@ type client struct {
 	// hub skips it in a presence broadcast of that same version. Only the
 	// hub uses it.
 	rosterSeen uint64
+	// hold is the hold on name the stream carries, closed as it leaves
+	// (nil: none); its handler sets it before the stream starts.
+	hold *names.Stream
 }
 
 // frames returns the client's queue, receive-only.
@@ -289,16 +292,37 @@ func (cr *ChatRoom) Post(ctx context.Context, username, content string) (Message
 // and errDeleted if that message has since been deleted. Posts with the
 // same key at the same moment store one message, and all get it.
 func (cr *ChatRoom) PostKeyed(ctx context.Context, username, content, key string) (msg Message, repeat bool, err error) {
-	p := &roomlog.Proposal{Reply: make(chan error, 1)}
-	p.Username, p.Content, p.Key = username, content, key
+	return cr.PostBy(ctx, "", username, content, key)
+}
+
+// PostBy is PostKeyed from the identity author ("" for none), which the
+// stored message keeps: its author may edit and delete it.
+func (cr *ChatRoom) PostBy(ctx context.Context, author, username, content, key string) (msg Message, repeat bool, err error) {
+	p := &roomlog.Proposal{}
+	p.Username, p.Content, p.Key, p.Author = username, content, key, author
 	if key != "" {
 		p.FP = idem.Sum(username, content)
 	}
-	err, askErr := query.Ask(ctx, cr.done, cr.broadcast, p, p.Reply, nil)
-	if askErr != nil {
-		return Message{}, false, askErr
+	answered, err := cr.Propose(ctx, p)
+	if !answered {
+		return Message{}, false, err
 	}
 	return p.Message, p.Repeat, err
+}
+
+// Propose hands p, a record proposed here (a post, an author's or a
+// moderator's deletion, an edit: see roomlog.Proposal), to the hub and
+// returns the log's answer to it, with answered set; or, when ctx ends or
+// the room closes first, that error, and p must not be read (the hub may
+// still hold it). A deletion or an edit is made durable (with a journal),
+// applied to history and sent to every client as its own event.
+func (cr *ChatRoom) Propose(ctx context.Context, p *roomlog.Proposal) (answered bool, err error) {
+	p.Reply = make(chan error, 1)
+	err, askErr := query.Ask(ctx, cr.done, cr.broadcast, p, p.Reply, nil)
+	if askErr != nil {
+		return false, askErr
+	}
+	return true, err
 }
 
 // History returns one page of history (see roomlog.Query), or errUnknownID
@@ -317,22 +341,6 @@ func (cr *ChatRoom) History(ctx context.Context, q roomlog.Query) (roomlog.Page,
 		return roomlog.Page{}, askErr
 	}
 	return page, err
-}
-
-// Delete removes the message with id from the room: the hub gives the
-// deletion the next id, makes it durable (with a journal), marks the
-// message deleted in history and sends every client a "delete" event. It
-// returns the deletion, or errNoSuchMessage if history does not hold that
-// message or it is already deleted (or being deleted), or an error if ctx
-// ends, the room closes or the journal fails.
-func (cr *ChatRoom) Delete(ctx context.Context, id string) (roomlog.Deletion, error) {
-	p := &roomlog.Proposal{Reply: make(chan error, 1)}
-	p.Deletes = id
-	err, askErr := query.Ask(ctx, cr.done, cr.broadcast, p, p.Reply, nil)
-	if askErr != nil {
-		return roomlog.Deletion{}, askErr
-	}
-	return p.Deletion(), err
 }
 
 // call has Run call run and waits until it has (query.Call), with undo for
@@ -485,8 +493,8 @@ func (cr *ChatRoom) Run(ctx context.Context) {
 	}
 }
 
-// committed adds a record the log has committed (a message, or a deletion's
-// "delete" event) to the batch, before its poster is answered, and counts
+// committed adds a record the log has committed (a message, a deletion's
+// "delete" event or an edit's "edit" event) to the batch, before its poster is answered, and counts
 // it. The log calls it, in Run's goroutine, for every record in order,
 // whoever proposed it.
 func (cr *ChatRoom) committed(r *roomlog.Record, event []byte) {
@@ -495,7 +503,7 @@ func (cr *ChatRoom) committed(r *roomlog.Record, event []byte) {
 	}
 	cr.batch.Data = append(cr.batch.Data, event...)
 	cr.batch.N++
-	if r.Deletes != "" {
+	if r.Deletes != "" || r.Edits != "" {
 		cr.stats.setHistory(cr.log.Len())
 		return
 	}

@@ -16,10 +16,11 @@ import (
 // TestFilesArePrivate runs the server with -data, a room key and an admin
 // key under a umask that lets everyone read what is created, and makes it
 // write every file it can (the journal and its lock, a compaction, the
-// session secret and its keys' fingerprint, the bans file, then a repair's
-// file of damaged lines).
+// session secret and its keys' fingerprint, the bans file, the identity
+// secret and the held names, then a repair's file of damaged lines).
 // Every one of them must be 0600: they hold a private room's messages,
-// its Idempotency-Keys, the key that signs sessions and the bans.
+// its Idempotency-Keys, the keys that sign sessions and identities, the
+// bans and who holds which name.
 func TestFilesArePrivate(t *testing.T) {
 	old := syscall.Umask(0)
 	t.Cleanup(func() { syscall.Umask(old) })
@@ -57,7 +58,8 @@ func TestFilesArePrivate(t *testing.T) {
 		t.Fatalf("-repair-write: %v\n%s", err, out)
 	}
 
-	want := []string{"chat.jsonl", "chat.jsonl.lock", "chat.jsonl.secret", "chat.jsonl.secret.fingerprint", "chat.jsonl.bans", "chat.jsonl.bad-*"}
+	want := []string{"chat.jsonl", "chat.jsonl.lock", "chat.jsonl.secret", "chat.jsonl.secret.fingerprint", "chat.jsonl.bans",
+		"chat.jsonl.identity", "chat.jsonl.names", "chat.jsonl.bad-*"}
 	for _, pattern := range want {
 		if m, _ := filepath.Glob(filepath.Join(dir, pattern)); len(m) != 1 {
 			t.Errorf("%s: files %q, want one", pattern, m)

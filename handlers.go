@@ -22,6 +22,9 @@ import (
 	"chat/internal/idem"
 	"chat/internal/limit"
 	"chat/internal/moderation"
+	"chat/internal/nameguard"
+	"chat/internal/names"
+	"chat/internal/own"
 	"chat/internal/roomlog"
 	"chat/internal/static"
 	"chat/internal/stream"
@@ -76,6 +79,10 @@ type serverConfig struct {
 	gate *auth.Gate
 	// bans lists the banned addresses (nil: none).
 	bans *ban.List
+	// guard tells who a request is and whether it may use its name, and
+	// names holds the names (newServer makes both, in memory, if nil).
+	guard *nameguard.Guard
+	names *names.Table
 	// reach, when set (a log shared by several nodes), waits a moment for
 	// the node to read the record a client names, which another node may
 	// have served first.
@@ -114,6 +121,11 @@ func newServer(room *ChatRoom, stats *Stats, streams *stream.Tracker, health *at
 	if cfg.gate == nil {
 		cfg.gate = &auth.Gate{}
 	}
+	if cfg.guard == nil {
+		// In memory with a random secret: this cannot fail.
+		issuer, table, _ := nameguard.Open("", "", names.Options{Hold: names.DefaultHold}, time.Now())
+		cfg.guard, cfg.names = nameguard.New(nameguard.Config{Issuer: issuer, Table: table, Rate: cfg.limiter, AddrOf: cfg.addrOf}), table
+	}
 	cfg.logger = logger
 	mux := http.NewServeMux()
 	addRoutes(mux, room, stats, streams, health, cfg, logger)
@@ -146,7 +158,7 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		access       access
 		h            http.Handler
 	}{
-		{"GET", "/{$}", accessOpen, site.File("index.html")},
+		{"GET", "/{$}", accessOpen, identified(cfg.guard, site.File("index.html"))},
 		{"GET", "/web/{file...}", accessOpen, site.Dir("/web/")},
 		{"POST", "/post", accessRoom, crossOriginProtection(stats, handlePost(room, stats, cfg))},
 		{"GET", "/stream", accessRoom, handleStream(room, stats, streams, cfg, logger)},
@@ -156,7 +168,10 @@ func addRoutes(mux *http.ServeMux, room *ChatRoom, stats *Stats, streams *stream
 		{"GET", "/session", accessOpen, cfg.gate.HandleSession(cfg.addrOf)},
 		{"POST", "/login", accessLogin, crossOriginProtection(nil, cfg.gate.HandleLogin(cfg.addrOf, logger))},
 		{"POST", "/logout", accessLogin, crossOriginProtection(nil, auth.HandleLogout())},
-		{"DELETE", "/messages/{id}", accessAdmin, crossOriginProtection(nil, moderation.HandleDelete(moderated{room}))},
+		{"PATCH", "/messages/{id}", accessRoom, crossOriginProtection(nil, own.HandleEdit(ownConfig(room, cfg)))},
+		{"DELETE", "/messages/{id}", accessRoom, crossOriginProtection(nil, own.HandleDelete(ownConfig(room, cfg)))},
+		{"GET", "/names", accessAdmin, moderation.HandleListNames(cfg.names)},
+		{"DELETE", "/names/{name...}", accessAdmin, crossOriginProtection(nil, moderation.HandleFreeName(cfg.names))},
 		{"GET", "/bans", accessAdmin, moderation.HandleListBans(cfg.bans)},
 		{"POST", "/bans", accessAdmin, crossOriginProtection(nil, moderation.HandleAddBan(moderated{room}, cfg.bans, logger))},
 		{"DELETE", "/bans/{addr...}", accessAdmin, crossOriginProtection(nil, moderation.HandleLiftBan(cfg.bans))},
@@ -226,6 +241,16 @@ func crossOriginProtection(stats *Stats, next http.Handler) http.Handler {
 	return cop.Handler(next)
 }
 
+// identified sets the identity cookie on the responses of next for a
+// client that has none (the page's own load, so that a browser has one
+// before it streams or posts).
+func identified(guard *nameguard.Guard, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		guard.Identify(w, r)
+		next.ServeHTTP(w, r)
+	})
+}
+
 // handleNotFound answers unknown paths.
 func handleNotFound() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -239,43 +264,6 @@ func handleMethodNotAllowed(allow string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
 		httpx.WriteError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", httpx.Truncate(r.Method, 20), allow))
-	})
-}
-
-// handleStats serves the statistics as JSON.
-func handleStats(stats *Stats) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		_ = httpx.Encode(w, http.StatusOK, stats.Snapshot())
-	})
-}
-
-// handleHealth answers 200 while the server can take posts, and 503 once
-// its journal has failed (every post would get 500 until a restart), with the
-// error that failed it, while its NATS log cannot be reached (posts get
-// 503), with the reason, or once shutdown has begun (shuttingDown is set).
-// A load balancer that checks it sends nobody to a server that cannot store
-// a message.
-func handleHealth(shuttingDown *atomic.Bool, stats *Stats) http.Handler {
-	type response struct {
-		Status string `json:"status"`
-		Error  string `json:"error,omitempty"`
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		if err := stats.journalFailure(); err != nil {
-			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "journal failed", Error: err.Error()})
-			return
-		}
-		if err := stats.clusterFailure(); err != nil {
-			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "nats unavailable", Error: err.Error()})
-			return
-		}
-		if shuttingDown.Load() {
-			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "shutting down"})
-			return
-		}
-		_ = httpx.Encode(w, http.StatusOK, response{Status: "ok"})
 	})
 }
 
@@ -311,17 +299,22 @@ func validatePost(in postInput, maxContent int) (postInput, *httpx.Error) {
 	return in, nil
 }
 
-// validRecord returns the rules a message read from a log shared by
-// several nodes must pass: those of a post, in the form a node stores it
-// (trimmed, with line ends made "\n"). Every node of a room applies the
-// same rules (the same -max-content), so every node skips the same records.
-func validRecord(maxContent int) func(username, content string) error {
-	return func(username, content string) error {
-		in, e := validatePost(postInput{Username: username, Content: content}, maxContent)
+// validRecord returns the rules a message or an edit read from a log
+// shared by several nodes must pass: those of a post (an edit's content
+// those of a post's content), in the form a node stores it (trimmed, with
+// line ends made "\n"). Every node of a room applies the same rules (the
+// same -max-content), so every node skips the same records.
+func validRecord(maxContent int) func(r *roomlog.Record) error {
+	return func(r *roomlog.Record) error {
+		in := postInput{Username: r.Username, Content: r.Content}
+		if r.Edits != "" {
+			in.Username = "edit" // an edit has no name of its own
+		}
+		out, e := validatePost(in, maxContent)
 		switch {
 		case e != nil:
 			return e
-		case in.Username != username || in.Content != content:
+		case out != in:
 			return errors.New("username or content not in the form a node stores")
 		}
 		return nil
@@ -345,6 +338,7 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		defer func() { stats.postLatency.observe(time.Since(start), 1) }()
+		author := cfg.guard.Identify(w, r)
 		fail := func(status int, msg string) {
 			stats.rejectedPost()
 			httpx.WriteError(w, status, msg)
@@ -370,12 +364,17 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			fail(apiErr.Status, apiErr.Msg)
 			return
 		}
-		key, apiErr := idempotencyKey(r.Header)
-		if apiErr != nil {
-			fail(apiErr.Status, apiErr.Msg)
+		key, err := idem.FromHeader(r.Header)
+		if err != nil {
+			fail(http.StatusBadRequest, err.Error())
 			return
 		}
-		msg, repeat, err := room.PostKeyed(r.Context(), in.Username, in.Content, key)
+		if apiErr := cfg.guard.Post(in.Username, author); apiErr != nil {
+			stats.rejectedPost()
+			apiErr.Write(w)
+			return
+		}
+		msg, repeat, err := room.PostBy(r.Context(), author, in.Username, in.Content, key)
 		switch {
 		case err == nil && repeat:
 			// A retry of a post already stored: the same message, and
@@ -415,23 +414,6 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			fail(http.StatusInternalServerError, "could not store the message")
 		}
 	})
-}
-
-// idempotencyKey returns the request's Idempotency-Key header ("" if it has
-// none), or a 400 error if the header is repeated or not 1 to 128 visible
-// ASCII characters.
-func idempotencyKey(h http.Header) (string, *httpx.Error) {
-	vals := h.Values("Idempotency-Key")
-	switch {
-	case len(vals) == 0:
-		return "", nil
-	case len(vals) > 1:
-		return "", httpx.BadRequest("Idempotency-Key given more than once")
-	}
-	if err := idem.CheckKey(vals[0]); err != nil {
-		return "", httpx.BadRequest("%s", err.Error())
-	}
-	return vals[0], nil
 }
 
 // parseHistoryQuery reads the query of GET /history: at most one of before
@@ -569,6 +551,7 @@ func parseTyping(contentType string, body []byte) (string, *httpx.Error) {
 // a message.
 func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		author := cfg.guard.Identify(w, r)
 		if cfg.banned(r) {
 			httpx.WriteError(w, http.StatusForbidden, bannedMsg)
 			return
@@ -586,6 +569,9 @@ func handleTyping(room *ChatRoom, cfg serverConfig) http.Handler {
 			return
 		}
 		name, e := parseTyping(r.Header.Get("Content-Type"), body)
+		if e == nil {
+			e = cfg.guard.Typing(w, r, name, author)
+		}
 		if e != nil {
 			e.Write(w)
 			return
@@ -663,9 +649,13 @@ func streamConfig(room *ChatRoom, stats *Stats, heartbeat, writeTimeout time.Dur
 		Heartbeat:    heartbeat,
 		WriteTimeout: writeTimeout,
 		Counters:     streamCounters{stats},
-		Leave:        func(c stream.Client) { room.Leave(c.(*client)) },
-		Tracker:      streams,
-		Logger:       logger,
+		Leave: func(c stream.Client) {
+			cl := c.(*client)
+			room.Leave(cl)
+			_ = cl.hold.Close(time.Now())
+		},
+		Tracker: streams,
+		Logger:  logger,
 	}
 }
 
@@ -700,6 +690,7 @@ func handleStream(room *ChatRoom, stats *Stats, streams *stream.Tracker, cfg ser
 	sc := streamConfig(room, stats, cfg.heartbeat, cfg.writeTimeout, streams, logger)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		head := r.Method == http.MethodHead
+		author := cfg.guard.Identify(w, r)
 		// A page on another site may open streams in its visitors'
 		// browsers, which drop them after the CORS check but hold the
 		// server's slot until its next probe: refuse them before they
@@ -731,15 +722,24 @@ func handleStream(room *ChatRoom, stats *Stats, streams *stream.Tracker, cfg ser
 		addr := cfg.addrOf(r)
 		cfg.reachAll(r.Context(), from)
 		if head {
-			if !joinError(w, r, stats, room.CanJoin(r.Context(), addr)) {
+			if e := cfg.guard.Check(name, author); e != nil {
+				e.Write(w)
+			} else if !joinError(w, r, stats, room.CanJoin(r.Context(), addr)) {
 				stream.SetHeaders(w.Header())
 			}
 			return
 		}
-		c, bufs, err := room.JoinAs(r.Context(), addr, name, from)
-		if joinError(w, r, stats, err) {
+		hold, e := cfg.guard.Stream(w, r, name, author)
+		if e != nil {
+			e.Write(w)
 			return
 		}
+		c, bufs, err := room.JoinAs(r.Context(), addr, name, from)
+		if joinError(w, r, stats, err) {
+			_ = hold.Close(time.Now())
+			return
+		}
+		c.hold = hold // closed as the client leaves (streamConfig)
 		logger.Debug("stream opened", "addr", addr, "resume", from != nil, "named", name != "")
 		connlimit.Release(r) // streams have caps of their own
 		// The head's first buffer is the preamble; each other is a
@@ -751,33 +751,30 @@ func handleStream(room *ChatRoom, stats *Stats, streams *stream.Tracker, cfg ser
 // moderated is the room as package moderation sees it.
 type moderated struct{ room *ChatRoom }
 
-// Delete deletes the message with id and returns the deletion as DELETE
-// answers it.
-func (m moderated) Delete(ctx context.Context, id string) (any, error) {
-	d, err := m.room.Delete(ctx, id)
-	return d, moderationError(err)
-}
-
 // Kick closes the streams whose address match reports true.
 func (m moderated) Kick(ctx context.Context, match func(addr string) bool) (int, error) {
 	n, err := m.room.Kick(ctx, match)
-	return n, moderationError(err)
+	if errors.Is(err, errRoomClosed) {
+		err = fmt.Errorf("%w: %w", moderation.ErrClosed, err)
+	}
+	return n, err
 }
 
-// moderationError returns the error of package moderation that says what
-// the hub's err says, wrapping it.
-func moderationError(err error) error {
-	for _, e := range []struct{ hub, mod error }{
-		{errNoSuchMessage, moderation.ErrNoSuchMessage},
-		{errRoomClosed, moderation.ErrClosed},
-		{errUnconfirmed, moderation.ErrUnconfirmed},
-		{errJournalBusy, moderation.ErrBusy},
-		{errUnavailable, moderation.ErrUnavailable},
-		{errFateUnknown, moderation.ErrFateUnknown},
-	} {
-		if errors.Is(err, e.hub) {
-			return fmt.Errorf("%w: %w", e.mod, err)
-		}
+// ownConfig returns the configuration of the endpoints by which people
+// edit and delete their messages (package own): the author is the
+// identity the request carries, and moderators are those of cfg.gate.
+func ownConfig(room *ChatRoom, cfg serverConfig) own.Config {
+	return own.Config{
+		Room:   room,
+		Author: cfg.guard.Author,
+		Moderator: func(w http.ResponseWriter, r *http.Request) (bool, bool) {
+			return cfg.gate.Moderator(w, r, cfg.addrOf(r))
+		},
+		Banned:     cfg.banned,
+		Rate:       cfg.limiter,
+		AddrOf:     cfg.addrOf,
+		MaxBody:    cfg.maxBody,
+		MaxContent: cfg.maxContent,
+		Logger:     cfg.logger,
 	}
-	return err
 }

@@ -27,6 +27,8 @@ import (
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
+	"chat/internal/nameguard"
+	"chat/internal/names"
 	"chat/internal/roomlog"
 	"chat/internal/stream"
 )
@@ -145,8 +147,9 @@ type server struct {
 	// room; nil otherwise.
 	cluster *clusterlog.Store
 	room    *ChatRoom
-	// stopRoom and stopMonitor stop the room's hub and the monitor.
-	stopRoom, stopMonitor context.CancelFunc
+	// stopRoom and stopMonitor stop the room's hub and the monitor,
+	// stopNames the keeper of the held names (after the streams).
+	stopRoom, stopMonitor, stopNames context.CancelFunc
 	// streams tracks the stream writers on hijacked connections.
 	streams *stream.Tracker
 	// shuttingDown turns /healthz to 503 once shutdown has begun.
@@ -165,7 +168,7 @@ func serve(ctx context.Context, cfg settings, logOut io.Writer) error {
 		return err
 	}
 	s := &server{cfg: cfg, logger: logger, stats: NewStats(), logDone: make(chan struct{}),
-		stopLog: func() {}, stopRoom: func() {}, stopMonitor: func() {}}
+		stopLog: func() {}, stopRoom: func() {}, stopMonitor: func() {}, stopNames: func() {}}
 	defer s.stop()
 	roomCfg, err := s.openLog()
 	if err != nil {
@@ -187,6 +190,7 @@ func (s *server) stop() {
 	s.stopRoom()
 	s.stopMonitor()
 	s.stopLog()
+	s.stopNames()
 	s.wg.Wait()
 	if s.cluster != nil {
 		s.cluster.Shutdown()
@@ -307,7 +311,7 @@ func (s *server) build() error {
 		}
 	}
 	s.streams = stream.NewTracker()
-	handler := newServer(s.room, s.stats, s.streams, &s.shuttingDown, serverConfig{
+	sc := serverConfig{
 		heartbeat:     cfg.Heartbeat,
 		writeTimeout:  cfg.WriteTimeout,
 		maxContent:    cfg.MaxContent,
@@ -318,7 +322,11 @@ func (s *server) build() error {
 		gate:          gate,
 		bans:          bans,
 		reach:         s.reach(),
-	}, s.logger)
+	}
+	if sc.guard, sc.names, err = s.openNames(sc); err != nil {
+		return err
+	}
+	handler := newServer(s.room, s.stats, s.streams, &s.shuttingDown, sc, s.logger)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
@@ -345,6 +353,28 @@ func (s *server) build() error {
 		// are small.
 	}
 	return nil
+}
+
+// openNames opens the identity secret and the held names (nameguard.Open)
+// and, with -data, starts their keeper, which stopNames ends. In cluster
+// mode each node keeps its own holds, and its own identities unless every
+// node is given the same -identity-secret-file: the log says so.
+func (s *server) openNames(sc serverConfig) (*nameguard.Guard, *names.Table, error) {
+	cfg := s.cfg
+	issuer, table, err := nameguard.Open(cfg.Data, cfg.IdentitySecretFile, names.Options{Hold: cfg.NameHold}, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.NATS != "" {
+		s.logger.Info("held names are kept by each node, not shared", "identity_secret_shared", cfg.IdentitySecretFile != "")
+	}
+	guard := nameguard.New(nameguard.Config{Issuer: issuer, Table: table, Rate: sc.limiter, AddrOf: sc.addrOf, Logger: s.logger})
+	if cfg.Data != "" { // a table in memory has nothing to save
+		ctx, stop := context.WithCancel(context.Background())
+		s.stopNames = stop
+		s.wg.Go(func() { guard.Keep(ctx) })
+	}
+	return guard, table, nil
 }
 
 // newGate returns the access gate for the keys. With -data its sessions
@@ -430,6 +460,7 @@ func (s *server) shutdown() {
 	if err := s.srv.Shutdown(ctx); err != nil {
 		_ = s.srv.Close()
 	}
+	s.stopNames()
 	s.stopMonitor()
 	s.logger.Info("stopped", "messages", s.stats.Snapshot().MessagesPosted)
 }

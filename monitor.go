@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"chat/internal/clusterlog"
+	"chat/internal/httpx"
 )
 
 // Stats holds the server's counters. The hub, the handlers and the stream
@@ -431,6 +432,43 @@ func formatValue(v float64) string {
 		return strconv.FormatFloat(v, 'f', -1, 64)
 	}
 	return strconv.FormatFloat(v, 'g', -1, 64)
+}
+
+// handleStats serves the statistics as JSON.
+func handleStats(stats *Stats) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		_ = httpx.Encode(w, http.StatusOK, stats.Snapshot())
+	})
+}
+
+// handleHealth answers 200 while the server can take posts, and 503 once
+// its journal has failed (every post would get 500 until a restart), with the
+// error that failed it, while its NATS log cannot be reached (posts get
+// 503), with the reason, or once shutdown has begun (shuttingDown is set).
+// A load balancer that checks it sends nobody to a server that cannot store
+// a message.
+func handleHealth(shuttingDown *atomic.Bool, stats *Stats) http.Handler {
+	type response struct {
+		Status string `json:"status"`
+		Error  string `json:"error,omitempty"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if err := stats.journalFailure(); err != nil {
+			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "journal failed", Error: err.Error()})
+			return
+		}
+		if err := stats.clusterFailure(); err != nil {
+			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "nats unavailable", Error: err.Error()})
+			return
+		}
+		if shuttingDown.Load() {
+			_ = httpx.Encode(w, http.StatusServiceUnavailable, response{Status: "shutting down"})
+			return
+		}
+		_ = httpx.Encode(w, http.StatusOK, response{Status: "ok"})
+	})
 }
 
 // handleMetrics serves the statistics in the Prometheus text exposition

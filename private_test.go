@@ -148,10 +148,14 @@ func TestOpenRoomUnchanged(t *testing.T) {
 			t.Errorf("%s %s in an open room: %d (%s), want %d", rt.method, rt.path, r.status, r.body, rt.ok)
 		}
 	}
-	for _, path := range []string{"/login", "/logout", "/messages/1-1", "/bans"} {
+	for _, path := range []string{"/login", "/logout", "/bans", "/names"} {
 		if r := mustSend(t, http.DefaultClient, "POST", ts.URL+path, "application/json", `{}`, nil); r.status != http.StatusNotFound {
 			t.Errorf("POST %s in an open room: %d, want 404", path, r.status)
 		}
+	}
+	// Authors edit and delete their messages in every room.
+	if r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/messages/1-1", "application/json", `{}`, nil); r.status != http.StatusMethodNotAllowed || r.header.Get("Allow") != "PATCH, DELETE" {
+		t.Errorf("POST /messages/1-1 in an open room: %d, Allow %q; want 405 with PATCH, DELETE", r.status, r.header.Get("Allow"))
 	}
 	r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/session", "", "", nil)
 	if string(bytes.TrimSpace(r.body)) != `{"private":false,"moderation":false,"role":"member"}` {

@@ -70,6 +70,32 @@ func (g *Gate) RequireAdmin(addrOf func(*http.Request) string, next http.Handler
 	})
 }
 
+// Moderator reports whether r carries the admin's credentials (the admin
+// key as a Bearer key, or an admin session), for a route that serves
+// moderators and others alike. A request that sends a Bearer key which is
+// no key of the room is answered 401, or 429 once its address has used up
+// its tries, and answered is true; a request without credentials, or with
+// the room's, is no moderator and is not answered. In a room without an
+// admin key nobody moderates and nothing is answered.
+func (g *Gate) Moderator(w http.ResponseWriter, r *http.Request, addr string) (moderator, answered bool) {
+	if !g.Moderated() {
+		return false, false
+	}
+	role, wait := g.Authorize(r, addr, time.Now())
+	_, bearer := Bearer(r.Header)
+	switch {
+	case role == Admin:
+		return true, false
+	case wait > 0:
+		tooManyFailures(w, wait)
+		return false, true
+	case bearer && role == None:
+		unauthorized(w, "wrong key: send Authorization: Bearer <admin key> to moderate, or no key to act on your own messages")
+		return false, true
+	}
+	return false, false
+}
+
 // parseLogin decodes the key from a POST /login body: a JSON object
 // {"key": "..."} or a form with the one field key.
 func parseLogin(contentType string, body []byte) (string, *httpx.Error) {

@@ -157,3 +157,54 @@ func TestHandleLogout(t *testing.T) {
 		t.Errorf("logout: %d %+v", rec.Code, c)
 	}
 }
+
+// TestModerator checks who Moderator takes for a moderator, and which
+// credentials it answers itself: a wrong Bearer key (401, then 429 once
+// the address has used up its tries), never a request without
+// credentials or with the room's.
+func TestModerator(t *testing.T) {
+	g := testGate(t)
+	member, _, _ := g.Sessions.Issue(Member, time.Now())
+	admin, _, _ := g.Sessions.Issue(Admin, time.Now())
+	ask := func(g *Gate, addr, bearer, cookie string) (bool, bool, int) {
+		req := httptest.NewRequest("DELETE", "/messages/1-1", nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		if cookie != "" {
+			req.AddCookie(&http.Cookie{Name: CookieName, Value: cookie})
+		}
+		rec := httptest.NewRecorder()
+		mod, answered := g.Moderator(rec, req, addr)
+		return mod, answered, rec.Code
+	}
+	for _, tt := range []struct {
+		name                string
+		bearer, cookie      string
+		moderator, answered bool
+		status              int
+	}{
+		{"nothing", "", "", false, false, 200},
+		{"room key", "room", "", false, false, 200},
+		{"member session", "", member, false, false, 200},
+		{"forged session", "", admin + "x", false, false, 200},
+		{"admin key", "boss", "", true, false, 200},
+		{"admin session", "", admin, true, false, 200},
+		{"wrong key", "nope", "", false, true, 401},
+	} {
+		mod, answered, status := ask(g, "198.51.100.1:"+tt.name, tt.bearer, tt.cookie)
+		if mod != tt.moderator || answered != tt.answered || status != tt.status {
+			t.Errorf("%s: moderator %v, answered %v (%d); want %v, %v (%d)", tt.name, mod, answered, status, tt.moderator, tt.answered, tt.status)
+		}
+	}
+	for range 3 {
+		ask(g, "203.0.113.9", "nope", "")
+	}
+	if mod, answered, status := ask(g, "203.0.113.9", "boss", ""); mod || !answered || status != 429 {
+		t.Errorf("after 3 wrong keys, the admin key: moderator %v, answered %v (%d); want a 429", mod, answered, status)
+	}
+	open := &Gate{}
+	if mod, answered, status := ask(open, "203.0.113.10", "boss", ""); mod || answered || status != 200 {
+		t.Errorf("a room without an admin key: moderator %v, answered %v (%d); want neither", mod, answered, status)
+	}
+}

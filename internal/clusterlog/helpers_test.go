@@ -50,8 +50,8 @@ func (b *syncBuffer) String() string {
 func testConfig(urls []string, history int) Config {
 	return Config{
 		URLs: urls, Stream: testStream, Replicas: 1, History: history, ClientName: "clusterlog test",
-		Valid: func(u, c string) error {
-			if u == "bad" {
+		Valid: func(r *roomlog.Record) error {
+			if r.Username == "bad" {
 				return errors.New("username bad is not allowed")
 			}
 			return nil
@@ -254,6 +254,8 @@ func summary(recs []roomlog.Record) []string {
 			out[i] = fmt.Sprintf("%d:void", r.Seq)
 		case r.Deletes != "":
 			out[i] = fmt.Sprintf("%d:delete:%s", r.Seq, r.Deletes)
+		case r.Edits != "":
+			out[i] = fmt.Sprintf("%d:edit:%s:%s", r.Seq, r.Edits, r.Content)
 		default:
 			out[i] = fmt.Sprintf("%d:%s:%s", r.Seq, r.Username, r.Content)
 		}

@@ -102,9 +102,10 @@ type Config struct {
 	PublishWait time.Duration
 	// ClientName is the name the NATS servers show for the connection.
 	ClientName string
-	// Valid, when not nil, checks a message's username and content
-	// against the room's rules; a record that fails it is void.
-	Valid func(username, content string) error
+	// Valid, when not nil, checks a record as decoded (a message's
+	// Username and Content, an edit's Content) against the room's rules;
+	// a record that fails it is void.
+	Valid func(r *roomlog.Record) error
 	// Logger receives the void records and the consumer's failures (nil:
 	// none).
 	Logger *slog.Logger

@@ -18,6 +18,7 @@ import (
 	"chat/internal/clusterlog"
 	"chat/internal/flagenv"
 	"chat/internal/jetstream"
+	"chat/internal/names"
 )
 
 // Defaults of the flags that tune the room's hub.
@@ -118,6 +119,11 @@ type Config struct {
 	PresenceNames                   int
 	Heartbeat, StatsInterval        time.Duration
 	WriteTimeout, BatchWait         time.Duration
+	// NameHold is how long a name stays held after its last use (-name-hold),
+	// and IdentitySecretFile the file of the secret that signs identity
+	// cookies ("": PATH.identity with -data, else random).
+	NameHold           time.Duration
+	IdentitySecretFile string
 	// RoomKey and AdminKey are the keys themselves, from the flag, the
 	// environment or the key file. Never log them.
 	RoomKey, RoomKeyFile   string
@@ -188,6 +194,8 @@ func define(name string, stderr io.Writer) (*Config, *flag.FlagSet) {
 	fs.IntVar(&c.TypingBurst, "typing-burst", DefaultTypingBurst, "POST /typing one client address may make at once")
 	fs.DurationVar(&c.PresenceInterval, "presence-interval", DefaultPresenceInterval, "least time between two presence events on a stream (0: no presence or typing events)")
 	fs.IntVar(&c.PresenceNames, "presence-names", DefaultPresenceNames, "most names listed in a presence event (the totals are always sent)")
+	fs.DurationVar(&c.NameHold, "name-hold", names.DefaultHold, "how long a name stays held by the identity that last used it (0: only while its stream is open)")
+	fs.StringVar(&c.IdentitySecretFile, "identity-secret-file", "", "file of the secret that signs identity cookies, made if missing (default: PATH.identity with -data, else random; give every node of a cluster the same one)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated proxy addresses or prefixes whose X-Forwarded-For is believed")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (serves HTTPS and HTTP/2 with -tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file")
@@ -218,7 +226,7 @@ func (c *Config) check() error {
 		c.MaxConnsPerAddr < 0, c.MaxHeaderConns < 0,
 		c.TypingRate < 0, c.TypingBurst < 0, c.PresenceNames < 0:
 		return errors.New("numeric flags must not be negative; -client-buffer and -max-content must be at least 1, -max-body at least 64")
-	case c.Heartbeat < 0, c.StatsInterval < 0, c.WriteTimeout <= 0, c.BatchWait < 0, c.PresenceInterval < 0:
+	case c.Heartbeat < 0, c.StatsInterval < 0, c.WriteTimeout <= 0, c.BatchWait < 0, c.PresenceInterval < 0, c.NameHold < 0:
 		return errors.New("durations must not be negative, and -write-timeout must be positive")
 	case c.pprof:
 		return errors.New("-pprof is gone: it served profiles and goroutine stacks on the public listener; use -pprof-addr 127.0.0.1:6060")

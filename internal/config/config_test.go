@@ -48,6 +48,7 @@ func TestDefaults(t *testing.T) {
 		Heartbeat: DefaultHeartbeat, StatsInterval: 5 * time.Second,
 		WriteTimeout: DefaultWriteTimeout, BatchWait: DefaultBatchWait,
 		SessionLifetime: 30 * 24 * time.Hour, NATSStream: "CHAT", NATSReplicas: 1,
+		NameHold: 24 * time.Hour,
 	}
 	if c != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", c, want)
@@ -75,6 +76,8 @@ func TestEnvironment(t *testing.T) {
 			func(c Config) bool { return c.BatchWait == 30*time.Millisecond }},
 		{"no repair variable", map[string]string{"CHAT_REPAIR": "/x", "CHAT_REPAIR_WRITE": "true"}, nil,
 			func(c Config) bool { return c.Repair == "" && !c.RepairWrite }},
+		{"names", map[string]string{"CHAT_NAME_HOLD": "0s", "CHAT_IDENTITY_SECRET_FILE": "/etc/chat/identity"}, nil,
+			func(c Config) bool { return c.NameHold == 0 && c.IdentitySecretFile == "/etc/chat/identity" }},
 	} {
 		c, err := parse(envOf(tt.env), tt.args...)
 		if err != nil || !tt.want(c) {
@@ -96,6 +99,7 @@ func TestRefused(t *testing.T) {
 		{[]string{"-max-header-conns-per-addr", "-1"}, "numeric flags must not be negative"},
 		{[]string{"-heartbeat", "-1s"}, "durations must not be negative"},
 		{[]string{"-write-timeout", "0"}, "-write-timeout must be positive"},
+		{[]string{"-name-hold", "-1h"}, "durations must not be negative"},
 		{[]string{"-pprof"}, "use -pprof-addr 127.0.0.1:6060"},
 		{[]string{"-data", "x", "-history", "0"}, "-data needs -history of at least 1"},
 		{[]string{"-nats", "n", "-data", "x"}, "-nats and -data: give one"},

@@ -50,6 +50,9 @@ type Error struct {
 	Status int
 	// Msg is what the client is told.
 	Msg string
+	// Name, when set, is the name the error is about (one in use by
+	// someone else), sent beside the message as "name".
+	Name string
 	// Err is the cause, when reading the body failed; it is logged at
 	// debug level and never shown to the client.
 	Err error
@@ -62,7 +65,9 @@ func (e *Error) Error() string { return e.Msg }
 func (e *Error) Unwrap() error { return e.Err }
 
 // Write answers the request with e.
-func (e *Error) Write(w http.ResponseWriter) { WriteError(w, e.Status, e.Msg) }
+func (e *Error) Write(w http.ResponseWriter) {
+	_ = Encode(w, e.Status, ErrorBody{Error: e.Msg, Name: e.Name})
+}
 
 // BadRequest returns a 400 error with a formatted message.
 func BadRequest(format string, args ...any) *Error {
@@ -173,6 +178,9 @@ func Encode[T any](w http.ResponseWriter, status int, v T) error {
 type ErrorBody struct {
 	// Error says what went wrong.
 	Error string `json:"error"`
+	// Name is the name the error is about, when there is one (a name in
+	// use by someone else: 409).
+	Name string `json:"name,omitempty"`
 }
 
 // WriteError answers with status and {"error": msg}.

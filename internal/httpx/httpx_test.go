@@ -212,3 +212,13 @@ func TestWriteErrorExactBytes(t *testing.T) {
 		t.Errorf("WriteError = %d %q, want 404 %q", rec.Code, rec.Body.String(), want)
 	}
 }
+
+// TestErrorWithName checks the body of an error about a name, byte for
+// byte: the name follows the message, as the request wrote it.
+func TestErrorWithName(t *testing.T) {
+	rec := httptest.NewRecorder()
+	(&Error{Status: 409, Msg: `the name "ＡＬＩＣＥ" is in use`, Name: "ＡＬＩＣＥ"}).Write(rec)
+	if want := "{\"error\":\"the name \\\"ＡＬＩＣＥ\\\" is in use\",\"name\":\"ＡＬＩＣＥ\"}\n"; rec.Code != 409 || rec.Body.String() != want {
+		t.Errorf("Write = %d %q, want 409 %q", rec.Code, rec.Body.String(), want)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"net/http"
 	"time"
 )
 
@@ -48,6 +49,23 @@ func CheckKey(key string) error {
 		}
 	}
 	return nil
+}
+
+// FromHeader returns the Idempotency-Key header of h ("" if there is
+// none), or an error if the header is repeated or not a valid key
+// (CheckKey).
+func FromHeader(h http.Header) (string, error) {
+	vals := h.Values("Idempotency-Key")
+	switch {
+	case len(vals) == 0:
+		return "", nil
+	case len(vals) > 1:
+		return "", errors.New("Idempotency-Key given more than once")
+	}
+	if err := CheckKey(vals[0]); err != nil {
+		return "", err
+	}
+	return vals[0], nil
 }
 
 // Fingerprint identifies what a post says: a SHA-256 of its username and

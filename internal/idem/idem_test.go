@@ -2,6 +2,7 @@ package idem
 
 import (
 	"fmt"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -192,5 +193,26 @@ func BenchmarkAddExpire(b *testing.B) {
 		i++
 		tb.Add(Entry{Key: fmt.Sprint(i), Seq: uint64(i), Time: t0})
 		tb.Expire(t0, uint64(i))
+	}
+}
+
+// TestFromHeader checks the Idempotency-Key header: none, one valid key,
+// one given twice, one that is not a key.
+func TestFromHeader(t *testing.T) {
+	for _, tt := range []struct {
+		vals []string
+		key  string
+		err  string
+	}{
+		{nil, "", ""},
+		{[]string{"k-1"}, "k-1", ""},
+		{[]string{"k-1", "k-1"}, "", "Idempotency-Key given more than once"},
+		{[]string{"has space"}, "", "no spaces"},
+	} {
+		h := http.Header{"Idempotency-Key": tt.vals}
+		key, err := FromHeader(h)
+		if key != tt.key || (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("FromHeader(%q) = %q, %v; want %q, %q", tt.vals, key, err, tt.key, tt.err)
+		}
 	}
 }

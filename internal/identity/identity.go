@@ -123,15 +123,39 @@ func (is *Issuer) Cookie(id string, secure bool) *http.Cookie {
 // older than RenewAfter, it sets it again with the same id. Call it
 // before writing the response's header.
 func (is *Issuer) Ensure(w http.ResponseWriter, r *http.Request) string {
+	id, carried := is.ensure(w, r)
+	if carried != "" {
+		return carried
+	}
+	return id
+}
+
+// Carried returns the identity the request carries, or "" if it carries
+// none (or a bad one), and sets the cookie on w as Ensure does. A request
+// without identity stays without one even though its response now sets
+// one: a client that keeps no cookies (curl without a jar) must not be
+// taken for the holder of an identity it will never send back. Call it
+// before writing the response's header.
+func (is *Issuer) Carried(w http.ResponseWriter, r *http.Request) string {
+	_, carried := is.ensure(w, r)
+	return carried
+}
+
+// ensure returns the request's identity as carried ("" if none) and the
+// one its response sets or keeps: a new one when it carries none, the same
+// one renewed when its cookie is older than RenewAfter.
+func (is *Issuer) ensure(w http.ResponseWriter, r *http.Request) (id, carried string) {
 	id, issued, ok := is.fromRequest(r, time.Now())
 	if ok && time.Since(issued) < RenewAfter {
-		return id
+		return id, id
 	}
-	if !ok {
+	if ok {
+		carried = id
+	} else {
 		id = NewID()
 	}
 	http.SetCookie(w, is.Cookie(id, r.TLS != nil))
-	return id
+	return id, carried
 }
 
 // sign returns the cookie value that carries id, issued at issued.

@@ -238,3 +238,35 @@ func TestSecureOverTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestCarried checks that Carried sets the cookie as Ensure does but
+// reports only the identity the request itself carried.
+func TestCarried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		is := newIssuer(t, 1)
+		carried := func(r *http.Request) (string, []*http.Cookie) {
+			w := httptest.NewRecorder()
+			id := is.Carried(w, r)
+			return id, w.Result().Cookies()
+		}
+		id, cs := carried(withCookie())
+		if id != "" || len(cs) != 1 {
+			t.Fatalf("without identity: %q and %d cookies, want none and 1", id, len(cs))
+		}
+		want, ok := is.FromRequest(withCookie(cs[0].Value))
+		if !ok {
+			t.Fatal("the cookie set carries no identity")
+		}
+		if id, cs := carried(withCookie(cs[0].Value)); id != want || len(cs) != 0 {
+			t.Fatalf("with its cookie: %q and %d cookies, want %q and none", id, len(cs), want)
+		}
+		if id, cs := carried(withCookie("v1.forged")); id != "" || len(cs) != 1 {
+			t.Fatalf("with a bad cookie: %q and %d cookies, want none and 1", id, len(cs))
+		}
+		old := is.Cookie(want, false).Value
+		time.Sleep(RenewAfter)
+		if id, cs := carried(withCookie(old)); id != want || len(cs) != 1 || cs[0].Value == old {
+			t.Fatalf("with an old cookie: %q and %v, want %q renewed", id, cs, want)
+		}
+	})
+}

@@ -1,8 +1,10 @@
 // Package moderation serves the moderators' endpoints of a chat room:
-// deleting a message (DELETE /messages/{id}) and listing, adding and
-// lifting bans on client addresses (/bans). It knows the room only through
-// the Room interface, and the bans through package ban; who may call the
-// endpoints is decided before them (package auth).
+// listing, adding and lifting bans on client addresses (/bans), and
+// listing and freeing held names (/names). It knows the room only through
+// the Room interface, the bans through package ban and the names through
+// package names; who may call the endpoints is decided before them
+// (package auth). Deleting a message, which authors may do too, is
+// package own's.
 package moderation
 
 import (
@@ -11,11 +13,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"chat/internal/ban"
 	"chat/internal/httpx"
-	"chat/internal/record"
+	"chat/internal/names"
 )
 
 // maxBanBody is the largest POST /bans body, in bytes.
@@ -24,81 +27,15 @@ const maxBanBody = 4 << 10
 // banBody is the body of POST /bans.
 var banBody = httpx.Body{Max: maxBanBody, Types: []string{httpx.JSON}, Example: `{"addr": "...", "for": "1h"}`}
 
-// The errors a Room reports, which the handlers answer.
-var (
-	// ErrNoSuchMessage means the room does not hold the message to
-	// delete (or holds it deleted).
-	ErrNoSuchMessage = errors.New("no such message")
-	// ErrClosed means the room has shut down.
-	ErrClosed = errors.New("room closed")
-	// ErrUnconfirmed means the room shut down while the journal was
-	// writing the deletion: it has its id and is written before the
-	// process exits, but was not confirmed durable.
-	ErrUnconfirmed = errors.New("deletion not yet confirmed durable")
-	// ErrBusy means the journal is too busy to take the deletion.
-	ErrBusy = errors.New("journal busy")
-	// ErrUnavailable means the room's shared log cannot be reached: the
-	// deletion was not stored.
-	ErrUnavailable = errors.New("message store unavailable")
-	// ErrFateUnknown means the deletion went to the room's shared log and
-	// no confirmation came: it may or may not be stored.
-	ErrFateUnknown = errors.New("deletion not confirmed")
-)
+// ErrClosed is what a Room reports once the room has shut down.
+var ErrClosed = errors.New("room closed")
 
 // Room is what moderation needs of the chat room.
 type Room interface {
-	// Delete removes the message with id from the room and returns the
-	// deletion, as DELETE /messages/{id} answers it (encoded as JSON),
-	// or an error: one of the errors above, or ctx's.
-	Delete(ctx context.Context, id string) (any, error)
 	// Kick closes the streams of the clients whose address (their
 	// per-address key) match reports true, and returns how many it
 	// closed, or ErrClosed, or ctx's error.
 	Kick(ctx context.Context, match func(addr string) bool) (int, error)
-}
-
-// HandleDelete serves DELETE /messages/{id}: the message leaves history
-// and every stream gets a "delete" event, which has its own id in the
-// sequence. It answers 200 with the deletion, 404 for an id that history
-// does not hold (or holds deleted), 400 for a malformed one. At shutdown,
-// a deletion the journal had not confirmed is answered as a post in that
-// state is: 202 with the deletion, which the journal still writes, so
-// that its outcome is settled after the restart (the message is then
-// deleted, and deleting it again is a 404). With the room's log in NATS, a
-// deletion that could not reach it is a 503 (not done), and one that went
-// out unconfirmed a 504 (sending it again settles it: 200, or 404 when it
-// was done); a message another moderator deleted a moment earlier on
-// another node is a 404.
-func HandleDelete(room Room) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		if _, _, err := record.ParseID(id); err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		d, err := room.Delete(r.Context(), id)
-		switch {
-		case err == nil:
-			_ = httpx.Encode(w, http.StatusOK, d)
-		case errors.Is(err, ErrUnconfirmed):
-			// Not 503, which would say it did not happen.
-			_ = httpx.Encode(w, http.StatusAccepted, d)
-		case errors.Is(err, ErrNoSuchMessage):
-			httpx.WriteError(w, http.StatusNotFound, "no such message: "+httpx.Truncate(id, 40))
-		case errors.Is(err, ErrClosed):
-			httpx.ShuttingDown(w)
-		case errors.Is(err, ErrBusy):
-			httpx.Busy(w)
-		case errors.Is(err, ErrUnavailable):
-			httpx.StoreDown(w, "deletion")
-		case errors.Is(err, ErrFateUnknown):
-			httpx.FateUnknown(w, "the message store did not confirm the deletion: it may or may not be done; send it again (a 404 then means it was done)")
-		case r.Context().Err() != nil:
-			// The moderator has gone; nobody to answer.
-		default:
-			httpx.WriteError(w, http.StatusInternalServerError, "could not store the deletion")
-		}
-	})
 }
 
 // banJSON is one ban as GET and POST /bans show it.
@@ -226,6 +163,43 @@ func HandleLiftBan(bans *ban.List) http.Handler {
 			httpx.WriteError(w, http.StatusNotFound, "no ban on "+ban.Format(p))
 		default:
 			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+}
+
+// HandleListNames serves GET /names: the names held now, by skeleton, each
+// with when its holder took it and last used it, when the hold ends (left
+// out while a stream carries the name) and how many of its holder's
+// streams carry it. The holders' identities are not shown.
+func HandleListNames(table *names.Table) http.Handler {
+	type response struct {
+		Names []names.Hold `json:"names"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		_ = httpx.Encode(w, http.StatusOK, response{Names: table.List(time.Now())})
+	})
+}
+
+// HandleFreeName serves DELETE /names/{name}: it frees the name (any form
+// of it: names compare by skeleton) whoever holds it, and answers 200 with
+// the hold it ended; 404 if nobody holds it, 400 for a name the rules
+// refuse. The holder's open streams go on, but no longer hold the name:
+// anyone may take it.
+func HandleFreeName(table *names.Table) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		h, ok, err := table.Free(name, time.Now())
+		var refused *names.Error
+		switch {
+		case errors.As(err, &refused):
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		case err != nil:
+			httpx.WriteError(w, http.StatusInternalServerError, "could not save the held names")
+		case !ok:
+			httpx.WriteError(w, http.StatusNotFound, "nobody holds the name "+strconv.Quote(httpx.Truncate(name, 64)))
+		default:
+			_ = httpx.Encode(w, http.StatusOK, h)
 		}
 	})
 }

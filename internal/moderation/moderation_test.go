@@ -10,6 +10,7 @@ import (
 
 	"chat/internal/ban"
 	"chat/internal/httpx"
+	"chat/internal/names"
 )
 
 // serve runs h on one request and returns the recorder.
@@ -20,7 +21,8 @@ func serve(h http.Handler, method, target, contentType, body string) *httptest.R
 	}
 	rec := httptest.NewRecorder()
 	mux := http.NewServeMux()
-	mux.Handle(method+" /messages/{id}", h)
+	mux.Handle(method+" /names", h)
+	mux.Handle(method+" /names/{name...}", h)
 	mux.Handle(method+" /bans", h)
 	mux.Handle(method+" /bans/{addr...}", h)
 	mux.ServeHTTP(rec, req)
@@ -103,12 +105,50 @@ func TestListAndLiftBans(t *testing.T) {
 	}
 }
 
-// TestDeleteRefusesBadID checks that a malformed id is a 400 before the
-// room is asked (the room here is nil).
-func TestDeleteRefusesBadID(t *testing.T) {
-	for _, id := range []string{"x", "1-", "-1", "1-2-3", "1-99999999999999999999999"} {
-		if rec := serve(HandleDelete(nil), "DELETE", "/messages/"+id, "", ""); rec.Code != 400 || !strings.Contains(rec.Body.String(), `"error"`) {
-			t.Errorf("DELETE /messages/%s: %d %s, want a JSON 400", id, rec.Code, rec.Body)
+// TestListAndFreeNames checks GET /names and DELETE /names/{name} on a real
+// table: the list, byte for byte, without the holders' identities; a name
+// freed in another form of it (names compare by skeleton); the answers for
+// a name nobody holds and one the rules refuse.
+func TestListAndFreeNames(t *testing.T) {
+	tab := names.New(names.Options{Hold: time.Hour})
+	list, free := HandleListNames(tab), HandleFreeName(tab)
+	if rec := serve(list, "GET", "/names", "", ""); rec.Code != 200 || rec.Body.String() != "{\"names\":[]}\n" || rec.Header().Get("Cache-Control") != "no-store" {
+		t.Errorf("GET /names, none: %d %q %v", rec.Code, rec.Body, rec.Header())
+	}
+	now := time.Now()
+	if err := tab.Use("Alice", "identity-of-alice", now); err != nil {
+		t.Fatal(err)
+	}
+	s, err := tab.Open("bob", "identity-of-bob", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(now)
+	stamp := func(t time.Time) string { b, _ := t.MarshalJSON(); return string(b) }
+	want := `{"names":[{"name":"Alice","skeleton":"alice","since":` + stamp(now) + `,"last_used":` + stamp(now) + `,"until":` + stamp(now.Add(time.Hour)) + `,"streams":0},` +
+		`{"name":"bob","skeleton":"bob","since":` + stamp(now) + `,"last_used":` + stamp(now) + `,"streams":1}]}` + "\n"
+	rec := serve(list, "GET", "/names", "", "")
+	if rec.Body.String() != want {
+		t.Errorf("GET /names:\n got %s\nwant %s", rec.Body, want)
+	}
+	if strings.Contains(rec.Body.String(), "identity-of") {
+		t.Errorf("GET /names shows a holder's identity: %s", rec.Body)
+	}
+	for _, tt := range []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/names/%EF%BC%A1LICE", 200, `"name":"Alice"`},
+		{"/names/alice", 404, `nobody holds the name \"alice\"`},
+		{"/names/alice%C2%AD", 400, "U+00AD"},
+		{"/names/", 400, `"error"`},
+	} {
+		if rec := serve(free, "DELETE", tt.path, "", ""); rec.Code != tt.status || !strings.Contains(rec.Body.String(), tt.body) {
+			t.Errorf("DELETE %s: %d %s, want %d with %s", tt.path, rec.Code, rec.Body, tt.status, tt.body)
 		}
+	}
+	if err := tab.Use("alice", "someone-else", now); err != nil {
+		t.Errorf("the freed name is still held: %v", err)
 	}
 }

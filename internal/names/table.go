@@ -180,7 +180,7 @@ func (t *Table) Check(name, identity string, now time.Time) error {
 // or ErrFull by the bounds (see Table). With identity "" it only checks:
 // a request without identity holds nothing.
 func (t *Table) Use(name, identity string, now time.Time) error {
-	_, err := t.use(name, identity, now, false)
+	_, err := t.use(name, identity, now, false, nil)
 	return err
 }
 
@@ -199,18 +199,31 @@ type Stream struct {
 // closed, and for the hold time after. With identity "" it only checks,
 // and the Stream holds nothing.
 func (t *Table) Open(name, identity string, now time.Time) (*Stream, error) {
-	h, err := t.use(name, identity, now, true)
-	if err != nil {
+	return t.Take(name, identity, now, true, nil)
+}
+
+// Take is Use (stream false; the Stream returned is nil) or Open (stream
+// true) with admit, which, when not nil, is called just before identity
+// would take name anew: not when it holds the name already, nor for a use
+// that takes nothing. An error from admit (an address's rate, say)
+// refuses the name and is returned as it is. The table is locked while
+// admit runs, so admit must not call the table.
+func (t *Table) Take(name, identity string, now time.Time, stream bool, admit func() error) (*Stream, error) {
+	h, err := t.use(name, identity, now, stream, admit)
+	if err != nil || !stream {
 		return nil, err
 	}
 	return &Stream{t: t, h: h}, nil
 }
 
 // Close ends the stream at now, which counts as a use of the name. It may
-// be called more than once; it does nothing if a moderator has freed the
-// name since the stream opened. The stream ends even when the error (of
-// writing the use to the file) is not nil.
+// be called more than once, and on a nil Stream; it does nothing if a
+// moderator has freed the name since the stream opened. The stream ends
+// even when the error (of writing the use to the file) is not nil.
 func (s *Stream) Close(now time.Time) error {
+	if s == nil {
+		return nil
+	}
 	t := s.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -232,8 +245,9 @@ func (s *Stream) Close(now time.Time) error {
 	return err
 }
 
-// use is Use, and with stream also counts one more stream on the hold.
-func (t *Table) use(name, identity string, now time.Time, stream bool) (*hold, error) {
+// use is Use, and with stream also counts one more stream on the hold;
+// admit (see Take) may refuse a new hold.
+func (t *Table) use(name, identity string, now time.Time, stream bool, admit func() error) (*hold, error) {
 	key, err := Skeleton(name)
 	if err != nil {
 		return nil, err
@@ -255,6 +269,11 @@ func (t *Table) use(name, identity string, now time.Time, stream bool) (*hold, e
 	case h == nil && !stream && t.opts.Hold == 0:
 		return nil, nil // held only by streams: a use alone takes nothing
 	case h == nil:
+		if admit != nil {
+			if err := admit(); err != nil {
+				return nil, err
+			}
+		}
 		if h, err = t.take(key, name, identity, now); err != nil {
 			return nil, err
 		}

@@ -302,3 +302,46 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// TestTakeAdmits checks that Take asks admit exactly when a name would be
+// taken anew, and that its error refuses the name and takes nothing.
+func TestTakeAdmits(t *testing.T) {
+	tab := New(Options{Hold: DefaultHold})
+	errRate := errors.New("slow down")
+	asked := 0
+	admit := func(err error) func() error {
+		return func() error { asked++; return err }
+	}
+	if _, err := tab.Take("alice", "A", t0, false, admit(errRate)); err != errRate {
+		t.Fatalf("Take refused by admit: %v, want its error", err)
+	}
+	if n := tab.Len(); n != 0 || asked != 1 {
+		t.Fatalf("after a refusal: %d holds, admit asked %d times; want 0 and 1", n, asked)
+	}
+	if _, err := tab.Take("alice", "A", t0, false, admit(nil)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := tab.Take("ALICE", "A", t0, true, admit(errRate)) // held already: not asked
+	if err != nil || s == nil {
+		t.Fatalf("Take of a name A holds, with a stream: %v, %v", s, err)
+	}
+	for _, c := range []struct{ name, id string }{{"bob", ""}, {"alice", "B"}} {
+		if _, err := tab.Take(c.name, c.id, t0, false, admit(errRate)); err == errRate {
+			t.Errorf("Take(%q, %q) asked admit, which only a new hold needs", c.name, c.id)
+		}
+	}
+	zero := New(Options{})
+	if _, err := zero.Take("carol", "A", t0, false, admit(errRate)); err != nil {
+		t.Errorf("with hold 0 a use takes nothing, so admit is not asked: %v", err)
+	}
+	if asked != 2 {
+		t.Errorf("admit asked %d times, want 2", asked)
+	}
+	if err := s.Close(t0); err != nil {
+		t.Fatal(err)
+	}
+	var none *Stream
+	if err := none.Close(t0); err != nil {
+		t.Errorf("Close of a nil Stream: %v", err)
+	}
+}

@@ -37,6 +37,14 @@ func TestLineRoundTrip(t *testing.T) {
 			`{"id":"7-2","username":"ann","content":"hi","time":"2026-01-02T03:04:05Z","key":"k\"1\\"}`},
 		{"deletion", Record{Message: Message{ID: "7-3", Time: at}, Seq: 3, Deletes: "7-1"},
 			`{"id":"7-3","delete":"7-1","time":"2026-01-02T03:04:05Z"}`},
+		{"message with an author", Record{Message: Message{ID: "7-4", Username: "ann", Content: "hi", Time: at}, Seq: 4, Author: "AAAAAAAAAAAAAAAAAAAAAA"},
+			`{"id":"7-4","username":"ann","content":"hi","time":"2026-01-02T03:04:05Z","author":"AAAAAAAAAAAAAAAAAAAAAA"}`},
+		{"keyed message with an author", Record{Message: Message{ID: "7-5", Username: "ann", Content: "hi", Time: at}, Seq: 5, Key: "k", FP: idem.Sum("ann", "hi"), Author: "A"},
+			`{"id":"7-5","username":"ann","content":"hi","time":"2026-01-02T03:04:05Z","key":"k","author":"A"}`},
+		{"edit", Record{Message: Message{ID: "7-6", Content: "<fixed> & \"so\"", Time: at}, Seq: 6, Edits: "7-4", Author: "A"},
+			`{"id":"7-6","edit":"7-4","content":"<fixed> & \"so\"","time":"2026-01-02T03:04:05Z","author":"A"}`},
+		{"author's deletion", Record{Message: Message{ID: "7-7", Time: at}, Seq: 7, Deletes: "7-4", Author: "A"},
+			`{"id":"7-7","delete":"7-4","time":"2026-01-02T03:04:05Z","author":"A"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,7 +56,8 @@ func TestLineRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DecodeLine: %v", err)
 			}
-			if back.Message != tt.r.Message || back.Seq != tt.r.Seq || back.Key != tt.r.Key || back.FP != tt.r.FP || back.Deletes != tt.r.Deletes || back.JSON != nil {
+			if back.Message != tt.r.Message || back.Seq != tt.r.Seq || back.Key != tt.r.Key || back.FP != tt.r.FP || back.Deletes != tt.r.Deletes ||
+				back.Edits != tt.r.Edits || back.Author != tt.r.Author || back.JSON != nil {
 				t.Errorf("DecodeLine = %+v, want %+v", back, tt.r)
 			}
 		})
@@ -66,6 +75,7 @@ func TestDecodeLineRefuses(t *testing.T) {
 		`{"username":"u","content":"c","time":"2026-01-02T03:04:05Z"}`,
 		`{"id":"7-1","username":7}`,
 		`["7-1"]`,
+		`{"id":"7-3","delete":"7-1","edit":"7-1","time":"2026-01-02T03:04:05Z"}`,
 	} {
 		if r, err := DecodeLine([]byte(line)); err == nil {
 			t.Errorf("DecodeLine(%s) = %+v, want an error", line, r)

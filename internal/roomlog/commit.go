@@ -68,42 +68,93 @@ func (l *Log) Commit(r *Record, p *Proposal) {
 }
 
 // apply adds committed record r to history and returns its event: a
-// message with its key, or a deletion, which marks the message it deletes
-// (and that message's key) deleted. A void record, and a deletion that
-// cannot delete (see deletes), take their place in history with no event,
-// and apply returns nil.
+// message with its key, a deletion, which marks the message it deletes
+// (and that message's key) deleted, or an edit (see applyEdit). A void
+// record, and a deletion or an edit that cannot apply (see deletes and
+// edits), take their place in history with no event, and apply returns
+// nil.
 func (l *Log) apply(r *Record) []byte {
 	l.last = r.Seq
-	if r.Void {
+	switch {
+	case r.Void:
 		l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID}})
 		return nil
-	}
-	if r.Deletes != "" {
-		t, ok := l.deletes(r)
-		if !ok {
-			l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID}})
-			return nil
-		}
-		if t != nil {
-			if e, ok := l.keys.Get(t.key); t.key != "" && ok && e.Seq == t.seq {
-				e.Deleted = true
-			}
-			*t = entry{seq: t.seq, msg: Message{ID: t.msg.ID}}
-		}
-		event := deleteEvent(r)
-		l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID, Time: r.Time}, deletes: r.Deletes, enc: event})
-		return event
+	case r.Deletes != "":
+		return l.applyDeletion(r)
+	case r.Edits != "":
+		return l.applyEdit(r)
 	}
 	if r.JSON == nil {
 		r.JSON = MarshalMessage(r.Message)
 	}
 	e := newEntry(r)
+	e.author = r.Author
 	l.ring.add(e)
 	if r.Key != "" {
 		l.keys.Add(idem.Entry{Key: r.Key, FP: r.FP, Seq: r.Seq, ID: r.ID, Time: r.Time})
 		l.keys.Expire(r.Time, l.ring.evicted)
 	}
 	return e.enc
+}
+
+// applyDeletion adds deletion r to history and returns its event, or nil
+// for one that cannot delete (see deletes). The message it deletes, if
+// history still holds it, keeps its place with nothing of its text, and
+// so do the edits of it.
+func (l *Log) applyDeletion(r *Record) []byte {
+	t, ok := l.deletes(r)
+	if !ok {
+		l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID}})
+		return nil
+	}
+	if t != nil {
+		if e, ok := l.keys.Get(t.key); t.key != "" && ok && e.Seq == t.seq {
+			e.Deleted = true
+		}
+		*t = entry{seq: t.seq, msg: Message{ID: t.msg.ID}}
+	}
+	_, seq, _ := record.ParseID(r.Deletes) // deletes parsed it
+	l.ring.forgetEdits(record.FormatID(l.epoch, seq))
+	event := deleteEvent(r)
+	l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID, Time: r.Time}, deletes: r.Deletes, enc: event})
+	return event
+}
+
+// applyEdit adds edit r to history and returns its "edit" event, or nil
+// for one that cannot apply (see edits). The message it edits takes r's
+// content and r's time as its Edited time, in history and in r.Edited.
+func (l *Log) applyEdit(r *Record) []byte {
+	t := l.edits(r)
+	if t == nil {
+		l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID}})
+		return nil
+	}
+	m := t.msg
+	m.Content, m.Edited = r.Content, r.Time
+	r.Edited = m
+	data := MarshalMessage(m)
+	t.msg = m
+	t.enc, t.data = encodeMessage(m.ID, data)
+	event := editEvent(r, data)
+	l.ring.add(entry{seq: r.Seq, msg: Message{ID: r.ID, Time: r.Time}, edits: m.ID, enc: event})
+	return event
+}
+
+// edits returns the history entry of the message edit r edits, or nil
+// when the edit cannot apply: the message is of another epoch, not before
+// it, gone from history or deleted (by a deletion committed a moment
+// earlier, perhaps on another node), or not the edit's author's. Like
+// deletes, the rule depends on history alone.
+func (l *Log) edits(r *Record) *entry {
+	epoch, seq, err := record.ParseID(r.Edits)
+	if err != nil || epoch != l.epoch || seq >= r.Seq {
+		return nil
+	}
+	t := l.ring.find(seq)
+	if t == nil || !t.visible() || r.Author == "" || t.author != r.Author {
+		return nil
+	}
+	return t
 }
 
 // deletes returns the history entry of the message deletion r deletes, or

@@ -1,5 +1,5 @@
-// Package roomlog is the chat room's log: the ordered records (messages and
-// deletions) the room has committed, the history the room serves from them,
+// Package roomlog is the chat room's log: the ordered records (messages,
+// deletions and edits) the room has committed, the history the room serves from them,
 // and the store that orders and keeps them. It also holds the records'
 // codec: a record as one line of JSON (Record.Line, DecodeLine, Recover)
 // and as the event a stream receives.
@@ -30,6 +30,16 @@
 //     moderators may delete one message at once: the deletion committed
 //     second finds the message gone and does nothing (no event), on every
 //     node alike, and its poster gets ErrNoSuchMessage.
+//
+// Each message keeps its author's identity ("" for a post without one). A
+// deletion or an edit proposed by an author is refused (ErrNotAuthor)
+// unless the message is theirs; an edit also once EditWindow has passed
+// since the post (ErrTooLate). A moderator's deletion names no author and
+// may delete any message. An edit replaces the message's content in
+// history (so pages and new streams show the latest, with its Edited
+// time) and goes out as an "edit" event with its own id, which a resuming
+// stream is replayed in order; a deletion takes the message's text out of
+// history, its edits' events included.
 //
 // Besides history the Log keeps the Idempotency-Keys: those of committed
 // messages (idem.Table, which outlives history by its TTL), and those of
@@ -73,19 +83,30 @@ var (
 	// ErrUnknownID means a query named an id from another epoch or one
 	// not yet committed.
 	ErrUnknownID = errors.New("unknown message id")
-	// ErrNoSuchMessage means a deletion named a message that history does
-	// not hold (never posted, gone from history, or already deleted or
-	// being deleted).
+	// ErrNoSuchMessage means a deletion or an edit named a message that
+	// history does not hold (never posted, gone from history, or already
+	// deleted or being deleted).
 	ErrNoSuchMessage = errors.New("no such message")
+	// ErrNotAuthor means an author's deletion or edit named a message
+	// posted by someone else (or by a post without identity).
+	ErrNotAuthor = errors.New("not the message's author")
+	// ErrTooLate means an edit came EditWindow or more after its post.
+	ErrTooLate = errors.New("the message can no longer be edited")
 )
+
+// EditWindow is how long after its post a message may be edited by its
+// author. Deleting it has no such limit: an author may delete their
+// message as long as history holds it.
+const EditWindow = 24 * time.Hour
 
 // Proposal is a record proposed on this node, and how its poster hears of
 // its fate.
 type Proposal struct {
-	// Record is what to append: Username, Content, Key and FP for a
-	// message, Deletes for a deletion. Once Reply has an answer it holds
-	// the committed record (its ID and Time), or for a repeat the message
-	// the key stored.
+	// Record is what to append: Username, Content, Key, FP and Author
+	// for a message; Deletes for a deletion, with Author for an author's;
+	// Edits, Content and Author for an edit. Once Reply has an answer it
+	// holds the committed record (its ID and Time, and for an edit
+	// Edited), or for a repeat the message the key stored.
 	Record
 	// Reply receives one answer: nil once the record is committed or the
 	// post is answered as a repeat, or the error why not. It must be
@@ -190,8 +211,12 @@ func (l *Log) Len() int { return l.ring.n }
 // deleted) gets ErrNoSuchMessage. With a store that commits in Append, p is
 // committed before Propose returns.
 func (l *Log) Propose(p *Proposal) {
-	if p.Deletes != "" {
+	switch {
+	case p.Deletes != "":
 		l.proposeDeletion(p)
+		return
+	case p.Edits != "":
+		l.proposeEdit(p)
 		return
 	}
 	if p.Key != "" && l.repeated(p) {
@@ -219,19 +244,54 @@ func (l *Log) append(p *Proposal) {
 }
 
 // proposeDeletion checks that history holds the message deletion p names,
-// not deleted and not being deleted, and hands p to the store.
+// not deleted and not being deleted, and for an author's deletion that it
+// is theirs, and hands p to the store.
 func (l *Log) proposeDeletion(p *Proposal) {
-	epoch, seq, err := record.ParseID(p.Deletes)
-	var t *entry
-	if err == nil && epoch == l.epoch {
-		t = l.ring.find(seq)
-	}
-	if t == nil || !t.visible() || l.deleting[seq] {
+	t := l.message(p.Deletes)
+	switch {
+	case t == nil:
 		p.Reply <- ErrNoSuchMessage
 		return
+	case p.Author != "" && t.author != p.Author:
+		p.Reply <- ErrNotAuthor
+		return
 	}
-	p.target, p.Deletes = seq, t.msg.ID
+	p.target, p.Deletes = t.seq, t.msg.ID
 	l.append(p)
+}
+
+// proposeEdit checks that history holds the message edit p names, not
+// deleted and not being deleted, that p's author posted it, and that it
+// was posted less than EditWindow ago, and hands p to the store.
+func (l *Log) proposeEdit(p *Proposal) {
+	t := l.message(p.Edits)
+	switch {
+	case t == nil:
+		p.Reply <- ErrNoSuchMessage
+		return
+	case p.Author == "" || t.author != p.Author:
+		p.Reply <- ErrNotAuthor
+		return
+	case time.Since(t.msg.Time) >= EditWindow:
+		p.Reply <- ErrTooLate
+		return
+	}
+	p.Edits = t.msg.ID
+	l.append(p)
+}
+
+// message returns the history entry of the message with id, or nil if
+// history does not hold it (or holds it deleted, or being deleted).
+func (l *Log) message(id string) *entry {
+	epoch, seq, err := record.ParseID(id)
+	if err != nil || epoch != l.epoch {
+		return nil
+	}
+	t := l.ring.find(seq)
+	if t == nil || !t.visible() || l.deleting[seq] {
+		return nil
+	}
+	return t
 }
 
 // repeated answers a keyed post whose key is known, with the message the

@@ -9,33 +9,44 @@ import (
 	"chat/internal/sse"
 )
 
-// entry is one record kept in history: a message with its encoded event,
-// or a deletion (deletes is set, enc is its "delete" event and data is
-// nil). A message that was deleted keeps its place with enc and data nil
-// and nothing of its text.
+// entry is one record kept in history: a message with its encoded event
+// (as last edited), a deletion (deletes is set, enc is its "delete" event
+// and data is nil) or an edit (edits is set, enc is its "edit" event and
+// data is nil). A message that was deleted keeps its place with enc and
+// data nil and nothing of its text, and so do its edits.
 type entry struct {
 	seq uint64
 	msg Message
 	// key is the message's Idempotency-Key, so that its deletion can mark
 	// the key deleted.
 	key string
-	// deletes is, for a deletion, the id of the message it deleted.
-	deletes string
-	enc     []byte
+	// author is the message's author's identity ("" for none).
+	author string
+	// deletes is, for a deletion, the id of the message it deleted; edits,
+	// for an edit, the id of the message it edited.
+	deletes, edits string
+	enc            []byte
 	// data is the message's JSON: the data line of enc, shared with it.
 	data []byte
 }
 
 // visible reports whether e is a message that has not been deleted.
-func (e *entry) visible() bool { return e.data != nil && e.deletes == "" }
+func (e *entry) visible() bool { return e.data != nil && e.deletes == "" && e.edits == "" }
 
 // newEntry returns the history entry of message r, whose JSON is set.
 func newEntry(r *Record) entry {
-	enc := sse.AppendEvent(nil, sse.Event{ID: r.ID, Data: r.JSON})
+	enc, data := encodeMessage(r.ID, r.JSON)
+	return entry{seq: r.Seq, msg: r.Message, key: r.Key, enc: enc, data: data}
+}
+
+// encodeMessage returns the chat event of the message with id and JSON
+// data, and the part of it that is data.
+func encodeMessage(id string, data []byte) (enc, shared []byte) {
+	enc = sse.AppendEvent(nil, sse.Event{ID: id, Data: data})
 	// The event ends with data, a newline and the blank line; data holds
 	// no line break, as JSON escapes them.
 	end := len(enc) - 2
-	return entry{seq: r.Seq, msg: r.Message, key: r.Key, enc: enc, data: enc[end-len(r.JSON) : end : end]}
+	return enc, enc[end-len(data) : end : end]
 }
 
 // ring is a ring of the newest committed records, oldest first.
@@ -63,6 +74,16 @@ func (h *ring) add(e entry) {
 	}
 	h.buf[(h.start+h.n)%len(h.buf)] = e
 	h.n++
+}
+
+// forgetEdits takes the text out of the edits of the message with id: a
+// deleted message's edits keep their places with nothing of it.
+func (h *ring) forgetEdits(id string) {
+	for i := range h.n {
+		if e := h.at(i); e.edits == id {
+			*e = entry{seq: e.seq, msg: Message{ID: e.msg.ID}}
+		}
+	}
 }
 
 // at returns the i-th oldest entry.
@@ -224,8 +245,9 @@ func (l *Log) Replay(from *Position, backlog int) Replay {
 	for i := start; i < h.n; i++ {
 		e := h.at(i)
 		// Deleted messages are gone; a new client, which has none of
-		// them, needs no deletions either.
-		if e.enc == nil || (from == nil && e.deletes != "") {
+		// them, needs no deletions either, nor edits: each message
+		// it gets is as last edited.
+		if e.enc == nil || (from == nil && (e.deletes != "" || e.edits != "")) {
 			continue
 		}
 		events = append(events, e.enc)
