@@ -20,37 +20,6 @@ import (
 	"chat/internal/stream"
 )
 
-// postedBy posts content as username through c and returns the message,
-// failing the test unless it is stored.
-func postedBy(t *testing.T, c *http.Client, ts *testServer, username, content string) Message {
-	t.Helper()
-	r := postMsg(t, c, ts, username, content, nil)
-	var m Message
-	if r.status != http.StatusCreated || json.Unmarshal(r.body, &m) != nil {
-		t.Fatalf("post %q as %s: %d %s", content, username, r.status, r.body)
-	}
-	return m
-}
-
-// editMsg sends PATCH /messages/id with body through c.
-func editMsg(t *testing.T, c *http.Client, base, id, body string, header map[string]string) reply {
-	t.Helper()
-	return mustSend(t, c, "PATCH", base+"/messages/"+id, "application/json", body, header)
-}
-
-// edited decodes the 200 answer of an edit, failing the test otherwise.
-func edited(t *testing.T, r reply) Message {
-	t.Helper()
-	var m Message
-	if r.status != http.StatusOK || json.Unmarshal(r.body, &m) != nil || m.Edited.IsZero() {
-		t.Fatalf("PATCH: %d %s, want 200 with the edited message", r.status, r.body)
-	}
-	return m
-}
-
-// nextOrdered returns the next event of s that is not presence or typing.
-func nextOrdered(t *testing.T, s *subscriber) sse.Event { t.Helper(); return nextEvent(t, s) }
-
 // TestEditOwnMessage: the author edits their message (200 with it, marked
 // edited); a live stream gets an "edit" event with its own id and the
 // edited message, byte for byte; history and a new stream show the latest
@@ -60,8 +29,8 @@ func nextOrdered(t *testing.T, s *subscriber) sse.Event { t.Helper(); return nex
 func TestEditOwnMessage(t *testing.T) {
 	ts := startServer(t)
 	ann, bob := identityClient(t, ts.URL), identityClient(t, ts.URL)
-	m := postedBy(t, ann, ts, "ann", "helo wrold")
-	anon := postedBy(t, http.DefaultClient, ts, "cat", "without identity")
+	m := postedBy(t, ann, ts.URL, "ann", "helo wrold")
+	anon := postedBy(t, http.DefaultClient, ts.URL, "cat", "without identity")
 	live := subscribe(t, ts.URL, anon.ID)
 	cross := map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
 	for _, tt := range []struct {
@@ -94,7 +63,7 @@ func TestEditOwnMessage(t *testing.T) {
 	}
 	var edits []sse.Event
 	for range 2 {
-		edits = append(edits, nextOrdered(t, live))
+		edits = append(edits, live.nextEvent(t))
 	}
 	want := roomlog.MarshalMessage(e2)
 	if ev := edits[1]; ev.Type != "edit" || !bytes.Equal(ev.Data, want) || !strings.Contains(string(want), `"content":"hello world <3",`) {
@@ -118,7 +87,7 @@ func TestEditOwnMessage(t *testing.T) {
 	}
 	resumed := subscribe(t, ts.URL, anon.ID)
 	for i := range 2 {
-		if ev := nextOrdered(t, resumed); ev.Type != "edit" || ev.ID != edits[i].ID || !bytes.Equal(ev.Data, edits[i].Data) {
+		if ev := resumed.nextEvent(t); ev.Type != "edit" || ev.ID != edits[i].ID || !bytes.Equal(ev.Data, edits[i].Data) {
 			t.Errorf("resume from before the edits, event %d: %+v, want %+v", i, ev, edits[i])
 		}
 	}
@@ -133,8 +102,8 @@ func TestEditOwnMessage(t *testing.T) {
 func TestDeleteOwnMessage(t *testing.T) {
 	ts := startServer(t, "-admin-key", "boss")
 	ann, bob := identityClient(t, ts.URL), identityClient(t, ts.URL)
-	m := postedBy(t, ann, ts, "ann", "regrettable")
-	other := postedBy(t, bob, ts, "bob", "bob's")
+	m := postedBy(t, ann, ts.URL, "ann", "regrettable")
+	other := postedBy(t, bob, ts.URL, "bob", "bob's")
 	live := subscribe(t, ts.URL, other.ID)
 	for who, c := range map[string]*http.Client{"another identity": bob, "no identity": http.DefaultClient} {
 		if r := mustSend(t, c, "DELETE", ts.URL+"/messages/"+m.ID, "", "", nil); r.status != http.StatusForbidden || r.errorText() != "you can only delete your own messages" {
@@ -149,7 +118,7 @@ func TestDeleteOwnMessage(t *testing.T) {
 	if d.Delete != m.ID {
 		t.Fatalf("the author's deletion: %+v, want one of %s", d, m.ID)
 	}
-	checkDeleteEvent(t, "live stream", nextOrdered(t, live), d)
+	checkDeleteEvent(t, "live stream", live.nextEvent(t), d)
 	if r := mustSend(t, ann, "DELETE", ts.URL+"/messages/"+m.ID, "", "", nil); r.status != http.StatusNotFound {
 		t.Errorf("DELETE again: %d %s, want 404", r.status, r.body)
 	}
@@ -157,7 +126,7 @@ func TestDeleteOwnMessage(t *testing.T) {
 		t.Errorf("PATCH of a deleted message: %d %s, want 404", r.status, r.body)
 	}
 	md := deletion(t, mustSend(t, http.DefaultClient, "DELETE", ts.URL+"/messages/"+other.ID, "", "", admin()))
-	checkDeleteEvent(t, "live stream", nextOrdered(t, live), md)
+	checkDeleteEvent(t, "live stream", live.nextEvent(t), md)
 	if hist := historyIDs(t, ts.URL, nil); len(hist) != 0 {
 		t.Errorf("history after both deletions: %v", hist)
 	}
@@ -209,7 +178,7 @@ func TestEditWindowOnFakeClock(t *testing.T) {
 // the edits and the messages' authors survive, and the identity cookies
 // issued before stay good (their secret is kept beside the journal).
 func TestRestartKeepsHoldsEditsAuthors(t *testing.T) {
-	bin := buildChat(t, t.TempDir())
+	bin := chatBinary(t)
 	for _, how := range []string{"shutdown", "SIGKILL"} {
 		t.Run(how, func(t *testing.T) {
 			data := filepath.Join(t.TempDir(), "chat.jsonl")
@@ -271,14 +240,14 @@ func TestEditAcrossNodes(t *testing.T) {
 	nodes := startNodes(t, 2, []string{s.URL()}, "-identity-secret-file", secret)
 	a, b := nodes[0], nodes[1]
 	pat, quinn := identityClient(t, a.URL), identityClient(t, b.URL)
-	m := postedBy(t, pat, a, "pat", "on a")
+	m := postedBy(t, pat, a.URL, "pat", "on a")
 	live := subscribe(t, a.URL, m.ID)
 	waitFor(t, "b to read pat's message", func() bool { return len(historyIDs(t, b.URL, nil)) == 1 })
 	if r := editMsg(t, quinn, b.URL, m.ID, `{"content":"spoof"}`, nil); r.status != http.StatusForbidden {
 		t.Errorf("quinn's edit on b: %d %s, want 403", r.status, r.body)
 	}
 	e := edited(t, editMsg(t, pat, b.URL, m.ID, `{"content":"on a, edited on b"}`, nil))
-	if ev := nextOrdered(t, live); ev.Type != "edit" || !bytes.Equal(ev.Data, roomlog.MarshalMessage(e)) {
+	if ev := live.nextEvent(t); ev.Type != "edit" || !bytes.Equal(ev.Data, roomlog.MarshalMessage(e)) {
 		t.Errorf("a's stream got %+v, want the edit of %s", ev, m.ID)
 	}
 	for _, n := range nodes {

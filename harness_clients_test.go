@@ -3,7 +3,8 @@ package main
 // The client side of the harness (see harness_test.go): requests read in
 // full, posts with and without an Idempotency-Key, clients from other
 // addresses and over TLS, streams read with internal/sse, and readers of
-// /history and /presence, logins and deletions.
+// /history and /presence, logins and deletions, clients with an identity
+// cookie, streams and typing notices that carry a name, and edits.
 
 import (
 	"bufio"
@@ -16,6 +17,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +26,7 @@ import (
 	"time"
 
 	"chat/internal/auth"
+	"chat/internal/identity"
 	"chat/internal/record"
 	"chat/internal/roomlog"
 	"chat/internal/sse"
@@ -697,6 +701,69 @@ func deletion(tb testing.TB, r reply) roomlog.Deletion {
 		tb.Fatalf("DELETE: %d %s, want 200 with the deletion", r.status, r.body)
 	}
 	return d
+}
+
+// ---------------------------------------------------------------- identities, names and own messages
+
+// identityClient returns a client with a cookie jar that has loaded the
+// page at base, as a browser does, and so carries the identity cookie the
+// page sets. It checks the cookie's attributes.
+func identityClient(tb testing.TB, base string) *http.Client {
+	tb.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	r := mustSend(tb, c, "GET", base+"/", "", "", nil)
+	set := r.header.Get("Set-Cookie")
+	if r.status != http.StatusOK || !strings.HasPrefix(set, identity.CookieName+"=v1.") ||
+		!strings.Contains(set, "; Path=/;") || !strings.Contains(set, "; HttpOnly; SameSite=Strict") {
+		tb.Fatalf("GET /: %d, Set-Cookie %q; want 200 with the identity cookie", r.status, set)
+	}
+	return c
+}
+
+// typingAs sends POST /typing for name through c.
+func typingAs(tb testing.TB, c *http.Client, base, name string) reply {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]string{"username": name})
+	return mustSend(tb, c, "POST", base+"/typing", "application/json", string(body), nil)
+}
+
+// streamURL returns the URL of a stream that carries name.
+func streamURL(base, name string) string { return base + "/stream?name=" + url.QueryEscape(name) }
+
+// streamAs opens a stream that carries name through c, and fails the test
+// unless it is served.
+func streamAs(tb testing.TB, c *http.Client, base, name string) *subscriber {
+	tb.Helper()
+	return subscribeOpts(tb, base, streamOpts{client: c, query: "?name=" + url.QueryEscape(name)})
+}
+
+// postedBy posts content as username through c and returns the message,
+// failing the test unless it is stored.
+func postedBy(tb testing.TB, c *http.Client, base, username, content string) Message {
+	tb.Helper()
+	r := postMsg(tb, c, base, username, content, nil)
+	var m Message
+	if r.status != http.StatusCreated || json.Unmarshal(r.body, &m) != nil {
+		tb.Fatalf("post %q as %s: %d %s", content, username, r.status, r.body)
+	}
+	return m
+}
+
+// editMsg sends PATCH /messages/id with body through c.
+func editMsg(tb testing.TB, c *http.Client, base, id, body string, header map[string]string) reply {
+	tb.Helper()
+	return mustSend(tb, c, "PATCH", base+"/messages/"+id, "application/json", body, header)
+}
+
+// edited decodes the 200 answer of an edit, failing the test otherwise.
+func edited(tb testing.TB, r reply) Message {
+	tb.Helper()
+	var m Message
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &m) != nil || m.Edited.IsZero() {
+		tb.Fatalf("PATCH: %d %s, want 200 with the edited message", r.status, r.body)
+	}
+	return m
 }
 
 // banJSON is one ban as POST /bans answers it.

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -17,53 +15,8 @@ import (
 
 	"chat/internal/identity"
 	"chat/internal/names"
-	"chat/internal/sse"
 	"chat/internal/stream"
 )
-
-// identityClient returns a client with a cookie jar that has loaded the
-// page at base, as a browser does, and so carries the identity cookie the
-// page sets. It checks the cookie's attributes.
-func identityClient(t *testing.T, base string) *http.Client {
-	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar}
-	r := mustSend(t, c, "GET", base+"/", "", "", nil)
-	set := r.header.Get("Set-Cookie")
-	if r.status != http.StatusOK || !strings.HasPrefix(set, identity.CookieName+"=v1.") ||
-		!strings.Contains(set, "; Path=/;") || !strings.Contains(set, "; HttpOnly; SameSite=Strict") {
-		t.Fatalf("GET /: %d, Set-Cookie %q; want 200 with the identity cookie", r.status, set)
-	}
-	return c
-}
-
-// typingAs sends POST /typing for name through c.
-func typingAs(t *testing.T, c *http.Client, base, name string) reply {
-	t.Helper()
-	body, _ := json.Marshal(map[string]string{"username": name})
-	return mustSend(t, c, "POST", base+"/typing", "application/json", string(body), nil)
-}
-
-// streamURL returns the URL of a stream that carries name.
-func streamURL(base, name string) string { return base + "/stream?name=" + url.QueryEscape(name) }
-
-// streamAs opens a stream that carries name through c, and fails the test
-// unless it is served.
-func streamAs(t *testing.T, c *http.Client, base, name string) *subscriber {
-	t.Helper()
-	resp, err := c.Get(streamURL(base, name))
-	if err != nil {
-		t.Fatalf("GET /stream as %q: %v", name, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("GET /stream as %q: %d %s", name, resp.StatusCode, b)
-	}
-	s := &subscriber{resp: resp, sse: sse.NewReader(resp.Body)}
-	t.Cleanup(s.close)
-	return s
-}
 
 // heldBody is the exact 409 body for a name in use, as the request wrote
 // it.
@@ -76,13 +29,13 @@ func heldBody(name string) string {
 // wantRefused fails the test unless a post, a typing notice, a stream and
 // a HEAD of a stream with name, through c, are each answered status with a
 // body that contains want.
-func wantRefused(t *testing.T, c *http.Client, ts *testServer, name string, status int, want string) {
+func wantRefused(t *testing.T, c *http.Client, base, name string, status int, want string) {
 	t.Helper()
 	for what, r := range map[string]reply{
-		"post":   postMsg(t, c, ts, name, "spoof", nil),
-		"typing": typingAs(t, c, ts.URL, name),
-		"stream": mustSend(t, c, "GET", streamURL(ts.URL, name), "", "", nil),
-		"HEAD":   mustSend(t, c, "HEAD", streamURL(ts.URL, name), "", "", nil),
+		"post":   postMsg(t, c, base, name, "spoof", nil),
+		"typing": typingAs(t, c, base, name),
+		"stream": mustSend(t, c, "GET", streamURL(base, name), "", "", nil),
+		"HEAD":   mustSend(t, c, "HEAD", streamURL(base, name), "", "", nil),
 	} {
 		body := string(r.body)
 		if what == "HEAD" {
@@ -104,15 +57,15 @@ func TestNameHeldByLook(t *testing.T) {
 	ts := startServer(t)
 	alice, mallory := identityClient(t, ts.URL), identityClient(t, ts.URL)
 	watcher := subscribe(t, ts.URL, "")
-	if r := postMsg(t, alice, ts, "Alice", "hi", nil); r.status != http.StatusCreated {
+	if r := postMsg(t, alice, ts.URL, "Alice", "hi", nil); r.status != http.StatusCreated {
 		t.Fatalf("alice's first post: %d %s", r.status, r.body)
 	}
 	forms := []string{"alice", "ALICE", "ＡＬＩＣＥ", "Ａlice", "aLiCe"}
 	for _, name := range forms {
 		for who, c := range map[string]*http.Client{"another identity": mallory, "no identity": http.DefaultClient} {
-			t.Run(who+" "+name, func(t *testing.T) { wantRefused(t, c, ts, name, http.StatusConflict, heldBody(name)) })
+			t.Run(who+" "+name, func(t *testing.T) { wantRefused(t, c, ts.URL, name, http.StatusConflict, heldBody(name)) })
 		}
-		if r := postMsg(t, alice, ts, name, "still me", nil); r.status != http.StatusCreated {
+		if r := postMsg(t, alice, ts.URL, name, "still me", nil); r.status != http.StatusCreated {
 			t.Errorf("alice as %q: %d %s, want 201", name, r.status, r.body)
 		}
 	}
@@ -125,10 +78,10 @@ func TestNameHeldByLook(t *testing.T) {
 		"\u0430lice":  "U+0430", // Cyrillic а among Latin letters
 	} {
 		for who, c := range map[string]*http.Client{"the holder": alice, "no identity": http.DefaultClient} {
-			t.Run(who+" "+code, func(t *testing.T) { wantRefused(t, c, ts, name, http.StatusBadRequest, code) })
+			t.Run(who+" "+code, func(t *testing.T) { wantRefused(t, c, ts.URL, name, http.StatusBadRequest, code) })
 		}
 	}
-	last := postMsg(t, alice, ts, "alice", "end", nil)
+	last := postMsg(t, alice, ts.URL, "alice", "end", nil)
 	if last.status != http.StatusCreated {
 		t.Fatalf("alice's last post: %d %s", last.status, last.body)
 	}
@@ -151,7 +104,7 @@ func TestNameHeldByLook(t *testing.T) {
 func TestFreeNameWithoutIdentity(t *testing.T) {
 	ts := startServer(t, "-admin-key", "boss")
 	for i := range 3 {
-		r := postMsg(t, http.DefaultClient, ts, "bob", "hello again", nil)
+		r := postMsg(t, http.DefaultClient, ts.URL, "bob", "hello again", nil)
 		if r.status != http.StatusCreated {
 			t.Fatalf("post %d as bob without identity: %d %s", i, r.status, r.body)
 		}
@@ -168,10 +121,10 @@ func TestFreeNameWithoutIdentity(t *testing.T) {
 		t.Errorf("GET /names after uses without identity: %d %s, want none held", r.status, r.body)
 	}
 	carol := identityClient(t, ts.URL)
-	if r := postMsg(t, carol, ts, "Bob", "mine now", nil); r.status != http.StatusCreated {
+	if r := postMsg(t, carol, ts.URL, "Bob", "mine now", nil); r.status != http.StatusCreated {
 		t.Fatalf("an identity takes bob while streams without identity carry it: %d %s", r.status, r.body)
 	}
-	if r := postMsg(t, http.DefaultClient, ts, "bob", "hello?", nil); r.status != http.StatusConflict {
+	if r := postMsg(t, http.DefaultClient, ts.URL, "bob", "hello?", nil); r.status != http.StatusConflict {
 		t.Errorf("post as bob without identity after carol took it: %d %s, want 409", r.status, r.body)
 	}
 }
@@ -182,17 +135,17 @@ func TestFreeNameWithoutIdentity(t *testing.T) {
 func TestStreamHoldsName(t *testing.T) {
 	ts := startServer(t, "-name-hold", "0")
 	dave, eve := identityClient(t, ts.URL), identityClient(t, ts.URL)
-	if r := postMsg(t, dave, ts, "dave", "a post holds nothing", nil); r.status != http.StatusCreated {
+	if r := postMsg(t, dave, ts.URL, "dave", "a post holds nothing", nil); r.status != http.StatusCreated {
 		t.Fatal(r.status)
 	}
-	if r := postMsg(t, eve, ts, "dave", "so I may", nil); r.status != http.StatusCreated {
+	if r := postMsg(t, eve, ts.URL, "dave", "so I may", nil); r.status != http.StatusCreated {
 		t.Fatalf("eve as dave after dave's post alone: %d %s", r.status, r.body)
 	}
 	s := streamAs(t, dave, ts.URL, "Dave")
-	wantRefused(t, eve, ts, "dave", http.StatusConflict, heldBody("dave"))
+	wantRefused(t, eve, ts.URL, "dave", http.StatusConflict, heldBody("dave"))
 	s.close()
 	waitFor(t, "dave's stream to release the name", func() bool {
-		return postMsg(t, eve, ts, "dave", "free again", nil).status == http.StatusCreated
+		return postMsg(t, eve, ts.URL, "dave", "free again", nil).status == http.StatusCreated
 	})
 }
 
@@ -202,7 +155,7 @@ func TestStreamHoldsName(t *testing.T) {
 func TestModeratorFreesName(t *testing.T) {
 	ts := startServer(t, "-admin-key", "boss")
 	frank, grace := identityClient(t, ts.URL), identityClient(t, ts.URL)
-	if r := postMsg(t, frank, ts, "Frank", "hi", nil); r.status != http.StatusCreated {
+	if r := postMsg(t, frank, ts.URL, "Frank", "hi", nil); r.status != http.StatusCreated {
 		t.Fatal(r.status)
 	}
 	check401(t, "GET /names without a key", mustSend(t, http.DefaultClient, "GET", ts.URL+"/names", "", "", nil))
@@ -220,7 +173,7 @@ func TestModeratorFreesName(t *testing.T) {
 		list.Names[0].Name != "Frank" || list.Names[0].Skeleton != "frank" || list.Names[0].Until.IsZero() {
 		t.Fatalf("GET /names: %d %s, want Frank's hold", r.status, r.body)
 	}
-	if r := postMsg(t, grace, ts, "frank", "spoof", nil); r.status != http.StatusConflict {
+	if r := postMsg(t, grace, ts.URL, "frank", "spoof", nil); r.status != http.StatusConflict {
 		t.Fatalf("grace as frank: %d, want 409", r.status)
 	}
 	if r := mustSend(t, http.DefaultClient, "DELETE", ts.URL+"/names/"+url.PathEscape("ＦＲＡＮＫ"), "", "", admin()); r.status != http.StatusOK || !strings.Contains(string(r.body), `"name":"Frank"`) {
@@ -229,7 +182,7 @@ func TestModeratorFreesName(t *testing.T) {
 	if r := mustSend(t, http.DefaultClient, "DELETE", ts.URL+"/names/frank", "", "", admin()); r.status != http.StatusNotFound {
 		t.Errorf("DELETE /names/frank again: %d %s, want 404", r.status, r.body)
 	}
-	if r := postMsg(t, grace, ts, "frank", "mine now", nil); r.status != http.StatusCreated {
+	if r := postMsg(t, grace, ts.URL, "frank", "mine now", nil); r.status != http.StatusCreated {
 		t.Errorf("grace as frank once freed: %d %s, want 201", r.status, r.body)
 	}
 }
@@ -245,20 +198,20 @@ func TestFourthName(t *testing.T) {
 	for _, name := range []string{"h1", "h2", "h3"} {
 		streams = append(streams, streamAs(t, heidi, ts.URL, name))
 	}
-	r := postMsg(t, heidi, ts, "h4", "a fourth", nil)
+	r := postMsg(t, heidi, ts.URL, "h4", "a fourth", nil)
 	want := "{\"error\":\"you hold 3 names already, each with a stream open; close one to take another name\",\"name\":\"h4\"}\n"
 	if r.status != http.StatusConflict || string(r.body) != want {
 		t.Fatalf("a fourth name with three streams open: %d %s, want 409 %s", r.status, r.body, want)
 	}
 	streams[0].close()
 	waitFor(t, "h1's stream to end, so that a fourth name may release it", func() bool {
-		return postMsg(t, heidi, ts, "h4", "a fourth", nil).status == http.StatusCreated
+		return postMsg(t, heidi, ts.URL, "h4", "a fourth", nil).status == http.StatusCreated
 	})
-	if r := postMsg(t, ivan, ts, "h1", "released", nil); r.status != http.StatusCreated {
+	if r := postMsg(t, ivan, ts.URL, "h1", "released", nil); r.status != http.StatusCreated {
 		t.Errorf("ivan as h1, released for h4: %d %s", r.status, r.body)
 	}
 	for _, name := range []string{"h2", "h3", "h4"} {
-		if r := postMsg(t, ivan, ts, name, "spoof", nil); r.status != http.StatusConflict {
+		if r := postMsg(t, ivan, ts.URL, name, "spoof", nil); r.status != http.StatusConflict {
 			t.Errorf("ivan as %s: %d, want 409", name, r.status)
 		}
 	}
