@@ -4,8 +4,8 @@
 // has none) and whether that identity may use the name the request gives
 // (the holds of package names), and says how to answer a request that may
 // not: 409 with the name for a name someone else holds, or for a new name
-// of an identity whose three names each have a stream open; 400 for a name
-// the skeleton rules refuse; 429 when taking a new name would exceed the
+// of an identity whose three names each have a stream open; 400 with the
+// name for a name the skeleton rules refuse; 429 when taking a new name would exceed the
 // address's post rate; 503 when the table of holds is full.
 //
 // A request without identity may use a free name and holds nothing. A post
@@ -173,7 +173,7 @@ func (g *Guard) answer(name string, err error) *httpx.Error {
 	case errors.Is(err, names.ErrHeld), errors.Is(err, names.ErrTooMany):
 		return &httpx.Error{Status: http.StatusConflict, Msg: err.Error(), Name: name}
 	case errors.As(err, &refused):
-		return httpx.BadRequest("%s", err.Error())
+		return &httpx.Error{Status: http.StatusBadRequest, Msg: err.Error(), Name: name}
 	case errors.Is(err, errRate):
 		return &httpx.Error{Status: http.StatusTooManyRequests, Msg: err.Error()}
 	case errors.Is(err, names.ErrFull):

@@ -108,7 +108,7 @@ func TestAnswers(t *testing.T) {
 		{"held", func(http.ResponseWriter) *httpx.Error { return g.Post("Alice", "B") }, 409,
 			`{"error":"the name \"Alice\" is in use by someone else; choose another","name":"Alice"}`},
 		{"held, checked without identity", func(http.ResponseWriter) *httpx.Error { return g.Check("ALICE", "") }, 409, `"name":"ALICE"`},
-		{"refused", func(http.ResponseWriter) *httpx.Error { return g.Post("bob\u00AD", "B") }, 400, "U+00AD"},
+		{"refused", func(http.ResponseWriter) *httpx.Error { return g.Post("bob\u00AD", "B") }, 400, "(found U+00AD): they let one name pass for another\",\"name\":\"bob\u00ad\""},
 		{"new name, a post left", func(w http.ResponseWriter) *httpx.Error { return g.Typing(w, req, "b1", "B") }, 0, ""},
 		{"held name: no post drawn", func(w http.ResponseWriter) *httpx.Error { return g.Typing(w, req, "B1", "B") }, 0, ""},
 		{"new name, the last post", func(w http.ResponseWriter) *httpx.Error { _, e := g.Stream(w, req, "b2", "B"); return e }, 0, ""},
