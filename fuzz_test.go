@@ -8,48 +8,33 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"chat/internal/httpx"
 	"chat/internal/limit"
 	"chat/internal/record"
-	"chat/internal/stream"
 )
 
 // FuzzRequest feeds hostile methods, paths, headers, Last-Event-ID values
 // and bodies through the real handler. It must never panic, and every
 // answer is a success the request asked for or a JSON error.
 func FuzzRequest(f *testing.F) {
-	stats := NewStats()
-	room := NewChatRoom(RoomConfig{History: 50, Backlog: 5}, stats)
-	ctx, cancel := context.WithCancel(context.Background())
-	roomDone := make(chan struct{})
-	go func() {
-		room.Run(ctx)
-		close(roomDone)
-	}()
-	f.Cleanup(func() {
-		cancel()
-		<-roomDone
-	})
+	_, room := startRoom(f, RoomConfig{History: 50, Backlog: 5})
 	trusted, _ := limit.ParseTrustedProxies("192.0.2.0/24")
-	var shuttingDown atomic.Bool
-	handler := newServer(room, stats, stream.NewTracker(), &shuttingDown, serverConfig{
+	handler := newHandler(room, serverConfig{
 		heartbeat:    time.Hour,
 		writeTimeout: time.Second,
 		maxContent:   200,
 		maxBody:      1024,
 		limiter:      limit.New(1e9, 1<<30),
 		addrOf:       limit.ClientAddr(trusted),
-	}, slog.New(slog.DiscardHandler))
+	})
 	epoch := strconv.FormatInt(room.log.Epoch(), 10)
 
 	// sel: bits 0-2 choose the method, 3-5 the path, 6 an unknown body

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -32,11 +33,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"chat/internal/httpx"
 	"chat/internal/record"
+	"chat/internal/stream"
 )
 
 // waitTimeout bounds every poll and every wait of these tests.
@@ -413,6 +416,13 @@ func startRoom(tb testing.TB, cfg RoomConfig) (context.Context, *ChatRoom) {
 		<-room.Done()
 	})
 	return ctx, room
+}
+
+// newHandler returns the server's handler for room with cfg, as serve
+// builds it but with no listener, for tests of the handler itself.
+func newHandler(room *ChatRoom, cfg serverConfig) http.Handler {
+	var shuttingDown atomic.Bool
+	return newServer(room, room.stats, stream.NewTracker(), &shuttingDown, cfg, slog.New(slog.DiscardHandler))
 }
 
 // waitFor polls cond every few milliseconds until it holds, and fails the

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -27,7 +26,6 @@ import (
 	"chat/internal/ban"
 	"chat/internal/journal"
 	"chat/internal/roomlog"
-	"chat/internal/stream"
 )
 
 func TestShutdownEndsStreams(t *testing.T) {
@@ -186,6 +184,21 @@ func startHeldServer(t *testing.T, path string, armed func() bool, flags ...stri
 	return &heldServer{testServer: ts, entered: entered, release: release}
 }
 
+// waitServed waits for serve to return, once the held fsync is released,
+// and fails the test if it returns an error or is still running after
+// waitTimeout.
+func (hs *heldServer) waitServed(t *testing.T) {
+	t.Helper()
+	select {
+	case <-hs.done:
+		if hs.err != nil {
+			t.Fatalf("serve: %v", hs.err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("serve did not return after the fsync was released")
+	}
+}
+
 // TestShutdownAnswersMatchFate holds the journal inside an fsync while the
 // server shuts down, with posts waiting on it, and then lets it finish: no
 // post answered with a status that says "not stored" (503, 500) may be in
@@ -258,14 +271,7 @@ func TestShutdownAnswersMatchFate(t *testing.T) {
 		}
 	}
 	hs.release()
-	select {
-	case <-hs.done:
-		if hs.err != nil {
-			t.Fatalf("serve: %v", hs.err)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("serve did not return after the fsync was released")
-	}
+	hs.waitServed(t)
 
 	j, recs, err := journal.Open(path, 100, nil)
 	if err != nil {
@@ -340,14 +346,7 @@ func TestDeleteAtShutdownAnswersLikePost(t *testing.T) {
 	if r.status != http.StatusAccepted || json.Unmarshal(r.body, &d) != nil || d.Delete != m.ID || d.ID == "" || !idLess(t, m.ID, d.ID) {
 		t.Errorf("DELETE at shutdown: %d %s, want 202 with the deletion of %s", r.status, r.body, m.ID)
 	}
-	select {
-	case <-hs.done:
-		if hs.err != nil {
-			t.Fatalf("serve: %v", hs.err)
-		}
-	case <-time.After(waitTimeout):
-		t.Fatal("serve did not return after the fsync was released")
-	}
+	hs.waitServed(t)
 	ts := startServer(t, "-data", path, "-admin-key", "boss")
 	if hist := historyIDs(t, ts.URL, nil); len(hist) != 0 {
 		t.Errorf("history after the restart: %v, want the message deleted", hist)
@@ -362,21 +361,15 @@ func TestDeleteAtShutdownAnswersLikePost(t *testing.T) {
 // no streams (it had not looked): streams_closed is left out and the note
 // says why.
 func TestBanAtShutdown(t *testing.T) {
-	stats := NewStats()
-	room := NewChatRoom(RoomConfig{History: 10}, stats)
+	room := NewChatRoom(RoomConfig{History: 10}, NewStats())
 	ctx, cancel := context.WithCancel(context.Background())
-	roomDone := make(chan struct{})
-	go func() {
-		room.Run(ctx)
-		close(roomDone)
-	}()
+	go room.Run(ctx)
 	cancel()
-	<-roomDone
+	<-room.Done()
 	gate := &auth.Gate{Keys: auth.Keys{Admin: "boss"}}
-	var shuttingDown atomic.Bool
-	ts := httptest.NewServer(newServer(room, stats, stream.NewTracker(), &shuttingDown, serverConfig{
+	ts := httptest.NewServer(newHandler(room, serverConfig{
 		heartbeat: time.Hour, writeTimeout: time.Second, maxContent: 200, maxBody: 1024, gate: gate, bans: ban.New(),
-	}, slog.New(slog.DiscardHandler)))
+	}))
 	defer ts.Close()
 	r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/bans", "application/json", `{"addr":"10.9.9.9"}`, admin())
 	var b banJSON
