@@ -506,6 +506,9 @@ func TestPhoneViewport(t *testing.T) {
 	if layout.Font != "16px" {
 		t.Errorf("message font size %s; below 16px phones zoom in on focus", layout.Font)
 	}
+	if msg, send := layout.Boxes[1], layout.Boxes[2]; send.Top >= msg.Bottom || send.Bottom <= msg.Top || send.Left < msg.Right {
+		t.Errorf("the Send button %+v is not beside the message box %+v", send, msg)
+	}
 	checkClean(t, tb)
 }
 
