@@ -13,7 +13,10 @@
 // streams and the posts are spread over the nodes, and a stream whose node
 // cannot be reached moves on to the next one, resuming with Last-Event-ID
 // (-failover opens every stream on the first node and moves them only when
-// it goes).
+// it goes). The server's figures are then the sum of every node's /stats;
+// -pids names the server's processes on this machine (the nodes and their
+// NATS servers), whose CPU time and memory, read from /proc, are counted
+// instead, each process's share shown.
 //
 // Progress goes to stderr; a human summary and then one JSON line with all
 // figures go to stdout (-json prints only the JSON line).
