@@ -83,10 +83,11 @@ func audit(t *testing.T, tb *tab) axeResult {
 // The page passes axe-core's WCAG 2.2 A and AA rules, and keeps all its
 // content in landmarks, in the light and the dark theme and on a phone:
 // just opened, and in use (messages from others and from this browser,
-// mentions of the person and of someone else, the person's name on the
-// list, someone typing, a message the server refused in the outbox and
-// an error under the form, the bell, and a refused name with its reason
-// by the name field). What axe-core
+// mentions of the person and of someone else, an edited message, the
+// person's name on the list, someone typing, a message the server refused
+// in the outbox and an error under the form, the bell, a refused name
+// with its reason by the name field, and an edit open on the person's
+// message with the server's refusal under it). What axe-core
 // cannot decide fails too: each such finding needs a person to judge it,
 // and then a page that lets axe-core decide.
 func TestAccessibilityAudit(t *testing.T) {
@@ -129,19 +130,26 @@ func checkAudit(t *testing.T, tb *tab, what string) {
 }
 
 // busyPage fills the tab with what a page in use shows: messages, one of
-// them this browser's own, one mentioning the person and one someone
-// else, the person on the list, someone typing, a message refused (too
-// long for -max-content 40) and its error; and last a name the server
-// refuses, with its reason by the name field.
+// them this browser's own and edited, one mentioning the person and one
+// someone else, the person on the list, someone typing, a message refused
+// (too long for -max-content 40) and its error; and last a name the
+// server refuses, with its reason by the name field, and an edit of the
+// person's message open, refused (too long) with the reason under it.
 func busyPage(t *testing.T, srv *server, tb *tab) {
 	t.Helper()
 	srv.post(t, "Grace", "Morning all!")
 	srv.post(t, "Linus", "Has anyone tried the new build?")
 	tb.do(sendFromUI("Ada", "Yes, it works."))
+	var own string
 	waitFor(t, shortWait, "three messages shown, one own", func() (bool, string) {
 		st := tb.mustState()
-		return len(st.Msgs) == 3 && st.Msgs[2].Own, names(st.Msgs)
+		if len(st.Msgs) == 3 && st.Msgs[2].Own {
+			own = st.Msgs[2].ID
+		}
+		return own != "", names(st.Msgs)
 	})
+	tb.do(chromedp.Click(chromedp.CSS(".msg.own .edit")), setField(".editor textarea", "Yes, it works well."), enter(false))
+	waitMsg(t, []*tab{tb}, own, "the own message edited", func(s editorState) bool { return s.EditedText == "(edited)" })
 	srv.post(t, "Grace", "@Ada great, tell @Linus")
 	waitFor(t, shortWait, "four messages shown, one own, one mentioning the person", func() (bool, string) {
 		st := tb.mustState()
@@ -162,6 +170,8 @@ func busyPage(t *testing.T, srv *server, tb *tab) {
 		st := tb.mustState()
 		return strings.Contains(st.NameError, "bidirectional"), st.NameError
 	})
+	tb.do(chromedp.Click(chromedp.CSS(".msg.own .edit")), setField(".editor textarea", strings.Repeat("far too long for this server ", 2)), enter(false))
+	waitMsg(t, []*tab{tb}, own, "the refused edit's reason under the message", func(s editorState) bool { return s.Editor && s.Error != "" })
 }
 
 // postTyping tells the room that name is typing, as the page does.

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -20,7 +23,11 @@ func ownMarks(tb *tab) map[string]bool {
 
 // Someone else posting under your name is not shown as your message: the
 // page marks a message as its own only by the ids this browser's posts
-// got back, in every tab of the browser and after a reload.
+// got back, in every tab of the browser and after a reload, never by the
+// name (a message posted under a free name before the person took it
+// stays someone else's). Once the person holds the name, a post under it
+// without their identity is refused (409, naming the name), and another
+// browser cannot take it.
 func TestImpersonationIsNotOwn(t *testing.T) {
 	needBrowser(t)
 	srv := startServer(t)
@@ -28,8 +35,8 @@ func TestImpersonationIsNotOwn(t *testing.T) {
 	tabs := br.openTabs(t, srv.URL()+"/", 2)
 	waitAllLive(t, tabs)
 
+	srv.post(t, "victim", "an impostor") // a free name, without identity: it holds nothing
 	tabs[0].do(sendFromUI("victim", "really me"))
-	srv.post(t, "victim", "an impostor")
 	check := func(what string, tb *tab) {
 		t.Helper()
 		waitFor(t, shortWait, what, func() (bool, string) {
@@ -43,21 +50,31 @@ func TestImpersonationIsNotOwn(t *testing.T) {
 	check("the other tab of the browser to mark the sent message own", tabs[1])
 	tabs[1].do(chromedp.Reload())
 	check("a reloaded tab to remember its own message", tabs[1])
-	for _, tb := range tabs {
-		for _, m := range tb.mustState().Msgs {
-			if m.Content == "an impostor" && m.Own {
-				t.Errorf("%s: the impostor's message is marked own", tb.name)
-			}
-		}
+
+	body, _ := json.Marshal(map[string]string{"username": "VICTIM", "content": "me again"})
+	res, err := http.Post(srv.URL()+"/post", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refusal struct{ Error, Name string }
+	err = json.NewDecoder(res.Body).Decode(&refusal)
+	res.Body.Close()
+	if res.StatusCode != http.StatusConflict || err != nil || refusal.Name != "VICTIM" || !strings.Contains(refusal.Error, "in use") {
+		t.Errorf("a post under the held name without identity: %s %+v %v, want 409 naming the name", res.Status, refusal, err)
 	}
 
-	// A fresh browser (another person) with the same name owns nothing.
-	other := newBrowser(t).open(t, "other", srv.URL()+"/")
+	// Another person cannot take the name, and owns nothing.
+	other := br.person(t).open(t, "other", srv.URL()+"/")
 	other.do(setField("#name", "victim"))
-	waitFor(t, shortWait, "the other browser to show both messages unmarked", func() (bool, string) {
+	waitFor(t, shortWait, "the other browser refused the name, both messages unmarked", func() (bool, string) {
 		m := ownMarks(other)
-		return len(m) == 2 && !m["really me"] && !m["an impostor"], names(other.mustState().Msgs)
+		st := other.mustState()
+		return len(m) == 2 && !m["really me"] && !m["an impostor"] && strings.Contains(st.NameError, "in use"),
+			st.NameError + "; " + names(st.Msgs)
 	})
+	if h := historyAll(t, srv.URL()); len(h) != 2 {
+		t.Errorf("history holds %d messages, want 2", len(h))
+	}
 	checkClean(t, append(tabs, other)...)
 }
 

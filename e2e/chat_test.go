@@ -634,8 +634,10 @@ func TestSendErrorsKeepTheMessage(t *testing.T) {
 	waitShownOnce(t, []*tab{tb}, "lost connection")
 
 	// Rate limited server: one post, then 429 with Retry-After: the second
-	// waits and goes out when the server allows.
-	lt := br.open(t, "limited", limited.URL()+"/")
+	// waits and goes out when the server allows. Its own browser context:
+	// cookies do not tell ports apart, so the two servers' identity
+	// cookies would replace each other in one.
+	lt := br.person(t).open(t, "limited", limited.URL()+"/")
 	waitAllLive(t, []*tab{lt})
 	lt.do(sendFromUI("fast", "first"))
 	waitShownOnce(t, []*tab{lt}, "first")

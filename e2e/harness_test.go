@@ -334,6 +334,19 @@ func newBrowser(t *testing.T) *browser {
 	return &browser{ctx: ctx}
 }
 
+// person returns another person's browser: a new browser context of the
+// same Chromium, with its own cookies (so its own identity), storage,
+// Web Locks and BroadcastChannel, and cheaper than a second Chromium.
+func (b *browser) person(t *testing.T) *browser {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil { // makes the browser context, with a blank tab
+		t.Fatalf("new browser context: %v", err)
+	}
+	return &browser{ctx: ctx}
+}
+
 type tab struct {
 	t      *testing.T
 	name   string

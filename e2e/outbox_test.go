@@ -48,19 +48,21 @@ func (tb *tab) outbox() []outItem {
 
 // offline emulates a lost network in the tab: with all true every request
 // fails and navigator.onLine is false; with only set, only requests whose
-// URL matches that URLPattern fail (so the page can still be reloaded); with
-// neither, the network is back.
-func offline(all bool, only string) chromedp.Action[chromedp.Void] {
+// URL matches one of those URLPatterns fail (so the page can still be
+// reloaded); with neither (or only ""), the network is back.
+func offline(all bool, only ...string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
 			return err
 		}
 		rules := []*network.Conditions{}
-		switch {
-		case all:
+		if all {
 			rules = append(rules, &network.Conditions{Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
-		case only != "":
-			rules = append(rules, &network.Conditions{URLPattern: only, Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
+		}
+		for _, p := range only {
+			if !all && p != "" {
+				rules = append(rules, &network.Conditions{URLPattern: p, Offline: true, DownloadThroughput: -1, UploadThroughput: -1})
+			}
 		}
 		if _, err := cdp.Call(ctx, tg, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: rules}); err != nil {
 			return err
