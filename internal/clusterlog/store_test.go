@@ -338,8 +338,11 @@ func TestDeleteTwiceAcrossNodes(t *testing.T) {
 	}
 	next := a.post("next")
 	b.waitSeq(next.Seq)
-	if next.Seq != 4 {
-		t.Errorf("the post after two deletions has sequence %d, want 4", next.Seq)
+	// The second deletion takes a sequence number (and does nothing) when
+	// both went out before either came back; when its node had already
+	// read the first, it refused it at once without publishing it.
+	if next.Seq != 3 && next.Seq != 4 {
+		t.Errorf("the post after two deletions has sequence %d, want 3 or 4", next.Seq)
 	}
 	ra, eva := a.seen()
 	rb, evb := b.seen()
