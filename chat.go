@@ -436,6 +436,14 @@ func (cr *ChatRoom) Presence(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
+// Share runs f in the hub with the room's presence board, then records
+// what changed: the node of a cluster reads its own share and merges the
+// other nodes' shares this way. It returns errRoomClosed once the room has
+// shut down, or ctx's error.
+func (cr *ChatRoom) Share(ctx context.Context, f func(*presence.Board)) error {
+	return cr.call(ctx, func() { f(cr.board); cr.rosterChanged() }, nil)
+}
+
 // Run is the hub. It is the only goroutine that changes the client map, the
 // log (history, ids, keys) and the roster. It returns when ctx ends, after
 // closing every client's queue. A room runs once.
@@ -669,7 +677,7 @@ func (cr *ChatRoom) remove(c *client) bool {
 // rosterChanged records a change of the roster: in the statistics, and as
 // a presence event to send.
 func (cr *ChatRoom) rosterChanged() {
-	cr.stats.setPresence(cr.board.Roster.People(), cr.board.Roster.Anonymous())
+	cr.stats.setPresence(cr.board.Totals())
 	cr.schedulePresence()
 }
 
@@ -738,7 +746,7 @@ func (cr *ChatRoom) shutdown() {
 	cr.mu.Unlock()
 	cr.perAddr.Clear()
 	cr.stats.setClients(0)
-	cr.stats.setPresence(0, 0)
+	cr.stats.setPresence(presence.Totals{}, presence.Totals{})
 	cr.board.Stop()
 	close(cr.done)
 }

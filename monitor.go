@@ -21,6 +21,7 @@ import (
 
 	"chat/internal/clusterlog"
 	"chat/internal/httpx"
+	"chat/internal/presence"
 )
 
 // Stats holds the server's counters. The hub, the handlers and the stream
@@ -49,9 +50,12 @@ type Stats struct {
 	streamsRejected uint64
 	// historySize is the number of messages in history.
 	historySize int
-	// people is the number of names on the roster; anonymous the number
-	// of streams without a name.
+	// people is the number of names on this node's streams; anonymous
+	// the number of its streams without a name.
 	people, anonymous int
+	// room is the whole room's presence in a cluster: this node's streams
+	// and the other nodes' shares.
+	room presence.Totals
 
 	// deliveries counts messages written to clients. It is updated by
 	// every stream writer after every write, so it is an atomic rather than
@@ -173,10 +177,11 @@ func (s *Stats) setClients(n int) {
 	s.mu.Unlock()
 }
 
-// setPresence records the people online and the anonymous streams.
-func (s *Stats) setPresence(people, anonymous int) {
+// setPresence records the people online and the anonymous streams, on
+// this node and in the room.
+func (s *Stats) setPresence(local, room presence.Totals) {
 	s.mu.Lock()
-	s.people, s.anonymous = people, anonymous
+	s.people, s.anonymous, s.room = local.People, local.Anonymous, room
 	s.mu.Unlock()
 }
 
@@ -247,6 +252,19 @@ type StatsSnapshot struct {
 	// connected, the server, reconnects, the last sequence read, the
 	// posts in flight, and why it cannot take posts now, if it cannot.
 	NATS *clusterlog.Status `json:"nats,omitempty"`
+	// Room is the whole room in a cluster (with NATS): the people and
+	// anonymous streams on every node, every node's streams, and how
+	// many nodes the figures come from (this one and those whose shares
+	// it has). The other figures are this node's.
+	Room *RoomTotals `json:"room,omitempty"`
+}
+
+// RoomTotals are the figures of the whole room, in a cluster.
+type RoomTotals struct {
+	People    int `json:"people"`
+	Anonymous int `json:"anonymous"`
+	Streams   int `json:"streams"`
+	Nodes     int `json:"nodes"`
 }
 
 // Snapshot returns the current statistics, including the process's
@@ -267,6 +285,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		HistorySize:      s.historySize,
 		UptimeSeconds:    time.Since(s.start).Seconds(),
 	}
+	room := RoomTotals(s.room)
 	s.mu.Unlock()
 	snap.Deliveries = s.deliveries.Load()
 	snap.StreamWrites = s.writes.Load()
@@ -287,6 +306,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	if s.cluster != nil {
 		st := s.cluster.Status()
 		snap.NATS = &st
+		snap.Room = &room
 	}
 	return snap
 }
@@ -521,6 +541,12 @@ func handleMetrics(stats *Stats) http.Handler {
 			metric("chat_nats_reconnects_total", "counter", "NATS connections made after the first.", float64(n.Reconnects))
 			metric("chat_nats_last_sequence", "gauge", "Stream sequence of the last record the node read.", float64(n.LastSeq))
 			metric("chat_nats_in_flight", "gauge", "Posts and deletions published and not yet settled.", float64(n.InFlight))
+		}
+		if rt := s.Room; rt != nil {
+			metric("chat_room_people", "gauge", "Distinct names on the streams of every node of the room.", float64(rt.People))
+			metric("chat_room_anonymous_streams", "gauge", "Streams without a name on every node of the room.", float64(rt.Anonymous))
+			metric("chat_room_streams", "gauge", "Streams connected to every node of the room.", float64(rt.Streams))
+			metric("chat_room_nodes", "gauge", "Nodes of the room seen: this one and those whose presence it has.", float64(rt.Nodes))
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"slices"
 	"time"
 
 	"chat/internal/sse"
@@ -25,10 +26,20 @@ const (
 // is due, and the timer that says so. The hub calls Schedule after every
 // change, and Due when Timer fires.
 type Board struct {
-	// Roster is who is connected.
+	// Roster is who is connected to the room: this node's streams and, in
+	// a cluster, every other node's share (see SetRemote).
 	Roster *Roster
-	// typers is the set of names typing now.
+	// Local is who is connected to this node: its share.
+	Local *Roster
+	// typers is the set of names typing on this node now.
 	typers *Typing
+	// remote holds the other nodes' shares, by node; remoteTyping counts,
+	// for each name, the shares that list it typing.
+	remote       map[string]*remoteShare
+	remoteTyping map[string]int
+	// changes signals a change of this node's share: its roster or its
+	// typing set (buffered 1; see Changes).
+	changes chan struct{}
 	// rosterGate and typingGate space out the presence and typing events.
 	rosterGate, typingGate *Gate
 	// names caps the names an event lists.
@@ -48,13 +59,17 @@ type Board struct {
 // set; the roster is still kept.
 func NewBoard(interval time.Duration, names int) *Board {
 	b := &Board{
-		Roster:     NewRoster(),
-		typers:     NewTyping(typingTTL, maxTyping),
-		rosterGate: NewGate(interval),
-		typingGate: NewGate(typingInterval),
-		names:      names,
-		on:         interval > 0,
-		timer:      time.NewTimer(time.Hour),
+		Roster:       NewRoster(),
+		Local:        NewRoster(),
+		typers:       NewTyping(typingTTL, maxTyping),
+		remote:       make(map[string]*remoteShare),
+		remoteTyping: make(map[string]int),
+		changes:      make(chan struct{}, 1),
+		rosterGate:   NewGate(interval),
+		typingGate:   NewGate(typingInterval),
+		names:        names,
+		on:           interval > 0,
+		timer:        time.NewTimer(time.Hour),
 	}
 	b.timer.Stop()
 	return b
@@ -66,13 +81,15 @@ func NewBoard(interval time.Duration, names int) *Board {
 // with the roster version the head carries.
 func (b *Board) Join(name string) (events [][]byte, version uint64) {
 	b.Roster.Add(name)
+	b.Local.Add(name)
+	b.localChanged()
 	if !b.on {
 		return nil, 0
 	}
 	b.rosterGate.Changed()
 	events = append(events, sse.AppendEvent(nil, sse.Event{Type: "presence", Data: b.Roster.JSON(b.names)}))
-	if b.typers.Len() > 0 {
-		events = append(events, sse.AppendEvent(nil, sse.Event{Type: "typing", Data: b.typers.JSON(b.names)}))
+	if b.typers.Len() > 0 || len(b.remoteTyping) > 0 {
+		events = append(events, sse.AppendEvent(nil, sse.Event{Type: "typing", Data: b.typingJSON()}))
 	}
 	return events, b.Roster.Version()
 }
@@ -80,6 +97,8 @@ func (b *Board) Join(name string) (events [][]byte, version uint64) {
 // Leave removes a stream that carried name.
 func (b *Board) Leave(name string) {
 	b.Roster.Remove(name)
+	b.Local.Remove(name)
+	b.localChanged()
 	if b.on {
 		b.rosterGate.Changed()
 	}
@@ -89,12 +108,22 @@ func (b *Board) Leave(name string) {
 func (b *Board) Typing(name string, now time.Time) {
 	if b.on && b.typers.Start(name, now) {
 		b.typingGate.Changed()
+		b.localChanged()
 	}
 }
 
-// Posted records that name posted a message, so it no longer types.
+// Posted records that name posted a message, so it no longer types, here
+// or on any other node (whose next share will say so too).
 func (b *Board) Posted(name string) {
 	if b.typers.Stop(name) {
+		b.typingGate.Changed()
+		b.localChanged()
+	}
+	if b.remoteTyping[name] > 0 {
+		delete(b.remoteTyping, name)
+		for _, sh := range b.remote {
+			sh.typing = slices.DeleteFunc(sh.typing, func(n string) bool { return n == name })
+		}
 		b.typingGate.Changed()
 	}
 }
@@ -111,7 +140,7 @@ func (b *Board) TypingNow(now time.Time) (event []byte, waiting bool) {
 		return nil, true
 	}
 	b.typingGate.Sent(now)
-	return sse.AppendEvent(nil, sse.Event{Type: "typing", Data: b.typers.JSON(b.names)}), false
+	return sse.AppendEvent(nil, sse.Event{Type: "typing", Data: b.typingJSON()}), false
 }
 
 // Due expires the typing names whose time is up at now and returns the
@@ -122,6 +151,7 @@ func (b *Board) Due(now time.Time) (presence []byte, version uint64, typing []by
 	b.armed = false
 	if b.typers.Expire(now) {
 		b.typingGate.Changed()
+		b.localChanged()
 	}
 	if b.rosterGate.Ready(now) {
 		b.rosterGate.Sent(now)
@@ -130,7 +160,7 @@ func (b *Board) Due(now time.Time) (presence []byte, version uint64, typing []by
 	}
 	if b.typingGate.Ready(now) {
 		b.typingGate.Sent(now)
-		typing = sse.AppendEvent(nil, sse.Event{Type: "typing", Data: b.typers.JSON(b.names)})
+		typing = sse.AppendEvent(nil, sse.Event{Type: "typing", Data: b.typingJSON()})
 	}
 	return presence, version, typing
 }

@@ -4,7 +4,8 @@
 // set of names typing now, and a gate that spaces out the broadcasts of
 // either. It encodes both as the JSON the server sends. A Board puts them
 // together for the room's hub, with the rule and the timer for when each
-// event is due.
+// event is due; in a cluster it also merges the other nodes' shares of the
+// room's presence (Share) into the room's roster and typing set.
 //
 // Nothing here is safe for concurrent use and nothing starts a goroutine:
 // the room's hub goroutine owns every value and is its only user.
@@ -47,6 +48,11 @@ type Roster struct {
 	sorted []*person
 	// anonymous counts the streams without a name.
 	anonymous int
+	// named counts the streams that carry a name.
+	named int
+	// hidden counts people that other nodes counted without listing them
+	// (Share.MorePeople), and hiddenStreams their streams.
+	hidden, hiddenStreams int
 	// version changes with every change of the roster.
 	version uint64
 	// cache holds the last encodings, one per limit asked for.
@@ -66,17 +72,24 @@ func NewRoster() *Roster {
 }
 
 // Add counts one more stream that carries name ("" for an anonymous one).
-func (r *Roster) Add(name string) {
+func (r *Roster) Add(name string) { r.AddN(name, 1) }
+
+// AddN counts n more streams that carry name ("" for anonymous ones).
+func (r *Roster) AddN(name string, n int) {
+	if n <= 0 {
+		return
+	}
 	r.version++
 	if name == "" {
-		r.anonymous++
+		r.anonymous += n
 		return
 	}
+	r.named += n
 	if p := r.byName[name]; p != nil {
-		p.streams++
+		p.streams += n
 		return
 	}
-	p := &person{name: name, fold: strings.ToLower(name), streams: 1}
+	p := &person{name: name, fold: strings.ToLower(name), streams: n}
 	i, _ := slices.BinarySearchFunc(r.sorted, p, compare)
 	r.sorted = slices.Insert(r.sorted, i, p)
 	r.byName[name] = p
@@ -85,10 +98,17 @@ func (r *Roster) Add(name string) {
 // Remove counts one stream that carried name ("" for an anonymous one) less.
 // A name leaves the roster with its last stream. Removing what is not there
 // does nothing.
-func (r *Roster) Remove(name string) {
+func (r *Roster) Remove(name string) { r.RemoveN(name, 1) }
+
+// RemoveN counts n streams that carried name ("" for anonymous ones) less,
+// down to none.
+func (r *Roster) RemoveN(name string, n int) {
+	if n <= 0 {
+		return
+	}
 	if name == "" {
 		if r.anonymous > 0 {
-			r.anonymous--
+			r.anonymous -= min(n, r.anonymous)
 			r.version++
 		}
 		return
@@ -98,13 +118,27 @@ func (r *Roster) Remove(name string) {
 		return
 	}
 	r.version++
-	if p.streams--; p.streams > 0 {
+	n = min(n, p.streams)
+	r.named -= n
+	if p.streams -= n; p.streams > 0 {
 		return
 	}
 	delete(r.byName, name)
 	if i, ok := slices.BinarySearchFunc(r.sorted, p, compare); ok {
 		r.sorted = slices.Delete(r.sorted, i, i+1)
 	}
+}
+
+// Hide adds people that are counted without being listed (a node's share
+// that lists only some of its names), with their streams; negative
+// numbers take them away again.
+func (r *Roster) Hide(people, streams int) {
+	if people == 0 && streams == 0 {
+		return
+	}
+	r.hidden += people
+	r.hiddenStreams += streams
+	r.version++
 }
 
 // compare is less as a three-way comparison, for binary search.
@@ -118,8 +152,26 @@ func compare(a, b *person) int {
 	return 0
 }
 
-// People returns the number of names on the roster.
-func (r *Roster) People() int { return len(r.sorted) }
+// People returns the number of names on the roster, those counted
+// without being listed included.
+func (r *Roster) People() int { return len(r.sorted) + r.hidden }
+
+// Streams returns the number of streams, named and anonymous.
+func (r *Roster) Streams() int { return r.named + r.hiddenStreams + r.anonymous }
+
+// Totals are a roster's counts, as the statistics show them.
+type Totals struct {
+	// People is the number of names; Anonymous the streams without one;
+	// Streams every stream.
+	People, Anonymous, Streams int
+	// Nodes is how many nodes the counts come from.
+	Nodes int
+}
+
+// Totals returns the roster's counts, with Nodes 1.
+func (r *Roster) Totals() Totals {
+	return Totals{People: r.People(), Anonymous: r.anonymous, Streams: r.Streams(), Nodes: 1}
+}
 
 // Anonymous returns the number of streams without a name.
 func (r *Roster) Anonymous() int { return r.anonymous }
@@ -164,7 +216,7 @@ func (r *Roster) JSON(limit int) []byte {
 	b = append(b, `],"anonymous":`...)
 	b = strconv.AppendInt(b, int64(r.anonymous), 10)
 	b = append(b, `,"people_total":`...)
-	b = strconv.AppendInt(b, int64(len(r.sorted)), 10)
+	b = strconv.AppendInt(b, int64(r.People()), 10)
 	b = append(b, '}')
 	*slot = encoding{version: r.version, limit: limit, b: b}
 	return b
@@ -244,21 +296,38 @@ func (t *Typing) Len() int { return len(t.until) }
 // JSON returns the set as one line of JSON, {"typing":["alice","bob"]},
 // names in roster order (case-insensitive), at most limit of them (all of
 // them if limit is negative).
-func (t *Typing) JSON(limit int) []byte {
-	names := make([]*person, 0, len(t.until))
+func (t *Typing) JSON(limit int) []byte { return typingJSON(t.Names(), limit) }
+
+// Names returns the names typing, in roster order (case-insensitive).
+func (t *Typing) Names() []string {
+	names := make([]string, 0, len(t.until))
 	for name := range t.until {
-		names = append(names, &person{name: name, fold: strings.ToLower(name)})
+		names = append(names, name)
 	}
-	slices.SortFunc(names, compare)
+	sortNames(names)
+	return names
+}
+
+// sortNames sorts names in roster order.
+func sortNames(names []string) {
+	slices.SortFunc(names, func(a, b string) int {
+		return compare(&person{name: a, fold: strings.ToLower(a)}, &person{name: b, fold: strings.ToLower(b)})
+	})
+}
+
+// typingJSON returns names, in roster order, as a typing event's data,
+// {"typing":["alice","bob"]}, at most limit of them (all of them if limit
+// is negative).
+func typingJSON(names []string, limit int) []byte {
 	if limit >= 0 && limit < len(names) {
 		names = names[:limit]
 	}
 	b := append(make([]byte, 0, 16+len(names)*16), `{"typing":[`...)
-	for i, p := range names {
+	for i, name := range names {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = AppendString(b, p.name)
+		b = AppendString(b, name)
 	}
 	return append(b, "]}"...)
 }
