@@ -148,3 +148,9 @@ func replaceFile(path string, data []byte) error {
 	syncDir(path)
 	return nil
 }
+
+// Fingerprint returns the fingerprint of keys under secret that
+// LoadSessions keeps beside a secret file: an HMAC of the keys' hashes,
+// which says nothing of the keys without the secret. A secret shared by
+// other means is kept with it, so that a change of keys replaces it.
+func Fingerprint(secret []byte, keys Keys) string { return fingerprint(secret, keys) }

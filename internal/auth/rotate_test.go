@@ -3,6 +3,7 @@ package auth
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -138,5 +139,33 @@ func TestNewGate(t *testing.T) {
 	cfg.Keys = Keys{Room: "k2"}
 	if g, rotated, err = NewGate(cfg); err != nil || !rotated || g.Sessions.Check(v, now) != None {
 		t.Errorf("restart with another key: rotated %v, %v; want rotated and the session ended", rotated, err)
+	}
+}
+
+// TestFingerprint checks the fingerprint of keys that a shared secret is
+// kept with: the one LoadSessions writes beside its file, the same for the
+// same secret and keys, different for another key (room or admin) or
+// another secret, and without the keys in it.
+func TestFingerprint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "chat.jsonl.secret")
+	keys := Keys{Room: "room-key-1", Admin: "admin-key-1"}
+	if _, _, err := LoadSessions(path, keys, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	secret, _ := os.ReadFile(path)
+	kept, _ := os.ReadFile(FingerprintPath(path))
+	fp := Fingerprint(secret, keys)
+	if string(kept) != fp+"\n" || Fingerprint(secret, keys) != fp {
+		t.Errorf("Fingerprint = %q, the file holds %q", fp, kept)
+	}
+	other, _ := NewSecret()
+	for _, o := range []string{Fingerprint(secret, Keys{Room: "room-key-2", Admin: "admin-key-1"}),
+		Fingerprint(secret, Keys{Room: "room-key-1"}), Fingerprint(other, keys)} {
+		if o == fp {
+			t.Errorf("another key or secret has the same fingerprint %q", fp)
+		}
+	}
+	if strings.Contains(fp, "room-key") || strings.Contains(fp, "admin-key") {
+		t.Errorf("fingerprint %q shows a key", fp)
 	}
 }

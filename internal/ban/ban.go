@@ -41,6 +41,9 @@ var reserved = netip.MustParsePrefix("::/64")
 var (
 	// ErrFull means the list already holds MaxBans bans.
 	ErrFull = errors.New("ban list full")
+	// ErrUnavailable means a list shared by several servers cannot be
+	// reached: the change may not be stored, and making it again is safe.
+	ErrUnavailable = errors.New("shared ban list unavailable")
 )
 
 // Ban is one banned prefix.
