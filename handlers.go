@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"chat/internal/auth"
-	"chat/internal/ban"
 	"chat/internal/connlimit"
 	"chat/internal/fanout"
 	"chat/internal/httpx"
@@ -77,8 +76,9 @@ type serverConfig struct {
 	// gate decides who may use the room and who may moderate it (nil: an
 	// open room without moderation).
 	gate *auth.Gate
-	// bans lists the banned addresses (nil: none).
-	bans *ban.List
+	// bans lists the banned addresses (nil: none): a ban.List, or the
+	// list the nodes of a cluster share.
+	bans moderation.Bans
 	// guard tells who a request is and whether it may use its name, and
 	// names holds the names (newServer makes both, in memory, if nil).
 	guard *nameguard.Guard

@@ -23,10 +23,12 @@ import (
 	"chat/internal/auth"
 	"chat/internal/ban"
 	"chat/internal/clusterlog"
+	"chat/internal/clusterstate"
 	"chat/internal/config"
 	"chat/internal/connlimit"
 	"chat/internal/journal"
 	"chat/internal/limit"
+	"chat/internal/moderation"
 	"chat/internal/nameguard"
 	"chat/internal/names"
 	"chat/internal/roomlog"
@@ -146,7 +148,10 @@ type server struct {
 	// cluster is the room's log in NATS (-nats), shut down after the
 	// room; nil otherwise.
 	cluster *clusterlog.Store
-	room    *ChatRoom
+	// shared is the node's part in the room's state that the nodes of a
+	// cluster share (clusterstate), stopped before cluster; nil otherwise.
+	shared *clusterstate.Node
+	room   *ChatRoom
 	// stopRoom and stopMonitor stop the room's hub and the monitor,
 	// stopNames the keeper of the held names (after the streams).
 	stopRoom, stopMonitor, stopNames context.CancelFunc
@@ -192,6 +197,9 @@ func (s *server) stop() {
 	s.stopLog()
 	s.stopNames()
 	s.wg.Wait()
+	if s.shared != nil {
+		s.shared.Stop()
+	}
 	if s.cluster != nil {
 		s.cluster.Shutdown()
 	}
@@ -304,11 +312,9 @@ func (s *server) build() error {
 	if err != nil {
 		return err
 	}
-	bans := ban.New()
-	if cfg.Data != "" {
-		if bans, err = ban.Open(cfg.Data+".bans", time.Now()); err != nil {
-			return err
-		}
+	bans, err := s.bans(gate)
+	if err != nil {
+		return err
 	}
 	s.streams = stream.NewTracker()
 	sc := serverConfig{
@@ -355,6 +361,27 @@ func (s *server) build() error {
 	return nil
 }
 
+// bans returns the ban list: in a cluster the one the nodes share, after
+// joining the room's shared state (clusterstate.Join, which also signs
+// gate's sessions with the room's secret); with -data the one kept beside
+// the journal; else one in memory.
+func (s *server) bans(gate *auth.Gate) (moderation.Bans, error) {
+	if s.cluster == nil && s.cfg.Data != "" {
+		return ban.Open(s.cfg.Data+".bans", time.Now())
+	} else if s.cluster == nil {
+		return ban.New(), nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), natsOpenTimeout)
+	defer cancel()
+	var err error
+	s.shared, err = clusterstate.Join(ctx, clusterstate.Config{JS: s.cluster.JS(), Stream: s.cfg.NATSStream,
+		Replicas: s.cfg.NATSReplicas, Logger: s.logger}, s.room, gate)
+	if err != nil {
+		return nil, fmt.Errorf("-nats: room state: %w", err)
+	}
+	return s.shared.Bans, nil
+}
+
 // openNames opens the identity secret and the held names (nameguard.Open)
 // and, with -data, starts their keeper, which stopNames ends. In cluster
 // mode each node keeps its own holds, and its own identities unless every
@@ -393,7 +420,7 @@ func (s *server) newGate() (*auth.Gate, error) {
 	}
 	if err == nil && (gate.Private() || gate.Moderated()) {
 		s.logger.Info("access", "room_key", gate.Private(), "moderation", gate.Moderated(),
-			"sessions_kept", cfg.Data != "", "session_lifetime", cfg.SessionLifetime.String())
+			"sessions_kept", cfg.Data != "" || cfg.NATS != "", "session_lifetime", cfg.SessionLifetime.String())
 	}
 	return gate, err
 }

@@ -2,6 +2,8 @@ package clusterlog
 
 import (
 	"time"
+
+	"chat/internal/jetstream"
 )
 
 // Status is the node's view of NATS, for /stats, /metrics and /healthz.
@@ -24,6 +26,10 @@ type Status struct {
 	// Error is why the node cannot take posts now ("" when it can).
 	Error string `json:"error,omitempty"`
 }
+
+// JS returns the store's JetStream connection, for the room's other
+// shared state (it stays the store's: Shutdown closes it).
+func (s *Store) JS() *jetstream.JS { return s.js }
 
 // Status returns the node's view of NATS now.
 func (s *Store) Status() Status {

@@ -87,15 +87,18 @@ func (p *Presence) Stop() {
 }
 
 // publish publishes this node's share until ctx ends or the room shuts
-// down: after a change, at most every shareInterval, and unchanged every
-// shareRenew. A publish that fails is tried again shareInterval later.
+// down: after a change, at most every shareInterval (a change after a
+// quiet second goes at once), and unchanged every shareRenew. A publish
+// that fails is tried again shareInterval later.
 func (p *Presence) publish(ctx context.Context) {
 	var changes <-chan struct{}
 	if err := p.room.Share(ctx, func(b *presence.Board) { changes = b.Changes() }); err != nil {
 		return
 	}
 	var last []byte
-	var lastPut time.Time
+	// lastPut is the last publish, lastChange the last one of a change
+	// (or the last failure).
+	var lastPut, lastChange time.Time
 	pending, failing := true, false
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -103,7 +106,7 @@ func (p *Presence) publish(ctx context.Context) {
 		now := time.Now()
 		next := lastPut.Add(shareRenew)
 		if pending {
-			next = lastPut.Add(shareInterval)
+			next = lastChange.Add(shareInterval)
 		}
 		if now.Before(next) {
 			timer.Reset(next.Sub(now))
@@ -120,7 +123,8 @@ func (p *Presence) publish(ctx context.Context) {
 		if err := p.room.Share(ctx, func(b *presence.Board) { share = b.LocalShare() }); err != nil {
 			return
 		}
-		if bytes.Equal(share, last) && now.Sub(lastPut) < shareRenew {
+		changed := !bytes.Equal(share, last)
+		if !changed && now.Sub(lastPut) < shareRenew {
 			pending = false // changed and changed back
 			continue
 		}
@@ -135,9 +139,12 @@ func (p *Presence) publish(ctx context.Context) {
 		case err == nil && failing:
 			p.log.Info("this node's presence published again")
 		}
-		failing, pending, lastPut = err != nil, err != nil, now
+		failing, pending = err != nil, err != nil
 		if err == nil {
-			last = share
+			last, lastPut = share, now
+		}
+		if changed || err != nil {
+			lastChange = now
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -29,6 +30,23 @@ var banBody = httpx.Body{Max: maxBanBody, Types: []string{httpx.JSON}, Example: 
 
 // ErrClosed is what a Room reports once the room has shut down.
 var ErrClosed = errors.New("room closed")
+
+// Bans is the ban list the endpoints read and change, and the server
+// checks requests against: a ban.List, or a list that the nodes of a
+// cluster share (whose changes fail with ban.ErrUnavailable while it
+// cannot be reached).
+type Bans interface {
+	// Banned returns the ban that covers a rate-limit key at now, and
+	// whether there is one.
+	Banned(key string, now time.Time) (ban.Ban, bool)
+	// All returns the bans in force at now, oldest change first.
+	All(now time.Time) []ban.Ban
+	// Add bans p until the given time (zero: for ever) and returns the
+	// ban as stored.
+	Add(p netip.Prefix, until, now time.Time) (ban.Ban, error)
+	// Remove lifts the ban on exactly p and reports whether there was one.
+	Remove(p netip.Prefix, now time.Time) (bool, error)
+}
 
 // Room is what moderation needs of the chat room.
 type Room interface {
@@ -62,7 +80,7 @@ func toBanJSON(b ban.Ban) banJSON {
 }
 
 // HandleListBans serves GET /bans: the bans in force, oldest first.
-func HandleListBans(bans *ban.List) http.Handler {
+func HandleListBans(bans Bans) http.Handler {
 	type response struct {
 		Bans []banJSON `json:"bans"`
 	}
@@ -112,8 +130,11 @@ func parseBan(w http.ResponseWriter, r *http.Request, body httpx.Body, now time.
 // stored (201) but the room can no longer close streams: the answer then
 // leaves streams_closed out and says so in note; the shutdown closes every
 // stream anyway. Bodies that cannot be read are logged to log at debug
-// level.
-func HandleAddBan(room Room, bans *ban.List, log *slog.Logger) http.Handler {
+// level. A list shared by a cluster that cannot be reached gets 503: the
+// ban may not be stored, and sending it again is safe. In a cluster,
+// streams_closed counts this node's streams; every other node closes its
+// own as the ban reaches it.
+func HandleAddBan(room Room, bans Bans, log *slog.Logger) http.Handler {
 	body := banBody
 	body.Log = log
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -127,6 +148,9 @@ func HandleAddBan(room Room, bans *ban.List, log *slog.Logger) http.Handler {
 		switch {
 		case errors.Is(err, ban.ErrFull):
 			httpx.WriteError(w, http.StatusConflict, fmt.Sprintf("the ban list is full (%d bans); lift some first", ban.MaxBans))
+			return
+		case errors.Is(err, ban.ErrUnavailable):
+			httpx.Unavailable(w, httpx.StoreRetry, "the room's shared ban list cannot be reached: the ban may not be stored; retry")
 			return
 		case err != nil:
 			httpx.WriteError(w, http.StatusInternalServerError, "could not save the ban list")
@@ -147,8 +171,9 @@ func HandleAddBan(room Room, bans *ban.List, log *slog.Logger) http.Handler {
 }
 
 // HandleLiftBan serves DELETE /bans/{addr}: it lifts the ban on exactly
-// that address or prefix (204), or answers 404 if there is none.
-func HandleLiftBan(bans *ban.List) http.Handler {
+// that address or prefix (204), or answers 404 if there is none; 503 when
+// a list shared by a cluster cannot be reached (sending it again is safe).
+func HandleLiftBan(bans Bans) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := ban.Parse(r.PathValue("addr"))
 		if err != nil {
@@ -157,6 +182,8 @@ func HandleLiftBan(bans *ban.List) http.Handler {
 		}
 		ok, err := bans.Remove(p, time.Now())
 		switch {
+		case errors.Is(err, ban.ErrUnavailable):
+			httpx.Unavailable(w, httpx.StoreRetry, "the room's shared ban list cannot be reached: the ban may not be lifted; retry")
 		case err != nil:
 			httpx.WriteError(w, http.StatusInternalServerError, "could not save the ban list")
 		case !ok:

@@ -1,0 +1,68 @@
+package clusterstate
+
+import (
+	"context"
+	"time"
+
+	"chat/internal/auth"
+	"chat/internal/ban"
+)
+
+// Room is the room's hub as the shared state sees it.
+type Room interface {
+	Sharer
+	Kicker
+}
+
+// Node is one node's part in the room's shared state: the bans it mirrors
+// and its presence share. Stop ends both.
+type Node struct {
+	// Bans is the room's ban list, for the node's handlers.
+	Bans     *Bans
+	presence *Presence
+}
+
+// Join opens the room's shared state for this node within ctx: it signs
+// gate's sessions (if it has any) with the room's session secret (Session:
+// replaced, with a warning, when the keys changed), loads the bans, and
+// starts sharing room's presence.
+func Join(ctx context.Context, cfg Config, room Room, gate *auth.Gate) (*Node, error) {
+	secrets, err := OpenSecrets(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	secret, rotated, err := secrets.Session(ctx, gate.Keys)
+	if err != nil {
+		return nil, err
+	}
+	if rotated {
+		cfg.logger().Warn("the keys changed since the room's secret was made: every session has ended")
+	}
+	if gate.Sessions != nil {
+		if gate.Sessions, err = auth.NewSessions(secret, gate.Keys, gate.Sessions.Lifetime()); err != nil {
+			return nil, err
+		}
+	}
+	bans, err := OpenBans(ctx, cfg, room)
+	if err != nil {
+		return nil, err
+	}
+	p, err := SharePresence(ctx, cfg, room)
+	if err != nil {
+		bans.Stop()
+		return nil, err
+	}
+	cfg.logger().Info("room state shared in NATS", "node", p.Node(), "bans", len(bans.All(time.Now())))
+	return &Node{Bans: bans, presence: p}, nil
+}
+
+// Stop stops sharing this node's presence (its people leave the other
+// nodes' rosters) and mirroring the bans.
+func (n *Node) Stop() {
+	n.presence.Stop()
+	n.Bans.Stop()
+}
+
+// Banned returns the ban that covers the rate-limit key at now, and
+// whether there is one (the mirror's ban.List.Banned).
+func (b *Bans) Banned(key string, now time.Time) (ban.Ban, bool) { return b.list.Banned(key, now) }
