@@ -399,3 +399,64 @@ func TestClusterSessions(t *testing.T) {
 		t.Error("no node logged that the key change ended every session")
 	}
 }
+
+// TestClusterNamesAcrossNodes runs two nodes with no identity secret file:
+// an identity one node made is known on the other, a name held through one
+// node is refused on the other to another identity and to a request with
+// none (409 with the name, any case or look-alike), its holder uses it on
+// either, both list it, and a moderator's free on one node lets another
+// identity take it on the other within 2 s. Two identities that take one
+// new name at once on the two nodes: one gets it, the other 409.
+func TestClusterNamesAcrossNodes(t *testing.T) {
+	srv := startNATS(t)
+	nodes := startNodes(t, 2, []string{srv.URL()}, "-admin-key", "boss")
+	n1, n2 := nodes[0].URL, nodes[1].URL
+	pat, quinn := identityClient(t, n1), identityClient(t, n2)
+	streamAs(t, pat, n1, "Alice")
+	for _, tt := range []struct {
+		what string
+		r    reply
+	}{
+		{"another identity's post", postMsg(t, quinn, n2, "alice", "me too", nil)},
+		{"another identity's typing", typingAs(t, quinn, n2, "ＡＬＩＣＥ")},
+		{"a post without identity", postMsg(t, http.DefaultClient, n2, "ALICE", "me too", nil)},
+	} {
+		var e errorBody
+		if tt.r.status != http.StatusConflict || json.Unmarshal(tt.r.body, &e) != nil || e.Name == "" {
+			t.Errorf("%s on node 2 while pat's stream on node 1 holds Alice: %d %s, want 409 with the name", tt.what, tt.r.status, tt.r.body)
+		}
+	}
+	if _, err := openStream(n2, streamOpts{client: quinn, query: "?name=alice"}); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Errorf("another identity's stream on node 2: %v, want 409", err)
+	}
+	postedBy(t, pat, n2, "alice", "pat on node 2")
+	for _, n := range []string{n1, n2} {
+		waitWithin(t, spreadWait, "alice in GET /names on "+n, func() bool {
+			return strings.Contains(string(mustSend(t, http.DefaultClient, "GET", n+"/names", "", "", admin()).body), `"skeleton":"alice"`)
+		})
+	}
+	if r := mustSend(t, http.DefaultClient, "DELETE", n2+"/names/alice", "", "", admin()); r.status != http.StatusOK {
+		t.Fatalf("DELETE /names/alice on node 2: %d %s", r.status, r.body)
+	}
+	start := time.Now()
+	waitWithin(t, spreadWait, "quinn taking alice on node 1 after the free on node 2", func() bool {
+		return postMsg(t, quinn, n1, "alice", "mine now", nil).status == http.StatusCreated
+	})
+	t.Logf("a free on node 2 let another identity take the name on node 1 after %v", time.Since(start))
+
+	for i := range 10 {
+		name := fmt.Sprintf("race%d", i)
+		var got [2]int
+		var wg sync.WaitGroup
+		for j, c := range []struct {
+			client *http.Client
+			base   string
+		}{{pat, n1}, {quinn, n2}} {
+			wg.Go(func() { got[j] = postMsg(t, c.client, c.base, name, "first!", nil).status })
+		}
+		wg.Wait()
+		if slices.Sort(got[:]); got != [2]int{http.StatusCreated, http.StatusConflict} {
+			t.Errorf("%s taken at once on both nodes: %v, want one 201 and one 409", name, got)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"chat/internal/clusterstate"
 	"chat/internal/config"
 	"chat/internal/connlimit"
+	"chat/internal/identity"
 	"chat/internal/journal"
 	"chat/internal/limit"
 	"chat/internal/moderation"
@@ -384,16 +385,23 @@ func (s *server) bans(gate *auth.Gate) (moderation.Bans, error) {
 
 // openNames opens the identity secret and the held names (nameguard.Open)
 // and, with -data, starts their keeper, which stopNames ends. In cluster
-// mode each node keeps its own holds, and its own identities unless every
-// node is given the same -identity-secret-file: the log says so.
+// mode the nodes share both (clusterstate.Node.Names): the secret, unless
+// -identity-secret-file gives one, and the holds are the room's.
 func (s *server) openNames(sc serverConfig) (*nameguard.Guard, *names.Table, error) {
 	cfg := s.cfg
-	issuer, table, err := nameguard.Open(cfg.Data, cfg.IdentitySecretFile, names.Options{Hold: cfg.NameHold}, time.Now())
+	opts := names.Options{Hold: cfg.NameHold}
+	var issuer *identity.Issuer
+	var table *names.Table
+	var err error
+	if s.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), natsOpenTimeout)
+		defer cancel()
+		issuer, table, err = s.shared.Names(ctx, opts, cfg.IdentitySecretFile)
+	} else {
+		issuer, table, err = nameguard.Open(cfg.Data, cfg.IdentitySecretFile, opts, time.Now())
+	}
 	if err != nil {
 		return nil, nil, err
-	}
-	if cfg.NATS != "" {
-		s.logger.Info("held names are kept by each node, not shared", "identity_secret_shared", cfg.IdentitySecretFile != "")
 	}
 	guard := nameguard.New(nameguard.Config{Issuer: issuer, Table: table, Rate: sc.limiter, AddrOf: sc.addrOf, Logger: s.logger})
 	if cfg.Data != "" { // a table in memory has nothing to save

@@ -2,10 +2,13 @@ package clusterstate
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"chat/internal/auth"
 	"chat/internal/ban"
+	"chat/internal/identity"
+	"chat/internal/names"
 )
 
 // Room is the room's hub as the shared state sees it.
@@ -14,12 +17,16 @@ type Room interface {
 	Kicker
 }
 
-// Node is one node's part in the room's shared state: the bans it mirrors
-// and its presence share. Stop ends both.
+// Node is one node's part in the room's shared state: the bans it mirrors,
+// its presence share, and (after Names) the held names it mirrors. Stop
+// ends them.
 type Node struct {
 	// Bans is the room's ban list, for the node's handlers.
 	Bans     *Bans
+	cfg      Config
+	secrets  *Secrets
 	presence *Presence
+	names    *Names
 }
 
 // Join opens the room's shared state for this node within ctx: it signs
@@ -53,14 +60,43 @@ func Join(ctx context.Context, cfg Config, room Room, gate *auth.Gate) (*Node, e
 		return nil, err
 	}
 	cfg.logger().Info("room state shared in NATS", "node", p.Node(), "bans", len(bans.All(time.Now())))
-	return &Node{Bans: bans, presence: p}, nil
+	return &Node{Bans: bans, cfg: cfg, secrets: secrets, presence: p}, nil
+}
+
+// Names returns the identity issuer and the table of held names of the
+// room, within ctx: identities signed with the room's identity secret
+// (Secrets.Identity; or the secret in secretFile, made if missing, when
+// one is given), and a table with opts shared by every node (OpenNames).
+func (n *Node) Names(ctx context.Context, opts names.Options, secretFile string) (*identity.Issuer, *names.Table, error) {
+	var secret []byte
+	var err error
+	if secretFile != "" {
+		secret, err = auth.LoadSecret(secretFile)
+	} else {
+		secret, err = n.secrets.Identity(ctx)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("identity secret: %w", err)
+	}
+	issuer, err := identity.New(secret)
+	if err != nil {
+		return nil, nil, err
+	}
+	table := names.New(opts)
+	if n.names, err = OpenNames(ctx, n.cfg, table); err != nil {
+		return nil, nil, err
+	}
+	return issuer, table, nil
 }
 
 // Stop stops sharing this node's presence (its people leave the other
-// nodes' rosters) and mirroring the bans.
+// nodes' rosters) and mirroring the bans and the held names.
 func (n *Node) Stop() {
 	n.presence.Stop()
 	n.Bans.Stop()
+	if n.names != nil {
+		n.names.Stop()
+	}
 }
 
 // Banned returns the ban that covers the rate-limit key at now, and

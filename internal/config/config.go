@@ -195,7 +195,7 @@ func define(name string, stderr io.Writer) (*Config, *flag.FlagSet) {
 	fs.DurationVar(&c.PresenceInterval, "presence-interval", DefaultPresenceInterval, "least time between two presence events on a stream (0: no presence or typing events)")
 	fs.IntVar(&c.PresenceNames, "presence-names", DefaultPresenceNames, "most names listed in a presence event (the totals are always sent)")
 	fs.DurationVar(&c.NameHold, "name-hold", names.DefaultHold, "how long a name stays held by the identity that last used it (0: only while its stream is open)")
-	fs.StringVar(&c.IdentitySecretFile, "identity-secret-file", "", "file of the secret that signs identity cookies, made if missing (default: PATH.identity with -data, else random; give every node of a cluster the same one)")
+	fs.StringVar(&c.IdentitySecretFile, "identity-secret-file", "", "file of the secret that signs identity cookies, made if missing (default: PATH.identity with -data, the room's in JetStream with -nats, else random)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated proxy addresses or prefixes whose X-Forwarded-For is believed")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (serves HTTPS and HTTP/2 with -tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS key file")

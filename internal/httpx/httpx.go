@@ -53,6 +53,8 @@ type Error struct {
 	// Name, when set, is the name the error is about (one in use by
 	// someone else), sent beside the message as "name".
 	Name string
+	// Retry, when positive, is sent as Retry-After.
+	Retry time.Duration
 	// Err is the cause, when reading the body failed; it is logged at
 	// debug level and never shown to the client.
 	Err error
@@ -66,6 +68,9 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // Write answers the request with e.
 func (e *Error) Write(w http.ResponseWriter) {
+	if e.Retry > 0 {
+		RetryAfter(w, e.Retry)
+	}
 	_ = Encode(w, e.Status, ErrorBody{Error: e.Msg, Name: e.Name})
 }
 

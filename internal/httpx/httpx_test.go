@@ -222,3 +222,18 @@ func TestErrorWithName(t *testing.T) {
 		t.Errorf("Write = %d %q, want 409 %q", rec.Code, rec.Body.String(), want)
 	}
 }
+
+// TestErrorWithRetry checks that an error with Retry sends Retry-After in
+// whole seconds, and one without sends none.
+func TestErrorWithRetry(t *testing.T) {
+	rec := httptest.NewRecorder()
+	(&Error{Status: 503, Msg: "later", Retry: 1500 * time.Millisecond}).Write(rec)
+	if rec.Code != 503 || rec.Header().Get("Retry-After") != "2" || rec.Body.String() != "{\"error\":\"later\"}\n" {
+		t.Errorf("Write = %d, Retry-After %q, %q", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	(&Error{Status: 400, Msg: "no"}).Write(rec)
+	if _, ok := rec.Header()["Retry-After"]; ok {
+		t.Error("an error without Retry sent Retry-After")
+	}
+}

@@ -171,7 +171,13 @@ func (kv *KV) Create(ctx context.Context, key string, value []byte, ttl time.Dur
 // Update stores value under key only if the key's last revision is
 // revision; else ErrKeyExists.
 func (kv *KV) Update(ctx context.Context, key string, value []byte, revision uint64) (uint64, error) {
-	rev, err := kv.put(ctx, key, value, 0, int64(revision))
+	return kv.UpdateTTL(ctx, key, value, revision, 0)
+}
+
+// UpdateTTL is Update with a TTL for the new value (0: none; the bucket
+// needs a LimitMarkerTTL for one).
+func (kv *KV) UpdateTTL(ctx context.Context, key string, value []byte, revision uint64, ttl time.Duration) (uint64, error) {
+	rev, err := kv.put(ctx, key, value, ttl, int64(revision))
 	if isWrongLastSequence(err) {
 		return 0, fmt.Errorf("bucket %s: %w: %s is not at revision %d", kv.bucket, ErrKeyExists, key, revision)
 	}

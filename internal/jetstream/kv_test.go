@@ -197,3 +197,35 @@ func TestKVTTL(t *testing.T) {
 	expectEntry(t, w, "alice", KVPut, "node2")
 	expectEntry(t, w, "bob", KVPut, "x")
 }
+
+// TestKVUpdateTTL updates a key at its revision with a TTL: the new value
+// expires by itself (the watcher sees the server's marker), and an update
+// at a stale revision is refused.
+func TestKVUpdateTTL(t *testing.T) {
+	_, js := startJS(t)
+	kv, err := js.CreateKV(ctx(t), KVConfig{Bucket: "leases", LimitMarkerTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := kv.Watch(ctx(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	rev, err := kv.Create(ctx(t), "alice", []byte("v1"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectEntry(t, w, "alice", KVPut, "v1")
+	if _, err := kv.UpdateTTL(ctx(t), "alice", []byte("v2"), rev, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.UpdateTTL(ctx(t), "alice", []byte("v3"), rev, time.Second); !errors.Is(err, ErrKeyExists) {
+		t.Errorf("UpdateTTL at a stale revision: %v, want ErrKeyExists", err)
+	}
+	expectEntry(t, w, "alice", KVPut, "v2")
+	expectEntry(t, w, "alice", KVPurge, "")
+	if _, err := kv.Get(ctx(t), "alice"); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("Get after the updated value expired: %v, want ErrKeyNotFound", err)
+	}
+}

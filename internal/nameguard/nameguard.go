@@ -6,7 +6,9 @@
 // not: 409 with the name for a name someone else holds, or for a new name
 // of an identity whose three names each have a stream open; 400 with the
 // name for a name the skeleton rules refuse; 429 when taking a new name would exceed the
-// address's post rate; 503 when the table of holds is full.
+// address's post rate; 503 when the table of holds is full, or (with
+// Retry-After) when the store the table shares with other nodes cannot be
+// reached.
 //
 // A request without identity may use a free name and holds nothing. A post
 // already draws on its address's post rate, so the name it takes costs
@@ -178,6 +180,9 @@ func (g *Guard) answer(name string, err error) *httpx.Error {
 		return &httpx.Error{Status: http.StatusTooManyRequests, Msg: err.Error()}
 	case errors.Is(err, names.ErrFull):
 		return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: err.Error()}
+	case errors.Is(err, names.ErrUnavailable):
+		g.cfg.Logger.Warn("could not reach the room's held names", "err", err)
+		return &httpx.Error{Status: http.StatusServiceUnavailable, Msg: names.ErrUnavailable.Error(), Retry: httpx.StoreRetry}
 	}
 	g.cfg.Logger.Error("could not write the held names' file", "err", err)
 	return &httpx.Error{Status: http.StatusInternalServerError, Msg: "could not save the hold on the name"}

@@ -144,7 +144,28 @@ func TestAnswers(t *testing.T) {
 	if e := full.Post("d1", "D"); e == nil || e.Status != http.StatusServiceUnavailable {
 		t.Errorf("a table full of streamed names: %v, want 503", e)
 	}
+	shared := names.New(names.Options{Hold: time.Hour})
+	shared.Share(downStore{})
+	rec := httptest.NewRecorder()
+	if e := New(Config{Issuer: is, Table: shared}).Post("e1", "E"); e != nil {
+		e.Write(rec)
+	}
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "2" || !strings.Contains(rec.Body.String(), "cannot be reached") {
+		t.Errorf("a shared store out of reach: %d %q %s, want 503 with Retry-After 2", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
 }
+
+// downStore is a names.Shared that cannot be reached.
+type downStore struct{}
+
+// Put implements names.Shared.
+func (downStore) Put(string, names.Record, time.Duration) error { return names.ErrUnavailable }
+
+// Release implements names.Shared.
+func (downStore) Release(string) error { return names.ErrUnavailable }
+
+// Free implements names.Shared.
+func (downStore) Free(string) error { return names.ErrUnavailable }
 
 // TestKeep checks, on a fake clock, that Keep saves the holds every
 // saveEvery (a streamed hold as used then) and closes the file when its

@@ -85,5 +85,14 @@
 // renamed over it, its directory synced) when it is opened, by Save and
 // Close, and once it has grown past twice the holds. Expiry writes
 // nothing: a hold read back after its end is dropped. A Record is also
-// what a key/value store would keep for a hold, under Key(skeleton).
+// what a key/value store keeps for a hold, under Key(skeleton).
+//
+// # Sharing
+//
+// A Table may share its holds with the tables of other servers, the nodes
+// of a cluster, through a Shared store (Share) in place of a file: it
+// writes each change there before making it, and the store refuses a name
+// another identity holds in it. The other servers' changes reach the table
+// through Apply. A hold that open streams carry is written with Lease as
+// its lifetime and written again by Save; others live their hold time.
 package names

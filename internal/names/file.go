@@ -36,6 +36,10 @@ type Record struct {
 	Since int64 `json:"since"`
 	// Last is ID's last use of the name.
 	Last int64 `json:"last"`
+	// Streaming, in a shared store, says that open streams carry the name
+	// on the server that wrote it: other servers keep it until the store
+	// says otherwise, whatever the hold time.
+	Streaming bool `json:"streaming,omitempty"`
 }
 
 // line is one line of the file: a Record (a hold taken or used), or the
@@ -195,6 +199,10 @@ func (t *Table) restore(r *Record, now time.Time) {
 func (t *Table) Save(now time.Time) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.shared != nil {
+		t.expire(now)
+		return t.refresh(now)
+	}
 	if t.file == nil {
 		return nil
 	}
@@ -326,11 +334,15 @@ func (t *Table) compact(now time.Time) {
 	}
 }
 
-// saveUse writes a use of h (with name as written) at now, when the name
-// changed or its last use moved by refreshGrain since the file last had
-// it. It does not sync: losing the newest use to a power cut only ends a
-// hold a little early.
-func (t *Table) saveUse(h *hold, name string, now time.Time) error {
+// saveUse writes a use of h (with name as written) at now, after which
+// streams carry it, when the name changed or its last use moved by
+// refreshGrain since the file last had it. It does not sync: losing the
+// newest use to a power cut only ends a hold a little early. A table that
+// shares its holds writes to the shared store instead (storeUse).
+func (t *Table) saveUse(h *hold, name string, now time.Time, streams int) error {
+	if t.shared != nil {
+		return t.storeUse(h, name, now, streams)
+	}
 	if t.file == nil || (name == h.savedName && now.Sub(h.savedLast) < refreshGrain) {
 		return nil
 	}
@@ -343,9 +355,13 @@ func (t *Table) saveUse(h *hold, name string, now time.Time) error {
 	return nil
 }
 
-// saveTake writes, synced, the new hold h and the release of drop (if
-// not nil) that makes room for it.
-func (t *Table) saveTake(h, drop *hold) error {
+// saveTake writes, synced, the new hold h (which streams carry) and the
+// release of drop (if not nil) that makes room for it; to the shared
+// store, if the table has one.
+func (t *Table) saveTake(h, drop *hold, streams int) error {
+	if t.shared != nil {
+		return t.storeTake(h, drop, streams)
+	}
 	if t.file == nil {
 		return nil
 	}
@@ -361,8 +377,12 @@ func (t *Table) saveTake(h, drop *hold) error {
 	return nil
 }
 
-// saveFree writes, synced, the release of h.
+// saveFree writes, synced, the release of h (a moderator's Free); to the
+// shared store, if the table has one.
 func (t *Table) saveFree(h *hold) error {
+	if t.shared != nil {
+		return t.shared.Free(h.key)
+	}
 	if t.file == nil {
 		return nil
 	}

@@ -122,6 +122,9 @@ type Table struct {
 	idle list.List
 	// file is where changes are written, nil for a table in memory.
 	file *logFile
+	// shared is the store of holds shared with other servers, written in
+	// place of a file (nil: none; see Share).
+	shared Shared
 }
 
 // hold is one held name.
@@ -138,9 +141,12 @@ type hold struct {
 	streams int
 	// elem is the hold's place in Table.idle, nil while streams > 0.
 	elem *list.Element
-	// savedName and savedLast are what the file has of name and last.
-	savedName string
-	savedLast time.Time
+	// savedName and savedLast are what the file (or the shared store)
+	// has of name and last; savedStreaming says whether the shared store
+	// was told that streams carry the name.
+	savedName      string
+	savedLast      time.Time
+	savedStreaming bool
 }
 
 // New returns an empty table kept in memory only.
@@ -235,7 +241,10 @@ func (s *Stream) Close(now time.Time) error {
 	if t.holds[h.key] != h {
 		return nil // freed by a moderator meanwhile
 	}
-	err := t.saveUse(h, h.name, now)
+	err := t.saveUse(h, h.name, now, h.streams-1)
+	if t.holds[h.key] != h {
+		return err // taken by another identity in the shared store
+	}
 	h.streams--
 	h.last = now
 	if h.streams == 0 {
@@ -274,11 +283,11 @@ func (t *Table) use(name, identity string, now time.Time, stream bool, admit fun
 				return nil, err
 			}
 		}
-		if h, err = t.take(key, name, identity, now); err != nil {
+		if h, err = t.take(key, name, identity, now, streams(stream)); err != nil {
 			return nil, err
 		}
 	default:
-		if err := t.saveUse(h, name, now); err != nil {
+		if err := t.saveUse(h, name, now, h.streams+streams(stream)); err != nil {
 			return nil, err
 		}
 		h.name, h.last = name, now
@@ -296,17 +305,21 @@ func (t *Table) use(name, identity string, now time.Time, stream bool, admit fun
 	return h, nil
 }
 
-// take makes a new hold, releasing or evicting another if the bounds
-// say so, and writes the change to the file before making it.
-func (t *Table) take(key, name, identity string, now time.Time) (*hold, error) {
+// streams returns 1 for a use by a stream, else 0.
+func streams(stream bool) int {
+	if stream {
+		return 1
+	}
+	return 0
+}
+
+// take makes a new hold, which n streams carry, releasing or evicting
+// another if the bounds say so, and writes the change to the file (or the
+// shared store) before making it.
+func (t *Table) take(key, name, identity string, now time.Time, n int) (*hold, error) {
 	var drop *hold
 	if mine := t.byID[identity]; len(mine) >= t.opts.PerIdentity {
-		for _, m := range mine {
-			if m.streams == 0 && (drop == nil || m.last.Before(drop.last)) {
-				drop = m
-			}
-		}
-		if drop == nil {
+		if drop = oldestIdle(mine); drop == nil {
 			return nil, &TooManyError{Max: t.opts.PerIdentity}
 		}
 	} else if len(t.holds) >= t.opts.MaxHolds {
@@ -317,7 +330,7 @@ func (t *Table) take(key, name, identity string, now time.Time) (*hold, error) {
 		drop = front.Value.(*hold)
 	}
 	h := &hold{key: key, id: identity, name: name, since: now, last: now}
-	if err := t.saveTake(h, drop); err != nil {
+	if err := t.saveTake(h, drop, n); err != nil {
 		return nil, err
 	}
 	if drop != nil {
@@ -414,7 +427,7 @@ func (t *Table) remove(h *hold) {
 // view returns h as List shows it.
 func (t *Table) view(h *hold) Hold {
 	v := Hold{Name: h.name, Skeleton: h.key, Since: h.since, LastUsed: h.last, Streams: h.streams}
-	if h.streams == 0 {
+	if h.elem != nil {
 		v.Until = h.last.Add(t.opts.Hold)
 	}
 	return v
