@@ -62,28 +62,11 @@ type banValue struct {
 // address another node bans from then on (room's Kick), until Stop. The
 // streams of an address this node bans are for its caller to close.
 func OpenBans(ctx context.Context, cfg Config, room Kicker) (*Bans, error) {
-	kv, err := openBucket(ctx, cfg, "bans", true)
-	if err != nil {
+	b := &Bans{list: ban.New(), room: room, log: cfg.logger(), origin: rand.Text(), advanced: make(chan struct{})}
+	var w *jetstream.KVWatcher
+	var err error
+	if b.kv, w, err = openLoaded(ctx, cfg, "bans", func(e *jetstream.KVEntry) { b.apply(ctx, e, false) }); err != nil {
 		return nil, err
-	}
-	w, err := kv.Watch(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	b := &Bans{kv: kv, list: ban.New(), room: room, log: cfg.logger(), origin: rand.Text(), advanced: make(chan struct{})}
-	for loaded := false; !loaded; {
-		select {
-		case <-w.CaughtUp():
-			loaded = true
-			continue
-		default:
-		}
-		e, err := w.Next(ctx)
-		if err != nil {
-			w.Stop()
-			return nil, fmt.Errorf("bans: load: %w", err)
-		}
-		b.apply(ctx, e, false)
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel

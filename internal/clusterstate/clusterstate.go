@@ -94,6 +94,34 @@ func openBucket(ctx context.Context, cfg Config, kind string, markers bool) (*je
 	return kv, nil
 }
 
+// openLoaded opens the bucket of kind (with markers for expiries) and
+// watches it, handing apply every entry it holds, within ctx, until the
+// watcher has caught up; it returns the bucket and the watcher, which reads
+// on.
+func openLoaded(ctx context.Context, cfg Config, kind string, apply func(*jetstream.KVEntry)) (*jetstream.KV, *jetstream.KVWatcher, error) {
+	kv, err := openBucket(ctx, cfg, kind, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := kv.Watch(ctx, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	for {
+		select {
+		case <-w.CaughtUp():
+			return kv, w, nil
+		default:
+		}
+		e, err := w.Next(ctx)
+		if err != nil {
+			w.Stop()
+			return nil, nil, fmt.Errorf("%s: load: %w", kind, err)
+		}
+		apply(e)
+	}
+}
+
 // logger returns cfg's logger, or one that discards.
 func (cfg Config) logger() *slog.Logger {
 	if cfg.Logger == nil {

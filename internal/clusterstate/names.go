@@ -61,28 +61,11 @@ type revision struct {
 // applies every other node's change to table and renews, every
 // names.Lease/3, the holds that this node's streams carry, until Stop.
 func OpenNames(ctx context.Context, cfg Config, table *names.Table) (*Names, error) {
-	kv, err := openBucket(ctx, cfg, "names", true)
-	if err != nil {
+	n := &Names{table: table, log: cfg.logger(), rev: make(map[string]revision)}
+	var w *jetstream.KVWatcher
+	var err error
+	if n.kv, w, err = openLoaded(ctx, cfg, "names", n.apply); err != nil {
 		return nil, err
-	}
-	w, err := kv.Watch(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	n := &Names{kv: kv, table: table, log: cfg.logger(), rev: make(map[string]revision)}
-	for loaded := false; !loaded; {
-		select {
-		case <-w.CaughtUp():
-			loaded = true
-			continue
-		default:
-		}
-		e, err := w.Next(ctx)
-		if err != nil {
-			w.Stop()
-			return nil, fmt.Errorf("names: load: %w", err)
-		}
-		n.apply(e)
 	}
 	table.Share(n)
 	rctx, cancel := context.WithCancel(context.Background())
