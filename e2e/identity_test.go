@@ -131,10 +131,24 @@ func waitMsg(t *testing.T, tabs []*tab, id, what string, cond func(editorState) 
 	})
 }
 
+// waitAllSolo waits until every tab is live, each reading its own stream.
+func waitAllSolo(t *testing.T, tabs ...*tab) {
+	t.Helper()
+	waitFor(t, longWait, "every tab live on its own", func() (bool, string) {
+		for _, tb := range tabs {
+			if st := tb.mustState(); st.State != "live" || st.Role != "solo" {
+				return false, tb.name + ": " + st.State + " " + st.Role
+			}
+		}
+		return true, ""
+	})
+}
+
 // The person edits their own message in place with the keyboard: Tab
 // reaches its Edit button (shown on focus), Enter opens the editor, Enter
-// saves with PATCH; the message changes in every tab of the browser and
-// in another browser, marked "(edited)" with the edit time on hover.
+// saves with PATCH; the message changes in every tab of the browser (one
+// stream shared) and in another browser (a stream per tab), marked
+// "(edited)" with the edit time on hover.
 // Escape cancels an edit; what the server refuses stays in the editor
 // with its reason under the message. Nobody else's message has Edit.
 func TestEditShowsEverywhere(t *testing.T) {
@@ -142,12 +156,14 @@ func TestEditShowsEverywhere(t *testing.T) {
 	srv := startServer(t, "-max-content", "40")
 	br := newBrowser(t)
 	tabs := br.openTabs(t, srv.URL()+"/", 2)
-	other := br.person(t).open(t, "other", srv.URL()+"/")
+	them := br.person(t)
+	other := them.open(t, "other", srv.URL()+"/", noLocks)
+	solo := them.open(t, "other-solo", srv.URL()+"/", noLocks)
 	waitAllLive(t, tabs)
-	waitAllLive(t, []*tab{other})
+	waitAllSolo(t, other, solo)
 	theirs := srv.post(t, "Grace", "not yours to edit")
 	tabs[0].do(sendFromUI("Ada", "teh first draft"))
-	all := append([]*tab{other}, tabs...)
+	all := append([]*tab{other, solo}, tabs...)
 	var id string
 	waitFor(t, shortWait, "the own message everywhere", func() (bool, string) {
 		st := tabs[0].mustState()
@@ -207,16 +223,16 @@ func TestEditShowsEverywhere(t *testing.T) {
 
 // The person deletes their own message: Delete asks first in a dialog
 // (Escape keeps the message, the focus back on Delete), and once
-// confirmed the message disappears in every tab and browser, and from
-// history.
+// confirmed the message disappears in every tab and browser (one with a
+// stream per tab), and from history.
 func TestOwnDeleteEverywhere(t *testing.T) {
 	needBrowser(t)
 	srv := startServer(t)
 	br := newBrowser(t)
 	tabs := br.openTabs(t, srv.URL()+"/", 2)
-	other := br.person(t).open(t, "other", srv.URL()+"/")
+	other := br.person(t).open(t, "other", srv.URL()+"/", noLocks)
 	waitAllLive(t, tabs)
-	waitAllLive(t, []*tab{other})
+	waitAllSolo(t, other)
 	tabs[0].do(sendFromUI("Ada", "oops, wrong room"))
 	waitFor(t, shortWait, "the first message", func() (bool, string) { return len(tabs[0].mustState().Msgs) == 1, "" })
 	tabs[0].do(sendFromUI("Ada", "keep this one"))
@@ -251,6 +267,14 @@ func TestOwnDeleteEverywhere(t *testing.T) {
 	waitShown(t, shortWait, all, []message{oops, keep})
 
 	deleteMsg(t, tabs[1], oops.ID, "#confirm-yes")
+	t.Cleanup(func() { // what each tab and the server hold, should the deletion not show
+		if t.Failed() {
+			for _, tb := range all {
+				t.Logf("%s: %+v; error under a message: %q", tb.name, tb.mustState(), mustEval[string](tb, `(document.querySelector('.msg-error:not([hidden])') || {}).textContent || ''`))
+			}
+			t.Logf("history: %+v", historyAll(t, srv.URL()))
+		}
+	})
 	waitShown(t, shortWait, all, []message{keep})
 	if f := focused(tabs[1]); f != "div." {
 		t.Errorf("after the deletion the focus is on %q, want the log", f)
