@@ -375,45 +375,54 @@ func handlePost(room *ChatRoom, stats *Stats, cfg serverConfig) http.Handler {
 			return
 		}
 		msg, repeat, err := room.PostBy(r.Context(), author, in.Username, in.Content, key)
-		switch {
-		case err == nil && repeat:
-			// A retry of a post already stored: the same message, and
-			// nothing sent again.
-			w.Header().Set("Idempotent-Replayed", "true")
-			_ = httpx.Encode(w, http.StatusOK, msg)
-		case err == nil:
-			_ = httpx.Encode(w, http.StatusCreated, msg)
-		case errors.Is(err, errUnconfirmed):
-			// Shutdown could not wait for the journal's fsync: the
-			// message has its id and is being written, but is not
-			// confirmed durable. Not 503, which would say it was not
-			// stored and invite a duplicate.
-			_ = httpx.Encode(w, http.StatusAccepted, msg)
-		case errors.Is(err, errKeyConflict):
-			fail(http.StatusUnprocessableEntity, err.Error())
-		case errors.Is(err, errDeleted):
-			fail(http.StatusGone, err.Error())
-		case errors.Is(err, errRoomClosed):
-			stats.rejectedPost()
-			httpx.ShuttingDown(w)
-		case errors.Is(err, errJournalBusy):
-			stats.rejectedPost()
-			httpx.Busy(w)
-		case errors.Is(err, errUnavailable):
-			stats.rejectedPost()
-			httpx.StoreDown(w, "message")
-		case errors.Is(err, errFateUnknown):
-			// Not a 503: it may be stored. The retry with the same
-			// Idempotency-Key settles it, storing it at most once.
-			stats.rejectedPost()
-			httpx.FateUnknown(w, "the message store did not confirm the message: it may or may not be stored; send it again with the same Idempotency-Key to settle it")
-		case r.Context().Err() != nil:
-			// The poster has gone; nobody to answer.
-			stats.rejectedPost()
-		default:
-			fail(http.StatusInternalServerError, "could not store the message")
-		}
+		answerPost(w, r, stats, msg, repeat, err)
 	})
+}
+
+// answerPost answers a post with the room's verdict on it: the message
+// (201, or 200 for a repeat of a stored post, or 202 when shutdown could
+// not wait for the journal), or the status that says why it was not stored
+// or may not be.
+func answerPost(w http.ResponseWriter, r *http.Request, stats *Stats, msg Message, repeat bool, err error) {
+	switch {
+	case err == nil && repeat:
+		// A retry of a post already stored: the same message, and
+		// nothing sent again.
+		w.Header().Set("Idempotent-Replayed", "true")
+		_ = httpx.Encode(w, http.StatusOK, msg)
+		return
+	case err == nil:
+		_ = httpx.Encode(w, http.StatusCreated, msg)
+		return
+	case errors.Is(err, errUnconfirmed):
+		// Shutdown could not wait for the journal's fsync: the
+		// message has its id and is being written, but is not
+		// confirmed durable. Not 503, which would say it was not
+		// stored and invite a duplicate.
+		_ = httpx.Encode(w, http.StatusAccepted, msg)
+		return
+	}
+	stats.rejectedPost()
+	switch {
+	case errors.Is(err, errKeyConflict):
+		httpx.WriteError(w, http.StatusUnprocessableEntity, err.Error())
+	case errors.Is(err, errDeleted):
+		httpx.WriteError(w, http.StatusGone, err.Error())
+	case errors.Is(err, errRoomClosed):
+		httpx.ShuttingDown(w)
+	case errors.Is(err, errJournalBusy):
+		httpx.Busy(w)
+	case errors.Is(err, errUnavailable):
+		httpx.StoreDown(w, "message")
+	case errors.Is(err, errFateUnknown):
+		// Not a 503: it may be stored. The retry with the same
+		// Idempotency-Key settles it, storing it at most once.
+		httpx.FateUnknown(w, "the message store did not confirm the message: it may or may not be stored; send it again with the same Idempotency-Key to settle it")
+	case r.Context().Err() != nil:
+		// The poster has gone; nobody to answer.
+	default:
+		httpx.WriteError(w, http.StatusInternalServerError, "could not store the message")
+	}
 }
 
 // parseHistoryQuery reads the query of GET /history: at most one of before

@@ -24,6 +24,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"chat/internal/config"
 	"chat/internal/limit"
 )
 
@@ -359,7 +360,7 @@ func TestPostFloodIsolation(t *testing.T) {
 // Content-Length to refuse early) past -max-body gets a JSON 413.
 func TestRequestSizeLimits(t *testing.T) {
 	ts := startServer(t, "-max-body", "256")
-	big := strings.Repeat("x", maxHeaderBytes+8<<10)
+	big := strings.Repeat("x", config.MaxHeaderBytes+8<<10)
 	r := mustSend(t, http.DefaultClient, "GET", ts.URL+"/stats", "", "", map[string]string{"X-Big": big})
 	if r.status != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("GET with %d bytes of headers: status %d, want 431", len(big), r.status)

@@ -378,7 +378,7 @@ func TestUnreadStreamsKernelMemory(t *testing.T) {
 // TestSlowBodyCut checks that a POST whose body trickles in is cut by
 // ReadTimeout (15 s) and stores nothing. It takes about 15 s, so it runs in
 // parallel with the other slow tests and not in -short mode; a hook to
-// shorten readTimeout in tests would make it quick.
+// shorten config.ReadTimeout in tests would make it quick.
 func TestSlowBodyCut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes 15 s (ReadTimeout)")
@@ -408,7 +408,7 @@ func TestSlowBodyCut(t *testing.T) {
 			}
 		}
 	}()
-	checkCut(t, conn, start, readTimeout)
+	checkCut(t, conn, start, config.ReadTimeout)
 	if st := ts.stats(t); st.MessagesPosted != 0 {
 		t.Errorf("messages_posted = %d, want 0", st.MessagesPosted)
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"chat/internal/auth"
+	"chat/internal/config"
 )
 
 // TestLoginAndLogout: the room key (JSON or form) buys a session cookie with
@@ -217,14 +218,14 @@ func TestSessionLifetimeFlag(t *testing.T) {
 	}
 }
 
-// TestLoginRateLimit: after loginFailures wrong keys in a minute, an
+// TestLoginRateLimit: after config.LoginFailures wrong keys in a minute, an
 // address gets 429 with Retry-After, even for the right key and for Bearer
 // keys; another address and an existing session are not affected.
 func TestLoginRateLimit(t *testing.T) {
 	ts := startServer(t, "-room-key", "right")
 	a, b := clientFrom(t, "127.0.0.2"), clientFrom(t, "127.0.0.3")
 	session := sessionCookie(t, login(t, a, ts.URL, "right")).Value
-	for i := range loginFailures - 1 {
+	for i := range config.LoginFailures - 1 {
 		check401(t, "wrong login "+strconv.Itoa(i+1), login(t, a, ts.URL, "wrong"))
 	}
 	// A wrong Bearer key counts as well.
@@ -303,7 +304,7 @@ func heldLogins(t *testing.T, c *http.Client, url string, keys []string) []int {
 // TestLoginThrottleHeldBodies sends 40 logins from one address at once,
 // over HTTP/1.1 (one connection each) and over HTTP/2 (one connection),
 // holding every body back until the server has read all the headers, with
-// the right key among the wrong ones. At most loginFailures of them may
+// the right key among the wrong ones. At most config.LoginFailures of them may
 // have their key looked at (401, or 204 for the right key); the others get
 // 429 without their bodies being read.
 func TestLoginThrottleHeldBodies(t *testing.T) {
@@ -327,8 +328,8 @@ func TestLoginThrottleHeldBodies(t *testing.T) {
 				counts[s]++
 			}
 			looked := counts[http.StatusUnauthorized] + counts[http.StatusNoContent]
-			if looked != loginFailures || counts[http.StatusTooManyRequests] != len(keys)-looked {
-				t.Errorf("40 logins with held bodies: statuses %v; want %d keys looked at (401 or 204) and 429 for the rest", counts, loginFailures)
+			if looked != config.LoginFailures || counts[http.StatusTooManyRequests] != len(keys)-looked {
+				t.Errorf("40 logins with held bodies: statuses %v; want %d keys looked at (401 or 204) and 429 for the rest", counts, config.LoginFailures)
 			}
 			// Unless the right key was among those looked at (and given its
 			// try back), the address is blocked now, the right key included.
@@ -350,7 +351,7 @@ func TestLoginThrottleHeldBodies(t *testing.T) {
 func TestLoginThrottleRefund(t *testing.T) {
 	ts := startServer(t, "-room-key", "right")
 	c := clientFrom(t, "127.0.0.2")
-	for i := range 2 * loginFailures {
+	for i := range 2 * config.LoginFailures {
 		if r := login(t, c, ts.URL, "right"); r.status != http.StatusNoContent {
 			t.Fatalf("login %d with the right key: %d, want 204", i+1, r.status)
 		}
@@ -358,11 +359,11 @@ func TestLoginThrottleRefund(t *testing.T) {
 			t.Fatalf("malformed login %d: %d, want 400", i+1, r.status)
 		}
 	}
-	for i := range loginFailures {
+	for i := range config.LoginFailures {
 		check401(t, fmt.Sprintf("wrong key %d", i+1), login(t, c, ts.URL, "wrong"))
 	}
 	if r := login(t, c, ts.URL, "right"); r.status != http.StatusTooManyRequests {
-		t.Errorf("right key after %d wrong ones: %d, want 429", loginFailures, r.status)
+		t.Errorf("right key after %d wrong ones: %d, want 429", config.LoginFailures, r.status)
 	}
 }
 
@@ -375,7 +376,7 @@ func TestLoginThrottleIPv6(t *testing.T) {
 	from := func(host string) map[string]string { return map[string]string{"X-Forwarded-For": host} }
 	tried := 0
 	for i := range 40 {
-		for range loginFailures {
+		for range config.LoginFailures {
 			r := mustSend(t, http.DefaultClient, "POST", ts.URL+"/login", "application/json", `{"key":"wrong"}`, from(fmt.Sprintf("2001:db8:0:%x::1", i)))
 			if r.status == http.StatusUnauthorized {
 				tried++
@@ -384,7 +385,7 @@ func TestLoginThrottleIPv6(t *testing.T) {
 			}
 		}
 	}
-	if want := 4 * loginFailures; tried != want {
+	if want := 4 * config.LoginFailures; tried != want {
 		t.Errorf("40 /64s of one /56 had %d wrong keys looked at, want %d", tried, want)
 	}
 	h := from("2001:db8:0:ff::1")

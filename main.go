@@ -36,52 +36,6 @@ import (
 	"chat/internal/stream"
 )
 
-// Server timeouts and shutdown bounds.
-const (
-	// readHeaderTimeout cuts clients that dribble their request headers.
-	readHeaderTimeout = 5 * time.Second
-	// readTimeout bounds reading a whole request, body included.
-	readTimeout = 15 * time.Second
-	// idleTimeout closes idle keep-alive connections: long enough for a
-	// page's next post, short enough that idle connections do not pile up
-	// (each holds a file descriptor and about 15 KiB).
-	idleTimeout = 30 * time.Second
-	// maxHeaderBytes bounds request headers (net/http allows 4 KiB more
-	// for the request line). Browsers send 1-2 KiB.
-	maxHeaderBytes = 16 << 10
-	// maxHeaderFields bounds the header fields of a request (431 beyond):
-	// browsers send about 20, and each field costs the server far more
-	// than its bytes.
-	maxHeaderFields = 100
-	// streamDrain is how long shutdown lets streams finish their queued
-	// writes before it cuts them.
-	streamDrain = 2 * time.Second
-	// journalDrain is how long shutdown waits for the journal to write and
-	// sync what it holds, while the room still answers the posts it
-	// commits.
-	journalDrain = 5 * time.Second
-	// shutdownTimeout bounds the rest of shutdown (requests in flight).
-	shutdownTimeout = 2 * time.Second
-)
-
-// Cluster mode (-nats).
-const (
-	// natsOpenTimeout bounds a node's start: connecting, making or
-	// checking the stream and loading history from it.
-	natsOpenTimeout = 30 * time.Second
-)
-
-// The login throttle (see internal/auth).
-const (
-	// loginFailures is how many wrong keys (at POST /login or as Bearer
-	// keys) one address may send per loginWindow before it gets 429; a
-	// login waiting for its body counts as one until its key is known.
-	// An IPv6 /56 may send 4 times as many, a /48 16 times.
-	loginFailures = 5
-	// loginWindow is the window loginFailures counts in.
-	loginWindow = time.Minute
-)
-
 func main() {
 	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "%s\n", err)
@@ -93,7 +47,7 @@ func main() {
 // flag sets, for tests.
 type settings struct {
 	config.Config
-	// journalWait, when positive, replaces journalDrain (tests shorten
+	// journalWait, when positive, replaces config.JournalDrain (tests shorten
 	// it).
 	journalWait time.Duration
 	// journalSync, when not nil, replaces the journal's fsync (tests hold
@@ -255,7 +209,7 @@ func (s *server) openLog() (RoomConfig, error) {
 // (stopLog), and closes once the room has stopped.
 func (s *server) openCluster(roomCfg RoomConfig) (RoomConfig, error) {
 	cfg := s.cfg
-	ctx, cancel := context.WithTimeout(context.Background(), natsOpenTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), config.NatsOpenTimeout)
 	defer cancel()
 	store, recs, err := clusterlog.Open(ctx, clusterlog.Config{
 		URLs: cfg.NATSURLs(), Stream: cfg.NATSStream, Replicas: cfg.NATSReplicas, History: cfg.History,
@@ -271,7 +225,7 @@ func (s *server) openCluster(roomCfg RoomConfig) (RoomConfig, error) {
 	s.stopLog = stopStore
 	s.wg.Go(func() {
 		<-drain.Done()
-		if !store.Drain(cmp.Or(cfg.journalWait, journalDrain)) {
+		if !store.Drain(cmp.Or(cfg.journalWait, config.JournalDrain)) {
 			s.logger.Warn("posts still unconfirmed by NATS at shutdown: they are answered 504")
 		}
 		close(s.logDone)
@@ -280,14 +234,6 @@ func (s *server) openCluster(roomCfg RoomConfig) (RoomConfig, error) {
 	s.logger.Info("room log in NATS JetStream", "stream", st.Stream, "epoch", st.Epoch, "replicas", cfg.NATSReplicas,
 		"server", st.URL, "records", len(recs))
 	return roomCfg, nil
-}
-
-// reach returns serverConfig.reach: the cluster store's, or nil.
-func (s *server) reach() func(context.Context, *roomlog.Position) {
-	if s.cluster == nil {
-		return nil
-	}
-	return s.cluster.Reach
 }
 
 // startRoom starts the room's hub with roomCfg, and the monitor.
@@ -328,7 +274,9 @@ func (s *server) build() error {
 		addrOf:        limit.ClientAddr(trusted),
 		gate:          gate,
 		bans:          bans,
-		reach:         s.reach(),
+	}
+	if s.cluster != nil {
+		sc.reach = s.cluster.Reach
 	}
 	if sc.guard, sc.names, err = s.openNames(sc); err != nil {
 		return err
@@ -341,7 +289,7 @@ func (s *server) build() error {
 	// The per-address caps: at accept only the peer is known, so trusted
 	// proxies are exempt (they carry many clients; cap those at the
 	// proxy, see contrib/nginx.conf).
-	s.ln = connlimit.New(ln, connlimit.Config{PerAddr: cfg.MaxConnsPerAddr, InProgress: cfg.MaxHeaderConns, MaxFields: maxHeaderFields, Exempt: trusted})
+	s.ln = connlimit.New(ln, connlimit.Config{PerAddr: cfg.MaxConnsPerAddr, InProgress: cfg.MaxHeaderConns, MaxFields: config.MaxHeaderFields, Exempt: trusted})
 	s.stats.countConnections(s.ln)
 	s.srv = &http.Server{
 		Handler:   s.ln.Handler(handler),
@@ -349,10 +297,10 @@ func (s *server) build() error {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return stream.WithNetConn(s.ln.ConnContext(ctx, c), c)
 		},
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		ReadHeaderTimeout: config.ReadHeaderTimeout,
+		ReadTimeout:       config.ReadTimeout,
+		IdleTimeout:       config.IdleTimeout,
+		MaxHeaderBytes:    config.MaxHeaderBytes,
 		HTTP2:             connlimit.HTTP2Config(),
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		// No WriteTimeout: it would cut long-lived HTTP/2 streams. Every
@@ -372,7 +320,7 @@ func (s *server) bans(gate *auth.Gate) (moderation.Bans, error) {
 	} else if s.cluster == nil {
 		return ban.New(), nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), natsOpenTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), config.NatsOpenTimeout)
 	defer cancel()
 	var err error
 	s.shared, err = clusterstate.Join(ctx, clusterstate.Config{JS: s.cluster.JS(), Stream: s.cfg.NATSStream,
@@ -394,7 +342,7 @@ func (s *server) openNames(sc serverConfig) (*nameguard.Guard, *names.Table, err
 	var table *names.Table
 	var err error
 	if s.shared != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), natsOpenTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), config.NatsOpenTimeout)
 		defer cancel()
 		issuer, table, err = s.shared.Names(ctx, opts, cfg.IdentitySecretFile)
 	} else {
@@ -418,7 +366,7 @@ func (s *server) openNames(sc serverConfig) (*nameguard.Guard, *names.Table, err
 func (s *server) newGate() (*auth.Gate, error) {
 	cfg := s.cfg
 	gateCfg := auth.GateConfig{Keys: auth.Keys{Room: cfg.RoomKey, Admin: cfg.AdminKey},
-		Lifetime: cfg.SessionLifetime, Failures: loginFailures, Window: loginWindow}
+		Lifetime: cfg.SessionLifetime, Failures: config.LoginFailures, Window: config.LoginWindow}
 	if cfg.Data != "" {
 		gateCfg.SecretPath = cfg.Data + ".secret"
 	}
@@ -449,7 +397,7 @@ func (s *server) serve(ctx context.Context) error {
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
-	s.logger.Info("listening", "addr", s.ln.Addr().String(), "url", scheme+"://"+displayAddr(s.ln.Addr()))
+	s.logger.Info("listening", "addr", s.ln.Addr().String(), "url", scheme+"://"+config.DisplayAddr(s.ln.Addr()))
 	serveErr := make(chan error, 1)
 	go func() {
 		if cfg.TLSCert != "" {
@@ -469,12 +417,12 @@ func (s *server) serve(ctx context.Context) error {
 // shutdown stops accepting first. Then it stops the journal while the room
 // still runs, so that every post the journal made durable is answered 201
 // (posts after that get 503 and are not stored). If the journal takes
-// longer than journalDrain (a hung fsync), the room answers the posts and
+// longer than config.JournalDrain (a hung fsync), the room answers the posts and
 // deletions it still holds 202: they are written before the process
 // exits, but not confirmed. Then it ends every stream: the room closes
 // each client's queue, writers finish what is queued and close their
-// connections; writers still blocked after streamDrain are cut. Last it
-// waits for the requests in flight, up to shutdownTimeout.
+// connections; writers still blocked after config.StreamDrain are cut. Last it
+// waits for the requests in flight, up to config.ShutdownTimeout.
 func (s *server) shutdown() {
 	s.logger.Info("shutting down")
 	s.shuttingDown.Store(true)
@@ -482,15 +430,15 @@ func (s *server) shutdown() {
 	s.stopLog()
 	select {
 	case <-s.logDone:
-	case <-time.After(cmp.Or(s.cfg.journalWait, journalDrain)):
+	case <-time.After(cmp.Or(s.cfg.journalWait, config.JournalDrain)):
 		s.logger.Warn("journal did not stop in time")
 	}
 	s.stopRoom()
-	if !s.streams.Wait(streamDrain) {
+	if !s.streams.Wait(config.StreamDrain) {
 		s.streams.Interrupt()
 		s.streams.Wait(time.Second)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), config.ShutdownTimeout)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); err != nil {
 		_ = s.srv.Close()
@@ -498,17 +446,4 @@ func (s *server) shutdown() {
 	s.stopNames()
 	s.stopMonitor()
 	s.logger.Info("stopped", "messages", s.stats.Snapshot().MessagesPosted)
-}
-
-// displayAddr returns addr in a form a browser accepts ("localhost:6969"
-// for a wildcard address).
-func displayAddr(addr net.Addr) string {
-	host, port, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return addr.String()
-	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return net.JoinHostPort(host, port)
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"chat/internal/clusterlog"
+	"chat/internal/config"
 	"chat/internal/httpx"
 	"chat/internal/presence"
 )
@@ -566,7 +567,7 @@ func servePprof(addr string, logger *slog.Logger) (stop func(), err error) {
 	logger.Info("pprof listening", "addr", ln.Addr().String())
 	srv := &http.Server{
 		Handler:           handlePprof(),
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: config.ReadHeaderTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	done := make(chan struct{})

@@ -24,6 +24,7 @@ import (
 
 	"chat/internal/auth"
 	"chat/internal/ban"
+	"chat/internal/config"
 	"chat/internal/journal"
 	"chat/internal/roomlog"
 )
@@ -61,7 +62,7 @@ func TestShutdownEndsStreams(t *testing.T) {
 // TestHealthDuringShutdown checks the real run: /healthz answers 200 while
 // serving and 503 once shutdown has begun. A stream whose client reads
 // nothing keeps its writer blocked on a large backlog, which holds the
-// server in the drain phase of shutdown (streamDrain) while an already
+// server in the drain phase of shutdown (config.StreamDrain) while an already
 // open keep-alive connection asks for /healthz.
 func TestHealthDuringShutdown(t *testing.T) {
 	t.Parallel()
@@ -122,7 +123,7 @@ func TestHealthDuringShutdown(t *testing.T) {
 	// written, which a client that reads nothing never lets happen.
 	delivered := ts.stats(t).Deliveries
 	ts.cancel()
-	deadline := time.Now().Add(streamDrain)
+	deadline := time.Now().Add(config.StreamDrain)
 	for {
 		code, err := get()
 		if err != nil {

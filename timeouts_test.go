@@ -14,17 +14,19 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"chat/internal/config"
 )
 
 // TestServerTimeouts checks the connection bounds: idle keep-alive
-// connections close after about 30 s (idleTimeout), and headers are capped
+// connections close after about 30 s (config.IdleTimeout), and headers are capped
 // at 16 KiB.
 func TestServerTimeouts(t *testing.T) {
-	if idleTimeout > 30*time.Second || idleTimeout < 10*time.Second {
-		t.Errorf("idleTimeout = %v, want about 30 s", idleTimeout)
+	if config.IdleTimeout > 30*time.Second || config.IdleTimeout < 10*time.Second {
+		t.Errorf("idleTimeout = %v, want about 30 s", config.IdleTimeout)
 	}
-	if maxHeaderBytes > 16<<10 {
-		t.Errorf("maxHeaderBytes = %d, want at most 16 KiB", maxHeaderBytes)
+	if config.MaxHeaderBytes > 16<<10 {
+		t.Errorf("maxHeaderBytes = %d, want at most 16 KiB", config.MaxHeaderBytes)
 	}
 	ts := startServer(t)
 	// 17 KiB of headers plus net/http's 4 KiB allowance for the request
@@ -79,7 +81,7 @@ func TestSlowHeadersCut(t *testing.T) {
 					}
 				}
 			}()
-			checkCut(t, conn, start, readHeaderTimeout)
+			checkCut(t, conn, start, config.ReadHeaderTimeout)
 		})
 	}
 }
